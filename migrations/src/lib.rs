@@ -1,0 +1,61 @@
+//! Every table of Junction, as sea-orm migrations that run on SQLite and PostgreSQL alike.
+//!
+//! `junction serve` applies pending migrations at start; `junction migrate up|down|status`
+//! does it by hand. Migrations are append-only: a released one is never edited.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_tenants_and_api_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_tenants_and_api_keys::Migration)]
+    }
+}
+
+/// One migration and whether the database has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationState {
+    pub name: String,
+    pub applied: bool,
+}
+
+/// The state of every known migration, in order. Read-only: never creates tables, so it is
+/// safe in readiness probes.
+pub async fn status<C: ConnectionTrait>(db: &C) -> Result<Vec<MigrationState>, DbErr> {
+    Ok(Migrator::get_migration_with_status_read_only(db)
+        .await?
+        .iter()
+        .map(|m| MigrationState {
+            name: m.name().to_owned(),
+            applied: m.status() == sea_orm_migration::MigrationStatus::Applied,
+        })
+        .collect())
+}
+
+/// Applies every pending migration; returns the names applied.
+pub async fn up(db: &sea_orm::DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    let pending: Vec<String> = Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    Migrator::up(db, None).await?;
+    Ok(pending)
+}
+
+/// Rolls back the last `steps` applied migrations; returns the names rolled back.
+pub async fn down(db: &sea_orm::DatabaseConnection, steps: u32) -> Result<Vec<String>, DbErr> {
+    let applied: Vec<String> = Migrator::get_applied_migrations(db)
+        .await?
+        .iter()
+        .rev()
+        .take(steps as usize)
+        .map(|m| m.name().to_owned())
+        .collect();
+    Migrator::down(db, Some(steps)).await?;
+    Ok(applied)
+}

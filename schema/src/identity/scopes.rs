@@ -1,0 +1,105 @@
+//! A set of OAuth2-style scope tokens (RFC 6749 section 3.3).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// Scope tokens, kept sorted so that their encoding is canonical.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scopes(BTreeSet<String>);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid scope {0:?}: a scope is one or more printable ASCII characters without spaces, quotes or backslashes"
+)]
+pub struct InvalidScope(pub String);
+
+impl Scopes {
+    pub fn new<I, S>(scopes: I) -> Result<Self, InvalidScope>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut set = BTreeSet::new();
+        for scope in scopes {
+            let scope = scope.into();
+            if !is_scope_token(&scope) {
+                return Err(InvalidScope(scope));
+            }
+            set.insert(scope);
+        }
+        Ok(Self(set))
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
+fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+impl FromStr for Scopes {
+    type Err = InvalidScope;
+
+    /// Parses space- or comma-separated scopes; empty items are ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(
+            s.split([' ', ','])
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned),
+        )
+    }
+}
+
+impl fmt::Display for Scopes {
+    /// Space-separated, sorted: the canonical form that is signed and stored.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for scope in &self.0 {
+            if !first {
+                f.write_str(" ")?;
+            }
+            f.write_str(scope)?;
+            first = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sorted_and_deduplicated() {
+        let scopes: Scopes = "webhooks:write admin,webhooks:write".parse().unwrap();
+        assert_eq!(scopes.to_string(), "admin webhooks:write");
+        assert!(scopes.contains("admin"));
+        assert!(!scopes.contains("webhooks"));
+    }
+
+    #[test]
+    fn refuses_quotes_backslashes_and_control_characters() {
+        for bad in ["a\"b", "a\\b", "tab\there", "é"] {
+            assert_eq!(Scopes::new([bad]), Err(InvalidScope(bad.to_owned())));
+        }
+    }
+
+    #[test]
+    fn empty_input_is_no_scopes() {
+        assert!(Scopes::from_str("  ").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,81 @@
+//! `junction serve`: every part of Junction in one process, on the configured backends
+//! (embedded SQLite by default).
+
+use anyhow::Context;
+use junction_gateway::health::{self, ReadinessProbe};
+use junction_schema::tenants;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::commands::{Failure, connect};
+use crate::config::Config;
+use crate::shutdown;
+
+pub async fn run(config: Config) -> Result<(), Failure> {
+    let db = connect(&config).await?;
+    let applied = junction_migrations::up(&db)
+        .await
+        .context("applying migrations")?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "applied migrations");
+    }
+    if let Some(bootstrap) = tenants::bootstrap(&db)
+        .await
+        .context("creating the default tenant")?
+    {
+        print_bootstrap(&bootstrap);
+    }
+
+    let app = health::routes(vec![database_probe(db.clone())]).layer(TraceLayer::new_for_http());
+    let listen = config.gateway.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr().context("listener address")?,
+        database = %config.database.url,
+        "Junction is serving"
+    );
+    junction_gateway::server::serve(
+        listener,
+        app,
+        shutdown::signal(),
+        config.gateway.shutdown_grace,
+    )
+    .await
+    .context("serving HTTP")?;
+    db.close().await.context("closing the database")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Ready when the database answers and has every migration this binary knows.
+fn database_probe(db: DatabaseConnection) -> ReadinessProbe {
+    ReadinessProbe::new("database", move || {
+        let db = db.clone();
+        async move {
+            db.ping().await.map_err(|e| format!("unreachable: {e}"))?;
+            let states = junction_migrations::status(&db)
+                .await
+                .map_err(|e| format!("cannot read migrations: {e}"))?;
+            let pending = states.iter().filter(|m| !m.applied).count();
+            if pending > 0 {
+                return Err(format!("{pending} migration(s) pending"));
+            }
+            Ok(())
+        }
+    })
+}
+
+fn print_bootstrap(bootstrap: &tenants::Bootstrap) {
+    // Printed, never logged: logs are kept and shipped, this key must not be.
+    println!(
+        "\nJunction created the tenant {:?} and its first admin API key.\n\
+         It is shown only this once; store it now:\n\n    {}\n\n\
+         Send it as `Authorization: Bearer <key>`. More keys: `junction apikey create --tenant {} --scopes admin`.\n",
+        bootstrap.tenant.name,
+        bootstrap.admin_key.reveal(),
+        bootstrap.tenant.name,
+    );
+}

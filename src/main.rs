@@ -1,0 +1,60 @@
+//! `junction`: one binary that runs the whole platform (`serve`) or any part of it alone.
+//! This file only wires the command line to the commands.
+
+mod cli;
+mod commands;
+mod config;
+mod logging;
+mod shutdown;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::commands::Failure;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("junction: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Config { action } = &cli.command {
+        return commands::config_check::run(&cli, action);
+    }
+    let config = cli.load_config()?;
+    logging::init(&config.log);
+    match &cli.command {
+        Command::Serve { .. } => commands::serve::run(config).await,
+        Command::Gateway { .. } => Err(Failure::not_built(
+            "gateway",
+            "the stand-alone federation router arrives with the router issue",
+        )),
+        Command::Subgraph { name } => Err(Failure::not_built(
+            &format!("subgraph {name}"),
+            "the subgraphs arrive with the webhook, connector and delivery issues",
+        )),
+        Command::Dispatcher => Err(Failure::not_built(
+            "dispatcher",
+            "the delivery worker arrives with the webhook pipeline issue",
+        )),
+        Command::Migrate { action } => commands::migrate::run(&config, action).await,
+        Command::Apikey { action } => commands::apikey::run(&config, action).await,
+        Command::Tenant { action } => commands::tenant::run(&config, action).await,
+        Command::Config { .. } => unreachable!("handled above"),
+    }
+}

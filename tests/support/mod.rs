@@ -1,0 +1,30 @@
+//! What the end-to-end tests share: a fresh database per test (SQLite or PostgreSQL), and the
+//! `junction` binary run as a user runs it.
+#![allow(dead_code)] // each test file uses its own part of this module
+
+pub mod database;
+pub mod process;
+
+pub use database::TestDatabase;
+pub use process::{Junction, cli};
+
+/// Runs each listed `async fn name(db: TestDatabase)` twice: on SQLite and on PostgreSQL.
+/// The PostgreSQL half fails, loudly, when no server is configured.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$test($crate::support::TestDatabase::sqlite().await).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$test($crate::support::TestDatabase::postgres().await).await
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,152 @@
+//! The `junction` binary, started and stopped the way a user or an operator would.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_junction");
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `Command` for the binary, in `dir`, with no `JUNCTION_*` settings leaking in from the
+/// environment the tests run in.
+pub fn command(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("JUNCTION_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+/// Runs a one-shot CLI command to completion.
+pub fn cli(dir: &Path, database_url: Option<&str>, args: &[&str]) -> Output {
+    let mut command = command(dir);
+    if let Some(url) = database_url {
+        command.env("JUNCTION_DATABASE_URL", url);
+    }
+    command.args(args).output().expect("run junction")
+}
+
+/// A running `junction serve` (or other long-running command).
+pub struct Junction {
+    child: Child,
+    pub address: String,
+    /// Everything it printed on stdout before it was ready.
+    pub stdout: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Junction {
+    /// Starts `junction serve` on a free port in `dir` and waits until it listens.
+    pub fn serve(dir: &Path, database_url: Option<&str>) -> Self {
+        let mut command = command(dir);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+        if let Some(url) = database_url {
+            command.env("JUNCTION_DATABASE_URL", url);
+        }
+        Self::start(command)
+    }
+
+    pub fn start(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn junction");
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (out_tx, out_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+                let _ = out_tx.send(text.clone());
+            }
+        });
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let address = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(address) = serving_address(&line) {
+                        break address;
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("junction did not start; it logged:\n{}", seen.join("\n"));
+                }
+            }
+        };
+        // stdout is written before the "serving" log line, so it is complete by now
+        // (allow the reader thread a moment to catch up).
+        std::thread::sleep(Duration::from_millis(50));
+        let stdout = out_rx.try_iter().last().unwrap_or_default();
+        Self {
+            child,
+            address,
+            stdout,
+            stderr: lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (for example "TERM" or "INT") and waits for the process to exit.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, Vec<String>) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let logs = self.stderr.try_iter().collect();
+                return (status, logs);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("junction did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Junction {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address from the JSON log line `{"message":"Junction is serving","address":...}`.
+fn serving_address(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    (value["message"] == "Junction is serving")
+        .then(|| value["address"].as_str().map(str::to_owned))
+        .flatten()
+}
