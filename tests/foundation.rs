@@ -31,11 +31,15 @@ async fn serve_on_embedded_defaults_creates_the_database_and_stops_cleanly() {
     assert!(dir.path().join("data/junction.db").is_file());
     printed_key(&junction.stdout);
 
-    let ready = reqwest::get(junction.url("/health/ready")).await.unwrap();
+    let ready = support::http_get(junction.url("/health/ready"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"]["status"], "ready");
-    let live = reqwest::get(junction.url("/health/live")).await.unwrap();
+    let live = support::http_get(junction.url("/health/live"))
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
 
     let (status, logs) = junction.stop_with("INT");
@@ -70,7 +74,9 @@ async fn serve_migrates_bootstraps_and_answers_ready(db: TestDatabase) {
     let junction = Junction::serve(db.dir.path(), Some(&db.url));
     let key = printed_key(&junction.stdout);
 
-    let ready = reqwest::get(junction.url("/health/ready")).await.unwrap();
+    let ready = support::http_get(junction.url("/health/ready"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 
     // The printed key is a working admin key of the default tenant.
@@ -89,7 +95,9 @@ async fn readiness_fails_while_migrations_are_pending(db: TestDatabase) {
     let down = cli(db.dir.path(), Some(&db.url), &["migrate", "down"]);
     assert!(down.status.success(), "{}", stderr(&down));
 
-    let ready = reqwest::get(junction.url("/health/ready")).await.unwrap();
+    let ready = support::http_get(junction.url("/health/ready"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(
@@ -97,28 +105,40 @@ async fn readiness_fails_while_migrations_are_pending(db: TestDatabase) {
         "1 migration(s) pending"
     );
     // Liveness is about the process, not its dependencies.
-    let live = reqwest::get(junction.url("/health/live")).await.unwrap();
+    let live = support::http_get(junction.url("/health/live"))
+        .await
+        .unwrap();
     assert_eq!(live.status(), 200);
 
     let up = cli(db.dir.path(), Some(&db.url), &["migrate", "up"]);
     assert!(up.status.success(), "{}", stderr(&up));
-    let ready = reqwest::get(junction.url("/health/ready")).await.unwrap();
+    let ready = support::http_get(junction.url("/health/ready"))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
 async fn migrations_go_up_and_down(db: TestDatabase) {
     let dir = db.dir.path();
     let url = Some(db.url.as_str());
-    let migration = "m20261126_000001_tenants_and_api_keys";
+    let names = junction_migrations::names();
+    let listing = |word: &str, names: &[String]| -> String {
+        names
+            .iter()
+            .map(|name| format!("{word:<11} {name}\n"))
+            .collect()
+    };
+    let last = names.last().unwrap().clone();
+    let (earlier, _) = names.split_at(names.len() - 1);
 
     let status = cli(dir, url, &["migrate", "status"]);
     assert!(status.status.success(), "{}", stderr(&status));
-    assert_eq!(stdout(&status), format!("pending     {migration}\n"));
+    assert_eq!(stdout(&status), listing("pending", &names));
 
     let up = cli(dir, url, &["migrate", "up"]);
-    assert_eq!(stdout(&up), format!("applied     {migration}\n"));
+    assert_eq!(stdout(&up), listing("applied", &names));
     let status = cli(dir, url, &["migrate", "status"]);
-    assert_eq!(stdout(&status), format!("applied     {migration}\n"));
+    assert_eq!(stdout(&status), listing("applied", &names));
     let again = cli(dir, url, &["migrate", "up"]);
     assert!(
         stdout(&again).starts_with("nothing to apply"),
@@ -130,11 +150,21 @@ async fn migrations_go_up_and_down(db: TestDatabase) {
     let conn = db.connect().await;
     tenants::create(&conn, "acme").await.unwrap();
 
+    // ...`down` rolls back the newest migration only...
     let down = cli(dir, url, &["migrate", "down"]);
-    assert_eq!(stdout(&down), format!("rolled back {migration}\n"));
+    assert_eq!(stdout(&down), format!("rolled back {last}\n"));
     let status = cli(dir, url, &["migrate", "status"]);
-    assert_eq!(stdout(&status), format!("pending     {migration}\n"));
-    // ...and are gone after `down`.
+    assert_eq!(
+        stdout(&status),
+        listing("applied", earlier) + &listing("pending", std::slice::from_ref(&last))
+    );
+
+    // ...and all the way down, every table is gone.
+    let steps = names.len().to_string();
+    let down = cli(dir, url, &["migrate", "down", "--steps", &steps]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    let status = cli(dir, url, &["migrate", "status"]);
+    assert_eq!(stdout(&status), listing("pending", &names));
     assert!(tenants::list(&conn).await.is_err());
 
     let up = cli(dir, url, &["migrate", "up"]);

@@ -1,4 +1,24 @@
-//! The dispatcher: the `Queue` trait with its embedded and Kafka backends, and the worker that
-//! signs and delivers webhooks at least once, with back-off, a dead-letter state and replay.
+//! The dispatcher: takes delivery tasks from a [`Queue`], signs each webhook per Standard
+//! Webhooks, POSTs it to the customer's endpoint, records the attempt, and only then settles
+//! the task: acknowledged, retried later with back-off, or dead-lettered.
 //!
-//! Empty until the webhook pipeline issue lands; `junction dispatcher` says so.
+//! Delivery is at least once: a crash between sending and settling repeats the delivery with
+//! the same `webhook-id`; nothing is ever dropped.
+//!
+//! - [`queue`]: the small `Queue` trait and its backends (embedded in the database; Kafka later).
+//! - [`worker`]: the delivery loop, with per-endpoint isolation.
+//! - [`ssrf`]: the HTTP client's resolver that enforces the address policy at connect time.
+//! - [`retry`]: the back-off schedule.
+//! - [`replay`]: putting dead-lettered deliveries back on the queue.
+
+mod config;
+pub mod queue;
+pub mod replay;
+pub mod retry;
+mod sender;
+pub mod ssrf;
+pub mod worker;
+
+pub use config::DispatcherConfig;
+pub use queue::{Queue, QueueError, Received, Task};
+pub use worker::Dispatcher;

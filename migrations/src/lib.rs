@@ -6,14 +6,26 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_tenants_and_api_keys;
+mod m20261126_000002_webhooks;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_tenants_and_api_keys::Migration)]
+        vec![
+            Box::new(m20261126_000001_tenants_and_api_keys::Migration),
+            Box::new(m20261126_000002_webhooks::Migration),
+        ]
     }
+}
+
+/// The name of every migration this binary knows, oldest first.
+pub fn names() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
 }
 
 /// One migration and whether the database has it.

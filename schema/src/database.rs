@@ -161,9 +161,16 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Conn
             url.push_str("mode=rwc");
         }
     }
+    // SQLite has one writer at a time, and a transaction that reads before it writes fails
+    // at once (not after a wait) when another connection wrote meanwhile. One connection per
+    // process serialises access instead; across processes the busy timeout applies.
+    let max_connections = match config.url.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => config.max_connections,
+    };
     let mut options = ConnectOptions::new(url);
     options
-        .max_connections(config.max_connections)
+        .max_connections(max_connections)
         .connect_timeout(config.connect_timeout)
         .acquire_timeout(config.connect_timeout)
         .sqlx_logging(false);

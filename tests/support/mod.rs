@@ -1,12 +1,24 @@
 //! What the end-to-end tests share: a fresh database per test (SQLite or PostgreSQL), and the
 //! `junction` binary run as a user runs it.
-#![allow(dead_code)] // each test file uses its own part of this module
+#![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 pub mod database;
 pub mod process;
+pub mod receiver;
 
 pub use database::TestDatabase;
 pub use process::{Junction, cli};
+
+/// A GET with a plain HTTP client (Junction's own clients bring their TLS setup; this one
+/// only talks to loopback).
+pub async fn http_get(url: String) -> reqwest::Result<reqwest::Response> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    });
+    client.get(url).send().await
+}
 
 /// Runs each listed `async fn name(db: TestDatabase)` twice: on SQLite and on PostgreSQL.
 /// The PostgreSQL half fails, loudly, when no server is configured.

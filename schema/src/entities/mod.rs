@@ -1,4 +1,10 @@
 //! sea-orm entities, one file per table. Every tenant-owned row carries `tenant_id`.
 
 pub mod api_key;
+pub mod delivery;
+pub mod delivery_attempt;
+pub mod endpoint;
+pub mod endpoint_secret;
+pub mod event_type;
+pub mod message;
 pub mod tenant;

@@ -1,0 +1,55 @@
+//! The queue between publishing and delivery: one small trait, one file per backend.
+//!
+//! A backend hands out [`Received`] tasks and settles each exactly one way: `ack` after a
+//! success, `retry_at` for a later attempt, `dead_letter` when retries are exhausted. A task
+//! that is never settled (its worker died) must come back by itself: that is what makes
+//! delivery at-least-once.
+
+mod embedded;
+
+pub use embedded::EmbeddedQueue;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+/// One message on its way to one endpoint. `delivery_id` is the `webhook-id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub delivery_id: String,
+    pub tenant_id: String,
+    pub message_id: String,
+    pub endpoint_id: String,
+    /// Attempts already made.
+    pub attempts: i32,
+}
+
+/// A task taken from the queue, with the backend's handle for settling it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub task: Task,
+    /// Opaque to the worker: a lease token, or a partition and offset.
+    pub receipt: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue database error: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("queue backend error: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Makes tasks available for delivery now (new tasks, or replays of settled ones).
+    async fn publish(&self, tasks: &[Task]) -> Result<(), QueueError>;
+    /// Takes up to `max` due tasks. Each stays invisible to other workers until settled or
+    /// until its lease runs out.
+    async fn receive(&self, max: usize) -> Result<Vec<Received>, QueueError>;
+    /// The attempt succeeded and is recorded.
+    async fn ack(&self, received: &Received) -> Result<(), QueueError>;
+    /// Try again at `at`; nothing counts as an attempt here, the worker records those.
+    async fn retry_at(&self, received: &Received, at: DateTime<Utc>) -> Result<(), QueueError>;
+    /// Retries are exhausted (or delivery is impossible); keep it for replay.
+    async fn dead_letter(&self, received: &Received, reason: &str) -> Result<(), QueueError>;
+}

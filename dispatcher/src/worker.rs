@@ -1,0 +1,552 @@
+//! The delivery loop: take tasks, deliver them with bounded concurrency, record every attempt,
+//! then settle the task. One slow or failing endpoint cannot hold up the others: each has its
+//! own concurrency cap, rate limit and back-off pause, and a task that would exceed them goes
+//! back to the queue for a moment instead of occupying a worker slot.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use junction_schema::entities::{delivery, delivery_attempt, endpoint, endpoint_secret, message};
+use junction_schema::envelope::{AttemptOutcome, DeliveryEvent, Envelope};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+};
+use tokio::sync::{Semaphore, broadcast};
+use tokio::task::JoinSet;
+
+use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
+use crate::queue::{Queue, Received};
+use crate::retry;
+use crate::sender::{AttemptResult, ClientError, Sender};
+use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
+use junction_schema::webhook_url::AddressPolicy;
+
+/// How long a task waits when its endpoint is at its concurrency cap.
+const BUSY_ENDPOINT_DEFERRAL: Duration = Duration::from_millis(200);
+const EVENT_BUFFER: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error(transparent)]
+    Config(#[from] InvalidDispatcherConfig),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// The delivery worker. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    queue: Arc<dyn Queue>,
+    sender: Sender,
+    config: DispatcherConfig,
+    events: broadcast::Sender<DeliveryEvent>,
+    gates: Mutex<HashMap<String, Gate>>,
+}
+
+/// Per-endpoint traffic state, local to this process.
+#[derive(Default)]
+struct Gate {
+    in_flight: usize,
+    /// Set after 429/502/503/504: nothing goes to the endpoint before this.
+    paused_until: Option<Instant>,
+    /// Rate limit: the earliest time the next request may start.
+    next_slot: Option<Instant>,
+}
+
+/// Releases an endpoint's concurrency slot when the attempt ends, however it ends.
+struct Admitted {
+    inner: Arc<Inner>,
+    endpoint_id: String,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut gates) = self.inner.gates.lock()
+            && let Some(gate) = gates.get_mut(&self.endpoint_id)
+        {
+            gate.in_flight = gate.in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        db: DatabaseConnection,
+        queue: Arc<dyn Queue>,
+        config: DispatcherConfig,
+    ) -> Result<Self, DispatcherError> {
+        config.validate()?;
+        let policy = AddressPolicy::new(config.allowed_networks.clone());
+        let sender = Sender::new(&config, policy)?;
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                queue,
+                sender,
+                config,
+                events,
+                gates: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Every recorded attempt, as it happens.
+    pub fn subscribe(&self) -> broadcast::Receiver<DeliveryEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Delivers until `shutdown` resolves, then lets attempts in flight finish (within the
+    /// lease; anything cut off is retried by whoever takes the task next).
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let config = &self.inner.config;
+        let permits = Arc::new(Semaphore::new(config.concurrency));
+        let mut in_flight = JoinSet::new();
+        tokio::pin!(shutdown);
+        tracing::info!(concurrency = config.concurrency, "dispatcher started");
+        loop {
+            while in_flight.try_join_next().is_some() {}
+            // Wait for room before taking tasks, so taken tasks never wait on a permit.
+            let first = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => permit.expect("semaphore is never closed"),
+            };
+            let room = 1 + permits.available_permits().min(config.batch_size - 1);
+            let batch = tokio::select! {
+                () = &mut shutdown => break,
+                batch = self.inner.queue.receive(room) => batch,
+            };
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take tasks from the queue; retrying");
+                    drop(first);
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(config.poll_interval) => continue,
+                    }
+                }
+            };
+            if batch.is_empty() {
+                drop(first);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(config.poll_interval) => continue,
+                }
+            }
+            let mut first = Some(first);
+            for received in batch {
+                let permit = match first.take() {
+                    Some(permit) => permit,
+                    None => Arc::clone(&permits)
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore is never closed"),
+                };
+                let inner = Arc::clone(&self.inner);
+                in_flight.spawn(async move {
+                    inner.handle(received).await;
+                    drop(permit);
+                });
+            }
+        }
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "dispatcher stopping; finishing attempts in flight"
+        );
+        let drain = async { while in_flight.join_next().await.is_some() {} };
+        if tokio::time::timeout(config.lease, drain).await.is_err() {
+            tracing::warn!(
+                "attempts still running at the end of the lease were cut; they will be retried"
+            );
+        }
+    }
+}
+
+/// What one delivery needs from the database.
+struct Context {
+    endpoint: endpoint::Model,
+    message: message::Model,
+    secrets: Vec<SigningSecret>,
+}
+
+impl Inner {
+    async fn handle(self: Arc<Self>, received: Received) {
+        let task = &received.task;
+        let context = match self.load(&received).await {
+            Ok(Some(context)) => context,
+            Ok(None) => {
+                self.settle_dead(&received, "the message or endpoint no longer exists")
+                    .await;
+                return;
+            }
+            Err(error) => {
+                // The lease runs out and the task comes back.
+                tracing::warn!(delivery = %task.delivery_id, %error, "cannot load delivery");
+                return;
+            }
+        };
+        if !context.endpoint.enabled {
+            let reason = format!(
+                "endpoint disabled: {}",
+                context
+                    .endpoint
+                    .disabled_reason
+                    .as_deref()
+                    .unwrap_or("by its owner")
+            );
+            self.settle_dead(&received, &reason).await;
+            return;
+        }
+        let _admitted = match self.admit(&context.endpoint) {
+            Ok(admitted) => admitted,
+            Err(wait) => {
+                let at = Utc::now() + chrono_duration(wait);
+                if let Err(error) = self.queue.retry_at(&received, at).await {
+                    tracing::warn!(delivery = %task.delivery_id, %error, "cannot defer delivery");
+                }
+                return;
+            }
+        };
+        let attempt = task.attempts + 1;
+        let (headers, body) = match self.request(&received, &context) {
+            Ok(request) => request,
+            Err(reason) => {
+                self.settle_dead(&received, &reason).await;
+                return;
+            }
+        };
+        let result = self.sender.send(&context.endpoint.url, headers, body).await;
+        self.conclude(&received, &context, attempt, result).await;
+    }
+
+    async fn load(&self, received: &Received) -> Result<Option<Context>, DbErr> {
+        let task = &received.task;
+        let endpoint = endpoint::Entity::find_by_id(task.endpoint_id.clone())
+            .filter(endpoint::Column::TenantId.eq(&task.tenant_id))
+            .one(&self.db)
+            .await?;
+        let message = message::Entity::find_by_id(task.message_id.clone())
+            .filter(message::Column::TenantId.eq(&task.tenant_id))
+            .one(&self.db)
+            .await?;
+        let (Some(endpoint), Some(message)) = (endpoint, message) else {
+            return Ok(None);
+        };
+        let now = Utc::now();
+        let rows = endpoint_secret::Entity::find()
+            .filter(endpoint_secret::Column::EndpointId.eq(&endpoint.id))
+            .filter(
+                Condition::any()
+                    .add(endpoint_secret::Column::ExpiresAt.is_null())
+                    .add(endpoint_secret::Column::ExpiresAt.gt(now)),
+            )
+            .order_by_desc(endpoint_secret::Column::CreatedAt)
+            .all(&self.db)
+            .await?;
+        let scheme = Scheme::parse(&endpoint.signing_algorithm).unwrap_or(Scheme::HmacSha256);
+        let secrets = rows
+            .iter()
+            .filter_map(|row| match SigningSecret::parse(scheme, &row.secret) {
+                Ok(secret) => Some(secret),
+                Err(error) => {
+                    tracing::error!(endpoint = %endpoint.id, secret = %row.id, %error, "unusable signing secret");
+                    None
+                }
+            })
+            .collect();
+        Ok(Some(Context {
+            endpoint,
+            message,
+            secrets,
+        }))
+    }
+
+    /// Admits one attempt to the endpoint, or says how long to wait.
+    fn admit(self: &Arc<Self>, endpoint: &endpoint::Model) -> Result<Admitted, Duration> {
+        let now = Instant::now();
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gate = gates.entry(endpoint.id.clone()).or_default();
+        if let Some(until) = gate.paused_until.filter(|until| *until > now) {
+            return Err(until - now);
+        }
+        if gate.in_flight >= self.config.per_endpoint_concurrency {
+            return Err(BUSY_ENDPOINT_DEFERRAL);
+        }
+        if let Some(rate) = endpoint.rate_limit_per_second.filter(|rate| *rate > 0) {
+            let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+            let slot = gate.next_slot.unwrap_or(now).max(now);
+            if slot > now {
+                return Err(slot - now);
+            }
+            gate.next_slot = Some(slot + interval);
+        }
+        gate.in_flight += 1;
+        Ok(Admitted {
+            inner: Arc::clone(self),
+            endpoint_id: endpoint.id.clone(),
+        })
+    }
+
+    fn pause(&self, endpoint_id: &str, wait: Duration) {
+        let mut gates = self
+            .gates
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let gate = gates.entry(endpoint_id.to_owned()).or_default();
+        let until = Instant::now() + wait;
+        gate.paused_until = Some(
+            gate.paused_until
+                .map_or(until, |current| current.max(until)),
+        );
+    }
+
+    /// The signed request: Standard Webhooks headers, the endpoint's own headers, the body.
+    fn request(
+        &self,
+        received: &Received,
+        context: &Context,
+    ) -> Result<(HeaderMap, Vec<u8>), String> {
+        let envelope = Envelope {
+            event_type: context.message.event_type.clone(),
+            timestamp: context.message.created_at,
+            data: context.message.payload.clone(),
+            message_id: context.message.id.clone(),
+            delivery_id: received.task.delivery_id.clone(),
+        };
+        let body =
+            serde_json::to_vec(&envelope).map_err(|e| format!("cannot encode envelope: {e}"))?;
+        let timestamp = Utc::now().timestamp();
+        let mut headers = HeaderMap::new();
+        if let Some(custom) = context.endpoint.headers.as_object() {
+            for (name, value) in custom {
+                let (Ok(name), Some(Ok(value))) = (
+                    HeaderName::try_from(name.as_str()),
+                    value.as_str().map(HeaderValue::from_str),
+                ) else {
+                    continue;
+                };
+                headers.insert(name, value);
+            }
+        }
+        let header =
+            |text: &str| HeaderValue::from_str(text).map_err(|e| format!("invalid header: {e}"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert("webhook-id", header(&received.task.delivery_id)?);
+        headers.insert("webhook-timestamp", header(&timestamp.to_string())?);
+        if context.secrets.is_empty() {
+            return Err("the endpoint has no valid signing secret".to_owned());
+        }
+        headers.insert(
+            "webhook-signature",
+            header(&signature_header(
+                &context.secrets,
+                &received.task.delivery_id,
+                timestamp,
+                &body,
+            ))?,
+        );
+        if let Some(traceparent) = &context.message.traceparent
+            && let Ok(value) = HeaderValue::from_str(traceparent)
+        {
+            headers.insert("traceparent", value);
+        }
+        Ok((headers, body))
+    }
+
+    /// Records the attempt, then settles the task: the order that makes delivery
+    /// at-least-once.
+    async fn conclude(
+        &self,
+        received: &Received,
+        context: &Context,
+        attempt: i32,
+        result: AttemptResult,
+    ) {
+        let task = &received.task;
+        let endpoint = &context.endpoint;
+        let status = result.status.map(|s| s.as_u16());
+        let gone = result.status == Some(StatusCode::GONE);
+        let succeeded = result.succeeded();
+        let outcome = if succeeded {
+            Decision::Ack
+        } else if gone {
+            Decision::Dead("the endpoint answered 410 Gone and was disabled".to_owned())
+        } else {
+            let schedule =
+                endpoint_schedule(endpoint).unwrap_or_else(|| self.config.retry_schedule.clone());
+            match retry::next_delay(&schedule, attempt, self.config.retry_jitter) {
+                Some(delay) => {
+                    let delay = delay.max(result.retry_after.unwrap_or_default());
+                    if matches!(status, Some(429 | 502 | 503 | 504)) {
+                        self.pause(&endpoint.id, result.retry_after.unwrap_or(delay));
+                    }
+                    Decision::Retry(Utc::now() + chrono_duration(delay))
+                }
+                None => Decision::Dead(format!("retries exhausted after {attempt} attempts")),
+            }
+        };
+
+        let error_text = result.error.as_ref().map(|(_, message)| message.clone());
+        let record = delivery_attempt::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            tenant_id: Set(task.tenant_id.clone()),
+            delivery_id: Set(task.delivery_id.clone()),
+            message_id: Set(task.message_id.clone()),
+            endpoint_id: Set(task.endpoint_id.clone()),
+            attempt: Set(attempt),
+            status_code: Set(status.map(i32::from)),
+            duration_ms: Set(i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX)),
+            response_excerpt: Set(result.excerpt.clone()),
+            error_kind: Set(result
+                .error
+                .as_ref()
+                .map(|(kind, _)| kind.as_str().to_owned())),
+            trace_id: Set(context.message.traceparent.as_deref().and_then(trace_id)),
+            created_at: Set(Utc::now()),
+        };
+        let recorded = async {
+            let record = record.insert(&self.db).await?;
+            delivery::Entity::update_many()
+                .col_expr(delivery::Column::Attempts, Expr::value(attempt))
+                .col_expr(delivery::Column::LastError, Expr::value(error_text.clone()))
+                .col_expr(delivery::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(delivery::Column::Id.eq(&task.delivery_id))
+                .exec(&self.db)
+                .await?;
+            self.track_endpoint_health(endpoint, succeeded, gone)
+                .await?;
+            Ok::<_, DbErr>(record)
+        }
+        .await;
+        let record = match recorded {
+            Ok(record) => record,
+            Err(error) => {
+                // Unrecorded means unsettled: the lease runs out and the delivery repeats.
+                tracing::error!(delivery = %task.delivery_id, %error, "cannot record attempt; it will be repeated");
+                return;
+            }
+        };
+
+        let (event_outcome, next_attempt_at) = match &outcome {
+            Decision::Ack => (AttemptOutcome::Succeeded, None),
+            Decision::Retry(at) => (AttemptOutcome::Retrying, Some(*at)),
+            Decision::Dead(_) => (AttemptOutcome::DeadLettered, None),
+        };
+        let settled = match &outcome {
+            Decision::Ack => self.queue.ack(received).await,
+            Decision::Retry(at) => self.queue.retry_at(received, *at).await,
+            Decision::Dead(reason) => self.queue.dead_letter(received, reason).await,
+        };
+        if let Err(error) = settled {
+            tracing::warn!(delivery = %task.delivery_id, %error, "cannot settle task; it will be repeated");
+        }
+        tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
+        let _ = self.events.send(DeliveryEvent {
+            attempt_id: record.id,
+            delivery_id: task.delivery_id.clone(),
+            tenant_id: task.tenant_id.clone(),
+            message_id: task.message_id.clone(),
+            endpoint_id: task.endpoint_id.clone(),
+            attempt,
+            outcome: event_outcome,
+            status_code: record.status_code,
+            error_kind: record.error_kind,
+            duration_ms: record.duration_ms,
+            next_attempt_at,
+            at: record.created_at,
+        });
+    }
+
+    /// A success ends a failure streak; a long streak, or a 410, disables the endpoint.
+    async fn track_endpoint_health(
+        &self,
+        endpoint: &endpoint::Model,
+        succeeded: bool,
+        gone: bool,
+    ) -> Result<(), DbErr> {
+        let now = Utc::now();
+        let mut update = endpoint.clone().into_active_model();
+        if succeeded {
+            if endpoint.failing_since.is_none() {
+                return Ok(());
+            }
+            update.failing_since = Set(None);
+        } else if gone {
+            update.enabled = Set(false);
+            update.disabled_reason = Set(Some("the endpoint answered 410 Gone".to_owned()));
+        } else {
+            match endpoint.failing_since {
+                None => update.failing_since = Set(Some(now)),
+                Some(since)
+                    if now - since
+                        >= chrono_duration(self.config.disable_failing_endpoint_after) =>
+                {
+                    update.enabled = Set(false);
+                    update.disabled_reason = Set(Some(format!(
+                        "failing without a success since {}",
+                        since.to_rfc3339()
+                    )));
+                    tracing::warn!(endpoint = %endpoint.id, "disabling an endpoint that keeps failing");
+                }
+                Some(_) => return Ok(()),
+            }
+        }
+        update.updated_at = Set(now);
+        update.update(&self.db).await?;
+        Ok(())
+    }
+
+    async fn settle_dead(&self, received: &Received, reason: &str) {
+        if let Err(error) = self.queue.dead_letter(received, reason).await {
+            tracing::warn!(delivery = %received.task.delivery_id, %error, "cannot dead-letter task");
+        }
+    }
+}
+
+enum Decision {
+    Ack,
+    Retry(DateTime<Utc>),
+    Dead(String),
+}
+
+/// The endpoint's own schedule, as a JSON array of seconds.
+fn endpoint_schedule(endpoint: &endpoint::Model) -> Option<Vec<Duration>> {
+    let values = endpoint.retry_schedule.as_ref()?.as_array()?;
+    values
+        .iter()
+        .map(|v| {
+            v.as_f64()
+                .filter(|s| *s >= 0.0)
+                .map(Duration::from_secs_f64)
+        })
+        .collect()
+}
+
+/// The trace id of a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    traceparent
+        .split('-')
+        .nth(1)
+        .filter(|id| id.len() == 32)
+        .map(str::to_owned)
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}

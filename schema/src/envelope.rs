@@ -1,0 +1,48 @@
+//! What a customer's endpoint receives: the JSON body of every webhook delivery, and the
+//! delivery events the dispatcher publishes for live subscriptions and dashboards.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The webhook body, per Standard Webhooks: `{type, timestamp, data}`, plus Junction's ids.
+/// It is the same on every attempt of a delivery, so receivers may deduplicate on
+/// `webhook-id` (the delivery id) and compare bodies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the event was published.
+    pub timestamp: DateTime<Utc>,
+    pub data: serde_json::Value,
+    pub message_id: String,
+    /// Equal to the `webhook-id` header.
+    pub delivery_id: String,
+}
+
+/// How one attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed; another attempt is scheduled.
+    Retrying,
+    /// Failed for good (retries exhausted, or the endpoint is gone or disabled).
+    DeadLettered,
+}
+
+/// Published after every recorded attempt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryEvent {
+    pub attempt_id: String,
+    pub delivery_id: String,
+    pub tenant_id: String,
+    pub message_id: String,
+    pub endpoint_id: String,
+    pub attempt: i32,
+    pub outcome: AttemptOutcome,
+    pub status_code: Option<i32>,
+    pub error_kind: Option<String>,
+    pub duration_ms: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+}

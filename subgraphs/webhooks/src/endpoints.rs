@@ -1,0 +1,241 @@
+//! Endpoints: where a tenant's events go, filtered by event type and channel, signed with the
+//! endpoint's secrets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use junction_schema::entities::{endpoint, endpoint_secret};
+use junction_schema::webhook_signature::{Scheme, SigningSecret};
+use junction_schema::webhook_url::AddressPolicy;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, TransactionTrait,
+};
+
+use crate::WebhookError;
+use crate::error::{check_channel, check_event_type_name};
+
+/// Headers an endpoint may not set: the webhook protocol's own, and transport headers.
+const RESERVED_HEADERS: &[&str] = &[
+    "content-type",
+    "content-length",
+    "host",
+    "connection",
+    "transfer-encoding",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+];
+
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub description: String,
+    /// Empty: every event type.
+    pub event_types: Vec<String>,
+    /// Empty: every message.
+    pub channels: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    /// Delays between attempts; `None` follows the dispatcher's schedule.
+    pub retry_schedule: Option<Vec<Duration>>,
+    pub rate_limit_per_second: Option<u32>,
+    pub scheme: Scheme,
+}
+
+impl NewEndpoint {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            description: String::new(),
+            event_types: Vec::new(),
+            channels: Vec::new(),
+            headers: BTreeMap::new(),
+            retry_schedule: None,
+            rate_limit_per_second: None,
+            scheme: Scheme::HmacSha256,
+        }
+    }
+}
+
+/// An endpoint with the one-time view of its secret: the `whsec_` secret for HMAC, the
+/// `whpk_` public key for ed25519.
+pub struct CreatedEndpoint {
+    pub endpoint: endpoint::Model,
+    pub verification_key: String,
+}
+
+impl std::fmt::Debug for CreatedEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedEndpoint")
+            .field("endpoint", &self.endpoint.id)
+            .field("verification_key", &"<redacted>")
+            .finish()
+    }
+}
+
+pub async fn create(
+    db: &DatabaseConnection,
+    policy: &AddressPolicy,
+    tenant_id: &str,
+    input: NewEndpoint,
+) -> Result<CreatedEndpoint, WebhookError> {
+    let url = policy
+        .check_url(&input.url)
+        .await
+        .map_err(|e| WebhookError::BadInput(format!("url: {e}")))?;
+    for name in &input.event_types {
+        check_event_type_name(name)?;
+    }
+    for channel in &input.channels {
+        check_channel(channel)?;
+    }
+    for name in input.headers.keys() {
+        let lower = name.to_ascii_lowercase();
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !token || lower.starts_with("webhook-") || RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(WebhookError::BadInput(format!(
+                "header {name:?} cannot be set on an endpoint"
+            )));
+        }
+    }
+    if input.rate_limit_per_second == Some(0) {
+        return Err(WebhookError::BadInput(
+            "rateLimitPerSecond must be at least 1".into(),
+        ));
+    }
+    let now = Utc::now();
+    let secret = input.scheme.generate_secret();
+    let verification_key = SigningSecret::parse(input.scheme, &secret)
+        .map_err(|e| WebhookError::BadInput(e.to_string()))?
+        .verification_key();
+    let txn = db.begin().await?;
+    let endpoint = endpoint::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        tenant_id: Set(tenant_id.to_owned()),
+        url: Set(url.to_string()),
+        description: Set(input.description),
+        event_types: Set(serde_json::json!(input.event_types)),
+        channels: Set(serde_json::json!(input.channels)),
+        headers: Set(serde_json::json!(input.headers)),
+        enabled: Set(true),
+        disabled_reason: Set(None),
+        retry_schedule: Set(input
+            .retry_schedule
+            .map(|s| serde_json::json!(s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()))),
+        rate_limit_per_second: Set(input
+            .rate_limit_per_second
+            .map(|r| r.min(i32::MAX as u32) as i32)),
+        signing_algorithm: Set(input.scheme.as_str().to_owned()),
+        failing_since: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    insert_secret(&txn, &endpoint, secret).await?;
+    txn.commit().await?;
+    Ok(CreatedEndpoint {
+        endpoint,
+        verification_key,
+    })
+}
+
+async fn insert_secret(
+    db: &impl ConnectionTrait,
+    endpoint: &endpoint::Model,
+    secret: String,
+) -> Result<(), WebhookError> {
+    endpoint_secret::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        tenant_id: Set(endpoint.tenant_id.clone()),
+        endpoint_id: Set(endpoint.id.clone()),
+        secret: Set(secret),
+        created_at: Set(Utc::now()),
+        expires_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    id: &str,
+) -> Result<endpoint::Model, WebhookError> {
+    endpoint::Entity::find_by_id(id)
+        .filter(endpoint::Column::TenantId.eq(tenant_id))
+        .one(db)
+        .await?
+        .ok_or_else(|| WebhookError::NotFound(format!("no endpoint {id:?}")))
+}
+
+/// Issues a new secret. Current secrets stay valid for `grace`, and until then every delivery
+/// carries a signature by each, so receivers can switch without dropping a webhook.
+pub async fn rotate_secret(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    id: &str,
+    grace: Duration,
+) -> Result<CreatedEndpoint, WebhookError> {
+    let txn = db.begin().await?;
+    let endpoint = get(&txn, tenant_id, id).await?;
+    let scheme = Scheme::parse(&endpoint.signing_algorithm).unwrap_or(Scheme::HmacSha256);
+    let now = Utc::now();
+    let grace_end = now + chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    endpoint_secret::Entity::update_many()
+        .col_expr(endpoint_secret::Column::ExpiresAt, Expr::value(grace_end))
+        .filter(endpoint_secret::Column::EndpointId.eq(&endpoint.id))
+        .filter(endpoint_secret::Column::ExpiresAt.is_null())
+        .exec(&txn)
+        .await?;
+    let secret = scheme.generate_secret();
+    let verification_key = SigningSecret::parse(scheme, &secret)
+        .map_err(|e| WebhookError::BadInput(e.to_string()))?
+        .verification_key();
+    insert_secret(&txn, &endpoint, secret).await?;
+    txn.commit().await?;
+    Ok(CreatedEndpoint {
+        endpoint,
+        verification_key,
+    })
+}
+
+/// Turns an endpoint on or off. Turning it on clears the reason it was turned off.
+pub async fn set_enabled(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    id: &str,
+    enabled: bool,
+    reason: Option<String>,
+) -> Result<endpoint::Model, WebhookError> {
+    let endpoint = get(db, tenant_id, id).await?;
+    let mut active: endpoint::ActiveModel = endpoint.into();
+    active.enabled = Set(enabled);
+    active.disabled_reason = Set(if enabled { None } else { reason });
+    active.failing_since = Set(None);
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// Whether `endpoint` wants a message of `event_type` on `channels`.
+pub fn wants(endpoint: &endpoint::Model, event_type: &str, channels: &[String]) -> bool {
+    let strings = |value: &serde_json::Value| -> Vec<String> {
+        value
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let types = strings(&endpoint.event_types);
+    let wanted_channels = strings(&endpoint.channels);
+    (types.is_empty() || types.iter().any(|t| t == event_type))
+        && (wanted_channels.is_empty() || wanted_channels.iter().any(|c| channels.contains(c)))
+}

@@ -1,0 +1,630 @@
+//! The webhook pipeline on embedded defaults, against real HTTP receivers on loopback:
+//! publishing through the outbox, signed delivery, retries with back-off, 410, dead letters,
+//! replay, a crashed worker, idempotency, secret rotation, SSRF and tenant isolation.
+//! Every test runs on SQLite and on PostgreSQL.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use junction_dispatcher::queue::EmbeddedQueue;
+use junction_dispatcher::{Dispatcher, DispatcherConfig, replay};
+use junction_schema::entities::{delivery, delivery_attempt, endpoint};
+use junction_schema::tenants;
+use junction_schema::webhook_url::AddressPolicy;
+use junction_webhooks::WebhookError;
+use junction_webhooks::endpoints::{self, NewEndpoint};
+use junction_webhooks::event_types::{self, NewEventType};
+use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent, Published};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sha2::Sha256;
+use support::TestDatabase;
+use support::receiver::{Answer, Receiver};
+use tokio::sync::oneshot;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn loopback() -> AddressPolicy {
+    AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()])
+}
+
+/// Fast schedules for tests; production defaults span 75 hours.
+fn config(schedule_ms: &[u64]) -> DispatcherConfig {
+    DispatcherConfig {
+        poll_interval: Duration::from_millis(10),
+        lease: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        retry_schedule: schedule_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
+        retry_jitter: 0.0,
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..DispatcherConfig::default()
+    }
+}
+
+struct Running {
+    dispatcher: Dispatcher,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(db: &DatabaseConnection, config: DispatcherConfig) -> Self {
+        let queue = Arc::new(EmbeddedQueue::new(db.clone(), config.lease));
+        let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let runner = dispatcher.clone();
+        let task = tokio::spawn(async move {
+            runner
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self {
+            dispatcher,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+struct Tenant {
+    db: DatabaseConnection,
+    id: String,
+}
+
+async fn tenant(db: &DatabaseConnection, name: &str) -> Tenant {
+    let tenant = tenants::create(db, name).await.unwrap();
+    event_types::create(
+        db,
+        &tenant.id,
+        NewEventType {
+            name: "invoice.paid".into(),
+            description: "An invoice was paid".into(),
+            schema: None,
+        },
+    )
+    .await
+    .unwrap();
+    Tenant {
+        db: db.clone(),
+        id: tenant.id,
+    }
+}
+
+impl Tenant {
+    async fn endpoint(&self, url: &str) -> endpoints::CreatedEndpoint {
+        endpoints::create(&self.db, &loopback(), &self.id, NewEndpoint::new(url))
+            .await
+            .unwrap()
+    }
+
+    async fn publish(&self, payload: serde_json::Value) -> Published {
+        self.publish_keyed(payload, None).await.unwrap()
+    }
+
+    async fn publish_keyed(
+        &self,
+        payload: serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<Published, WebhookError> {
+        publish::publish(
+            &self.db,
+            &self.id,
+            PublishEvent {
+                event_type: "invoice.paid".into(),
+                payload,
+                channels: vec![],
+                idempotency_key: key.map(str::to_owned),
+                traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+            },
+            DEFAULT_MAX_PAYLOAD_BYTES,
+        )
+        .await
+    }
+}
+
+/// Verifies a Standard Webhooks `v1` signature the way a receiver would, from the spec alone.
+fn verify(secret: &str, request: &support::receiver::Request) -> bool {
+    let key = STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let signed = format!(
+        "{}.{}.{}",
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+        String::from_utf8_lossy(&request.body)
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+async fn attempts(db: &DatabaseConnection, delivery_id: &str) -> Vec<delivery_attempt::Model> {
+    delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::DeliveryId.eq(delivery_id))
+        .order_by_asc(delivery_attempt::Column::CreatedAt)
+        .all(db)
+        .await
+        .unwrap()
+}
+
+async fn delivery_of(db: &DatabaseConnection, message_id: &str) -> delivery::Model {
+    delivery::Entity::find()
+        .filter(delivery::Column::MessageId.eq(message_id))
+        .one(db)
+        .await
+        .unwrap()
+        .expect("a delivery")
+}
+
+async fn wait_for_status(
+    db: &DatabaseConnection,
+    message_id: &str,
+    status: &str,
+) -> delivery::Model {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let row = delivery_of(db, message_id).await;
+        if row.status == status {
+            return row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivery stayed {} (wanted {status})",
+            row.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_databases!(
+    a_published_event_arrives_signed,
+    failures_are_retried_with_growing_delays_and_one_webhook_id,
+    gone_disables_the_endpoint,
+    exhausted_deliveries_are_dead_lettered_and_replay_delivers_them,
+    a_crashed_worker_loses_nothing,
+    idempotency_keys_make_publishing_safe_to_retry,
+    bad_input_is_refused_and_stores_nothing,
+    rotated_secrets_both_sign_during_the_grace_period,
+    private_addresses_are_refused_at_creation_and_at_delivery,
+    tenants_cannot_reach_each_others_endpoints,
+);
+
+async fn a_published_event_arrives_signed(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let created = acme.endpoint(&receiver.url()).await;
+    assert!(created.verification_key.starts_with("whsec_"));
+    let published = acme
+        .publish(serde_json::json!({"invoice": "in_1", "amount": 4200}))
+        .await;
+    assert_eq!(published.deliveries, 1);
+
+    let running = Running::start(&db, config(&[100]));
+    let requests = receiver.wait_for(1, WAIT).await;
+    let request = &requests[0];
+    assert!(
+        verify(&created.verification_key, request),
+        "signature verifies"
+    );
+    let delivery = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
+    assert_eq!(request.header("webhook-id"), delivery.id);
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - timestamp).abs() < 60);
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(
+        request.header("traceparent"),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    let body = request.json();
+    assert_eq!(body["type"], "invoice.paid");
+    assert_eq!(
+        body["data"],
+        serde_json::json!({"invoice": "in_1", "amount": 4200})
+    );
+    assert_eq!(body["message_id"], published.message.id.as_str());
+    assert_eq!(body["delivery_id"], delivery.id.as_str());
+
+    let recorded = attempts(&db, &delivery.id).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].status_code, Some(200));
+    assert_eq!(recorded[0].error_kind, None);
+    assert_eq!(
+        recorded[0].trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    running.stop().await;
+}
+
+async fn failures_are_retried_with_growing_delays_and_one_webhook_id(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::start(
+        &[
+            Answer::Status(500),
+            Answer::Status(500),
+            Answer::Status(500),
+        ],
+        Answer::Status(200),
+    )
+    .await;
+    acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({"n": 1})).await;
+
+    let running = Running::start(&db, config(&[100, 300, 600, 1000]));
+    let mut events = running.dispatcher.subscribe();
+    let requests = receiver.wait_for(4, WAIT).await;
+    let delivery = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
+
+    let ids: Vec<String> = requests.iter().map(|r| r.header("webhook-id")).collect();
+    assert!(
+        ids.iter().all(|id| *id == delivery.id),
+        "one webhook-id: {ids:?}"
+    );
+    let gaps: Vec<Duration> = requests.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps[0] >= Duration::from_millis(100), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(300), "{gaps:?}");
+    assert!(gaps[2] >= Duration::from_millis(600), "{gaps:?}");
+    assert!(
+        gaps[0] < gaps[1] && gaps[1] < gaps[2],
+        "growing delays: {gaps:?}"
+    );
+
+    let recorded = attempts(&db, &delivery.id).await;
+    let codes: Vec<Option<i32>> = recorded.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, [Some(500), Some(500), Some(500), Some(200)]);
+    let numbers: Vec<i32> = recorded.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(delivery.attempts, 4);
+
+    let mut outcomes = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        outcomes.push(event.outcome);
+    }
+    use junction_schema::envelope::AttemptOutcome::*;
+    assert_eq!(outcomes, [Retrying, Retrying, Retrying, Succeeded]);
+    // A success ends the endpoint's failure streak.
+    let endpoint = endpoint::Entity::find().one(&db).await.unwrap().unwrap();
+    assert_eq!(endpoint.failing_since, None);
+    running.stop().await;
+}
+
+async fn gone_disables_the_endpoint(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::start(&[], Answer::Status(410)).await;
+    let created = acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({})).await;
+
+    let running = Running::start(&db, config(&[50, 50, 50]));
+    let dead = wait_for_status(&db, &published.message.id, delivery::DEAD).await;
+    assert_eq!(dead.attempts, 1, "410 is not retried");
+    let endpoint = endpoints::get(&db, &acme.id, &created.endpoint.id)
+        .await
+        .unwrap();
+    assert!(!endpoint.enabled);
+    assert_eq!(
+        endpoint.disabled_reason.as_deref(),
+        Some("the endpoint answered 410 Gone")
+    );
+
+    // A disabled endpoint receives nothing new.
+    let next = acme.publish(serde_json::json!({})).await;
+    assert_eq!(next.deliveries, 0);
+    running.stop().await;
+    assert_eq!(receiver.requests().len(), 1);
+}
+
+async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::start(&[], Answer::Status(503)).await;
+    let created = acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({"x": 1})).await;
+
+    let running = Running::start(&db, config(&[50, 50]));
+    let dead = wait_for_status(&db, &published.message.id, delivery::DEAD).await;
+    assert_eq!(dead.attempts, 3);
+    assert_eq!(
+        dead.last_error.as_deref(),
+        Some("retries exhausted after 3 attempts")
+    );
+    assert!(dead.dead_at.is_some());
+    let failed_id = receiver.requests()[0].header("webhook-id");
+
+    // The endpoint recovers; replaying its dead letters delivers them, under the same id.
+    receiver.answer_from_now_on(Answer::Status(200));
+    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
+    let since = published.message.created_at - chrono::Duration::minutes(1);
+    let until = chrono::Utc::now() + chrono::Duration::minutes(1);
+    let replayed =
+        replay::replay_endpoint(&db, &queue, &acme.id, &created.endpoint.id, since, until)
+            .await
+            .unwrap();
+    assert_eq!(replayed, 1);
+    let delivered = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
+    let last = receiver.requests().last().cloned().unwrap();
+    assert_eq!(last.header("webhook-id"), failed_id);
+    assert_eq!(delivered.id, failed_id);
+    assert_eq!(
+        attempts(&db, &delivered.id).await.len(),
+        4,
+        "history kept: 3 failures, 1 success"
+    );
+
+    // Replaying one message sends it again, still under its id.
+    let again = replay::replay_message(&db, &queue, &acme.id, &published.message.id)
+        .await
+        .unwrap();
+    assert_eq!(again, 1);
+    let requests = receiver.wait_for(5, WAIT).await;
+    assert_eq!(requests[4].header("webhook-id"), failed_id);
+    running.stop().await;
+}
+
+async fn a_crashed_worker_loses_nothing(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    // The first request never gets an answer: the worker is killed while it waits.
+    let receiver = Receiver::start(&[Answer::Hang], Answer::Status(200)).await;
+    acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({"crash": true})).await;
+
+    let crashing = Running::start(
+        &db,
+        DispatcherConfig {
+            request_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
+            ..config(&[50])
+        },
+    );
+    receiver.wait_for(1, WAIT).await;
+    crashing.task.abort(); // no graceful stop: the task is dropped mid-request
+    let _ = crashing.task.await;
+    assert_eq!(
+        delivery_of(&db, &published.message.id).await.status,
+        delivery::PENDING
+    );
+
+    // The lease taken by the dead worker runs out; move it to now rather than wait a minute.
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let mut row = delivery_of(&db, &published.message.id)
+        .await
+        .into_active_model();
+    row.next_attempt_at = Set(chrono::Utc::now());
+    row.update(&db).await.unwrap();
+
+    let running = Running::start(&db, config(&[50]));
+    let delivered = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [delivered.id.clone(), delivered.id.clone()],
+        "a repeat, never a loss"
+    );
+    running.stop().await;
+}
+
+async fn idempotency_keys_make_publishing_safe_to_retry(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    acme.endpoint(&receiver.url()).await;
+
+    let first = acme
+        .publish_keyed(serde_json::json!({"a": 1}), Some("order-1"))
+        .await
+        .unwrap();
+    let second = acme
+        .publish_keyed(serde_json::json!({"a": 1}), Some("order-1"))
+        .await
+        .unwrap();
+    assert!(!first.repeated && second.repeated);
+    assert_eq!(first.message.id, second.message.id);
+    assert_eq!(second.deliveries, 0);
+
+    let conflict = acme
+        .publish_keyed(serde_json::json!({"a": 2}), Some("order-1"))
+        .await;
+    assert!(
+        matches!(conflict, Err(WebhookError::Conflict(_))),
+        "{conflict:?}"
+    );
+    let rows = delivery::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 1, "one message, one delivery");
+}
+
+async fn bad_input_is_refused_and_stores_nothing(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    acme.endpoint(&receiver.url()).await;
+
+    let unknown = publish::publish(
+        &db,
+        &acme.id,
+        PublishEvent {
+            event_type: "invoice.unknown".into(),
+            payload: serde_json::json!({}),
+            channels: vec![],
+            idempotency_key: None,
+            traceparent: None,
+        },
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await;
+    assert!(
+        matches!(&unknown, Err(WebhookError::BadInput(m)) if m.contains("unknown event type")),
+        "{unknown:?}"
+    );
+
+    let big = serde_json::json!({"blob": "x".repeat(300 * 1024)});
+    let oversized = acme.publish_keyed(big, None).await;
+    assert!(
+        matches!(&oversized, Err(WebhookError::BadInput(m)) if m.contains("limit")),
+        "{oversized:?}"
+    );
+
+    let bad_url =
+        endpoints::create(&db, &loopback(), &acme.id, NewEndpoint::new("not a url")).await;
+    assert!(matches!(bad_url, Err(WebhookError::BadInput(_))));
+    let mut reserved = NewEndpoint::new(receiver.url());
+    reserved
+        .headers
+        .insert("webhook-signature".into(), "forged".into());
+    assert!(matches!(
+        endpoints::create(&db, &loopback(), &acme.id, reserved).await,
+        Err(WebhookError::BadInput(_))
+    ));
+
+    assert!(
+        junction_schema::entities::message::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(delivery::Entity::find().all(&db).await.unwrap().is_empty());
+    assert_eq!(endpoint::Entity::find().all(&db).await.unwrap().len(), 1);
+}
+
+async fn rotated_secrets_both_sign_during_the_grace_period(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let created = acme.endpoint(&receiver.url()).await;
+    let rotated = endpoints::rotate_secret(
+        &db,
+        &acme.id,
+        &created.endpoint.id,
+        Duration::from_secs(3600),
+    )
+    .await
+    .unwrap();
+    assert_ne!(rotated.verification_key, created.verification_key);
+    acme.publish(serde_json::json!({})).await;
+
+    let running = Running::start(&db, config(&[50]));
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+    assert!(
+        verify(&created.verification_key, &request),
+        "old secret still verifies"
+    );
+    assert!(
+        verify(&rotated.verification_key, &request),
+        "new secret verifies"
+    );
+
+    // A rotation with no grace period drops the previous secret at once; the first secret
+    // keeps the hour of grace it was given.
+    let newest = endpoints::rotate_secret(&db, &acme.id, &created.endpoint.id, Duration::ZERO)
+        .await
+        .unwrap();
+    acme.publish(serde_json::json!({})).await;
+    let request = receiver.wait_for(2, WAIT).await.remove(1);
+    assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+    assert!(verify(&newest.verification_key, &request));
+    assert!(verify(&created.verification_key, &request));
+    assert!(!verify(&rotated.verification_key, &request));
+    running.stop().await;
+}
+
+async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let strict = AddressPolicy::default();
+    for url in [
+        receiver.url(),
+        "http://localhost/hook".to_owned(),
+        "http://169.254.169.254/latest/meta-data".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://[::1]/".to_owned(),
+    ] {
+        let refused =
+            endpoints::create(&db, &strict, &acme.id, NewEndpoint::new(url.clone())).await;
+        assert!(
+            matches!(&refused, Err(WebhookError::BadInput(m)) if m.contains("may not reach")),
+            "{url}: {refused:?}"
+        );
+    }
+
+    // An endpoint allowed when created (say, the allow-list changed since) is still refused
+    // by a dispatcher whose policy forbids it, and nothing reaches the receiver.
+    acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({})).await;
+    let running = Running::start(
+        &db,
+        DispatcherConfig {
+            allowed_networks: vec![],
+            ..config(&[])
+        },
+    );
+    let dead = wait_for_status(&db, &published.message.id, delivery::DEAD).await;
+    let recorded = attempts(&db, &dead.id).await;
+    assert_eq!(recorded[0].error_kind.as_deref(), Some("ssrf"));
+    assert!(receiver.requests().is_empty());
+    running.stop().await;
+}
+
+async fn tenants_cannot_reach_each_others_endpoints(db: TestDatabase) {
+    let db = db.migrated().await;
+    let a = tenant(&db, "tenant-a").await;
+    let b = tenant(&db, "tenant-b").await;
+    let receiver = Receiver::ok().await;
+    let a_endpoint = a.endpoint(&receiver.url()).await;
+
+    // B publishing reaches none of A's endpoints.
+    let published = b.publish(serde_json::json!({"from": "b"})).await;
+    assert_eq!(published.deliveries, 0);
+    // B can neither read, rotate nor disable A's endpoint.
+    let id = &a_endpoint.endpoint.id;
+    assert!(matches!(
+        endpoints::get(&db, &b.id, id).await,
+        Err(WebhookError::NotFound(_))
+    ));
+    assert!(matches!(
+        endpoints::rotate_secret(&db, &b.id, id, Duration::ZERO).await,
+        Err(WebhookError::NotFound(_))
+    ));
+    assert!(matches!(
+        endpoints::set_enabled(&db, &b.id, id, false, None).await,
+        Err(WebhookError::NotFound(_))
+    ));
+    // B cannot replay A's message.
+    let a_message = a.publish(serde_json::json!({})).await;
+    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
+    assert_eq!(
+        replay::replay_message(&db, &queue, &b.id, &a_message.message.id)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(endpoints::get(&db, &a.id, id).await.unwrap().enabled);
+}
