@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use junction_dispatcher::DispatcherConfig;
 use junction_gateway::GatewayConfig;
 use junction_schema::database::DatabaseConfig;
 use junction_schema::identity::IdentityConfig;
@@ -39,6 +40,8 @@ pub struct Config {
         )
     )]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub dispatcher: DispatcherConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -106,6 +109,9 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Every key is well-formed, but the values contradict each other.
+    #[error("{origin}: {message}")]
+    Invalid { origin: Origin, message: String },
     #[error("environment variable {var}: {}{message}", key_prefix(.key))]
     Env {
         var: String,
@@ -159,12 +165,31 @@ pub fn parse(
     // The file alone first, so its errors carry a line number.
     let from_file = parse_file(&origin, text)?;
     let overrides = env_overrides(env);
-    if overrides.is_empty() {
-        return Ok(from_file);
-    }
+    let config = if overrides.is_empty() {
+        from_file
+    } else {
+        with_overrides(&origin, text, &overrides)?
+    };
+    config
+        .dispatcher
+        .validate()
+        .map_err(|error| ConfigError::Invalid {
+            origin,
+            message: error.to_string(),
+        })?;
+    Ok(config)
+}
+
+type Override = (String, Vec<String>, toml::Value);
+
+fn with_overrides(
+    origin: &Origin,
+    text: &str,
+    overrides: &[Override],
+) -> Result<Config, ConfigError> {
     let mut table: toml::Table =
-        toml::from_str(text).map_err(|e| file_error(&origin, text, "", &e))?;
-    for (var, path, value) in &overrides {
+        toml::from_str(text).map_err(|e| file_error(origin, text, "", &e))?;
+    for (var, path, value) in overrides {
         insert(&mut table, path, value.clone()).map_err(|message| ConfigError::Env {
             var: var.clone(),
             key: path.join("."),
@@ -214,9 +239,7 @@ fn file_error(origin: &Origin, text: &str, key: &str, error: &toml::de::Error) -
 }
 
 /// `JUNCTION_*` variables as (variable, key path, value).
-fn env_overrides(
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Vec<(String, Vec<String>, toml::Value)> {
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
     let mut overrides: Vec<_> = env
         .into_iter()
         .filter(|(var, _)| var.starts_with(ENV_PREFIX) && !ENV_RESERVED.contains(&var.as_str()))
@@ -373,6 +396,14 @@ mod tests {
         assert_eq!(config.database.url.expose(), "postgres://u:p@127.0.0.1/j");
         assert_eq!(config.database.max_connections, 3);
         assert_eq!(config.gateway.listen.port(), 9);
+    }
+
+    #[test]
+    fn contradictory_values_are_refused() {
+        let error = file("[dispatcher]\nlease = \"5s\"\nrequest_timeout = \"10s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("junction.toml: dispatcher.lease (5s) must be longer than dispatcher.request_timeout (10s)"), "{error}");
     }
 
     #[test]

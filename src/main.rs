@@ -48,10 +48,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             &format!("subgraph {name}"),
             "the subgraphs arrive with the webhook, connector and delivery issues",
         )),
-        Command::Dispatcher => Err(Failure::not_built(
-            "dispatcher",
-            "the delivery worker arrives with the webhook pipeline issue",
-        )),
+        Command::Dispatcher => commands::dispatcher::run(config).await,
         Command::Migrate { action } => commands::migrate::run(&config, action).await,
         Command::Apikey { action } => commands::apikey::run(&config, action).await,
         Command::Tenant { action } => commands::tenant::run(&config, action).await,

@@ -208,7 +208,65 @@ on_both_databases!(
     rotated_secrets_both_sign_during_the_grace_period,
     private_addresses_are_refused_at_creation_and_at_delivery,
     tenants_cannot_reach_each_others_endpoints,
+    serve_runs_the_dispatcher_in_process,
+    a_killed_dispatcher_process_loses_nothing,
 );
+
+/// Settings that let a `junction` process deliver to receivers on loopback, quickly.
+const LOOPBACK_DISPATCH: &[(&str, &str)] = &[
+    ("JUNCTION_DISPATCHER_ALLOWED_NETWORKS", "[\"127.0.0.0/8\"]"),
+    ("JUNCTION_DISPATCHER_POLL_INTERVAL", "20ms"),
+    ("JUNCTION_DISPATCHER_RETRY_SCHEDULE", "[\"100ms\"]"),
+];
+
+async fn serve_runs_the_dispatcher_in_process(db: TestDatabase) {
+    let junction = support::Junction::serve_with(db.dir.path(), Some(&db.url), LOOPBACK_DISPATCH);
+    let conn = db.connect().await;
+    let acme = tenant(&conn, "acme").await;
+    let receiver = Receiver::ok().await;
+    let created = acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({"via": "serve"})).await;
+
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    assert!(verify(&created.verification_key, &request));
+    wait_for_status(&conn, &published.message.id, delivery::SUCCEEDED).await;
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+async fn a_killed_dispatcher_process_loses_nothing(db: TestDatabase) {
+    let conn = db.migrated().await;
+    let acme = tenant(&conn, "acme").await;
+    // The first request hangs; the dispatcher process is killed while waiting for it.
+    let receiver = Receiver::start(&[Answer::Hang], Answer::Status(200)).await;
+    acme.endpoint(&receiver.url()).await;
+    let published = acme.publish(serde_json::json!({"kill": 9})).await;
+
+    let mut settings = LOOPBACK_DISPATCH.to_vec();
+    settings.extend([
+        ("JUNCTION_DISPATCHER_LEASE", "2s"),
+        ("JUNCTION_DISPATCHER_REQUEST_TIMEOUT", "1s"),
+    ]);
+    let first = support::Junction::dispatcher(db.dir.path(), &db.url, &settings);
+    receiver.wait_for(1, WAIT).await;
+    first.kill();
+
+    // A new process takes the task once the dead one's lease runs out.
+    let second = support::Junction::dispatcher(db.dir.path(), &db.url, &settings);
+    let delivered = wait_for_status(&conn, &published.message.id, delivery::SUCCEEDED).await;
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [delivered.id.clone(), delivered.id.clone()],
+        "a repeat, never a loss"
+    );
+    let (status, _) = second.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
 
 async fn a_published_event_arrives_signed(db: TestDatabase) {
     let db = db.migrated().await;

@@ -2,6 +2,7 @@
 
 pub mod apikey;
 pub mod config_check;
+pub mod dispatcher;
 pub mod migrate;
 pub mod serve;
 pub mod tenant;

@@ -8,9 +8,9 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::commands::{Failure, connect};
+use crate::commands::{Failure, connect, dispatcher};
 use crate::config::Config;
-use crate::shutdown;
+use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
     let db = connect(&config).await?;
@@ -27,6 +27,13 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         print_bootstrap(&bootstrap);
     }
 
+    let shutdown = Shutdown::on_signal();
+    let worker = dispatcher::start(&config, &db)?;
+    let worker = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { worker.run(shutdown.wait()).await }
+    });
+
     let app = health::routes(vec![database_probe(db.clone())]).layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
@@ -40,11 +47,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     junction_gateway::server::serve(
         listener,
         app,
-        shutdown::signal(),
+        shutdown.wait(),
         config.gateway.shutdown_grace,
     )
     .await
     .context("serving HTTP")?;
+    worker.await.context("the dispatcher task failed")?;
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

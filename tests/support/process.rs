@@ -43,15 +43,32 @@ pub struct Junction {
 impl Junction {
     /// Starts `junction serve` on a free port in `dir` and waits until it listens.
     pub fn serve(dir: &Path, database_url: Option<&str>) -> Self {
+        Self::serve_with(dir, database_url, &[])
+    }
+
+    /// `junction serve` with extra `JUNCTION_*` settings.
+    pub fn serve_with(dir: &Path, database_url: Option<&str>, env: &[(&str, &str)]) -> Self {
         let mut command = command(dir);
         command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]);
         if let Some(url) = database_url {
             command.env("JUNCTION_DATABASE_URL", url);
         }
-        Self::start(command)
+        command.envs(env.iter().copied());
+        Self::start(command, "Junction is serving")
     }
 
-    pub fn start(mut command: Command) -> Self {
+    /// `junction dispatcher`, which serves no HTTP.
+    pub fn dispatcher(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Self {
+        let mut command = command(dir);
+        command
+            .args(["dispatcher", "--log-format", "json"])
+            .env("JUNCTION_DATABASE_URL", database_url)
+            .envs(env.iter().copied());
+        Self::start(command, "dispatcher started")
+    }
+
+    /// Spawns `command` and waits for the JSON log line whose message is `ready`.
+    pub fn start(mut command: Command, ready: &str) -> Self {
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -83,7 +100,7 @@ impl Junction {
             let left = deadline.saturating_duration_since(Instant::now());
             match lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(address) = serving_address(&line) {
+                    if let Some(address) = ready_line(&line, ready) {
                         break address;
                     }
                     seen.push(line);
@@ -112,6 +129,12 @@ impl Junction {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Ends the process at once, as a crash or `kill -9` would.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends `signal` (for example "TERM" or "INT") and waits for the process to exit.
@@ -143,10 +166,9 @@ impl Drop for Junction {
     }
 }
 
-/// The address from the JSON log line `{"message":"Junction is serving","address":...}`.
-fn serving_address(line: &str) -> Option<String> {
+/// For the JSON log line whose message is `ready`, its `address` field (empty when it has
+/// none, as for processes that serve no HTTP).
+fn ready_line(line: &str, ready: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    (value["message"] == "Junction is serving")
-        .then(|| value["address"].as_str().map(str::to_owned))
-        .flatten()
+    (value["message"] == ready).then(|| value["address"].as_str().unwrap_or_default().to_owned())
 }
