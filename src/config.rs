@@ -317,6 +317,13 @@ mod tests {
         assert_eq!(config.gateway.listen.to_string(), "127.0.0.1:4000");
         assert_eq!(config.database.max_connections, 10);
         assert_eq!(config.identity.max_age, std::time::Duration::from_secs(60));
+        let defaults = junction_dispatcher::DispatcherConfig::default();
+        assert_eq!(config.dispatcher.retry_schedule, defaults.retry_schedule);
+        assert_eq!(
+            config.dispatcher.disable_failing_endpoint_after,
+            defaults.disable_failing_endpoint_after
+        );
+        assert_eq!(config.dispatcher.lease, defaults.lease);
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use serde::{Deserialize, Deserializer};
 
@@ -174,6 +175,18 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Conn
         .connect_timeout(config.connect_timeout)
         .acquire_timeout(config.connect_timeout)
         .sqlx_logging(false);
+    if config.url.backend() == Backend::Sqlite {
+        // WAL lets readers (other processes, the CLI) work while a write is under way;
+        // synchronous=NORMAL in WAL mode survives any process crash (only a power loss can take
+        // the last commits); the busy timeout makes other processes wait instead of failing.
+        options.map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    }
     Database::connect(options)
         .await
         .map_err(|source| ConnectError::Connect {

@@ -1,0 +1,227 @@
+//! Publish-to-delivered throughput and latency on the embedded queue.
+//!
+//! Publishes MESSAGES events (4 publishers in parallel) to ENDPOINTS endpoints on a local
+//! receiver that answers 200 at once, with the dispatcher running, and reports deliveries
+//! per second and publish-to-first-attempt latency percentiles.
+//!
+//!   cargo bench -p junction-dispatcher --bench delivery_throughput                 # SQLite
+//!   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!     cargo bench -p junction-dispatcher --bench delivery_throughput               # PostgreSQL
+//!
+//! MESSAGES (default 2000) and ENDPOINTS (default 5) size the run; RATE (messages per second,
+//! default unlimited) paces the publishers, to read latency below saturation.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use junction_dispatcher::queue::EmbeddedQueue;
+use junction_dispatcher::{Dispatcher, DispatcherConfig};
+use junction_schema::database::{DatabaseConfig, DatabaseUrl};
+use junction_schema::webhook_url::AddressPolicy;
+use junction_webhooks::endpoints::{self, NewEndpoint};
+use junction_webhooks::event_types::{self, NewEventType};
+use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
+use sea_orm::ConnectionTrait;
+
+type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = env_usize("MESSAGES", 2000);
+    let endpoint_count = env_usize("ENDPOINTS", 5);
+    let rate = env_usize("RATE", 0);
+    let scratch = tempfile::TempDir::new().expect("temp dir");
+    let (label, url) = match std::env::var("BENCH_POSTGRES_URL") {
+        Ok(admin) => {
+            let admin_db = sea_orm::Database::connect(&admin)
+                .await
+                .expect("PostgreSQL");
+            let name = format!("junction_bench_{}", uuid::Uuid::new_v4().simple());
+            admin_db
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create database");
+            let (base, _) = admin.rsplit_once('/').expect("URL ends with /DB");
+            ("PostgreSQL", format!("{base}/{name}"))
+        }
+        Err(_) => (
+            "SQLite",
+            format!("sqlite://{}/bench.db", scratch.path().display()),
+        ),
+    };
+    let db = junction_schema::database::connect(&DatabaseConfig {
+        url: DatabaseUrl::parse(&url).expect("URL"),
+        max_connections: 20,
+        ..DatabaseConfig::default()
+    })
+    .await
+    .expect("connect");
+    junction_migrations::up(&db).await.expect("migrate");
+
+    // The receiver: records when each (message, endpoint) first arrived.
+    let arrivals: Arrivals = Arc::default();
+    let app = Router::new()
+        .route("/hook/{n}", post(receive))
+        .with_state(Arc::clone(&arrivals));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let tenant = junction_schema::tenants::create(&db, "bench")
+        .await
+        .unwrap();
+    event_types::create(
+        &db,
+        &tenant.id,
+        NewEventType {
+            name: "bench.event".into(),
+            description: String::new(),
+            schema: None,
+        },
+    )
+    .await
+    .unwrap();
+    let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+    for n in 0..endpoint_count {
+        endpoints::create(
+            &db,
+            &policy,
+            &tenant.id,
+            NewEndpoint::new(format!("http://{address}/hook/{n}")),
+        )
+        .await
+        .unwrap();
+    }
+
+    let config = DispatcherConfig {
+        concurrency: 256,
+        per_endpoint_concurrency: 64,
+        batch_size: 256,
+        poll_interval: Duration::from_millis(5),
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..DispatcherConfig::default()
+    };
+    let queue = Arc::new(EmbeddedQueue::new(db.clone(), config.lease));
+    let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn({
+        let dispatcher = dispatcher.clone();
+        async move {
+            dispatcher
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+
+    let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let started = Instant::now();
+    let mut publishers = Vec::new();
+    for worker_index in 0..4 {
+        let db = db.clone();
+        let tenant_id = tenant.id.clone();
+        let published = Arc::clone(&published);
+        publishers.push(tokio::spawn(async move {
+            for i in (worker_index..messages).step_by(4) {
+                if rate > 0 {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let at = Instant::now();
+                let result = publish::publish(
+                    &db,
+                    &tenant_id,
+                    PublishEvent {
+                        event_type: "bench.event".into(),
+                        payload: serde_json::json!({"n": i, "text": "a small webhook payload"}),
+                        channels: vec![],
+                        idempotency_key: None,
+                        traceparent: None,
+                    },
+                    DEFAULT_MAX_PAYLOAD_BYTES,
+                )
+                .await
+                .expect("publish");
+                published.lock().unwrap().insert(result.message.id, at);
+            }
+        }));
+    }
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    let publish_elapsed = started.elapsed();
+    let expected = messages * endpoint_count;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while arrivals.lock().unwrap().len() < expected {
+        assert!(Instant::now() < deadline, "deliveries stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let total = started.elapsed();
+    let _ = stop.send(());
+    worker.await.unwrap();
+
+    let published = published.lock().unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    let mut latencies: Vec<Duration> = arrivals
+        .iter()
+        .filter_map(|(key, at)| {
+            let message = key.split_once('/').map(|(m, _)| m)?;
+            published
+                .get(message)
+                .map(|sent| at.saturating_duration_since(*sent))
+        })
+        .collect();
+    latencies.sort();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    println!("backend                 {label}");
+    println!("messages x endpoints    {messages} x {endpoint_count} = {expected} deliveries");
+    if rate > 0 {
+        println!("paced at                {rate} messages/s");
+    }
+    println!(
+        "publish rate            {:.0} messages/s",
+        messages as f64 / publish_elapsed.as_secs_f64()
+    );
+    println!(
+        "delivered               {:.0} deliveries/s (publish start to last arrival: {total:.2?})",
+        expected as f64 / total.as_secs_f64()
+    );
+    println!(
+        "publish -> 1st attempt  p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        percentile(0.5),
+        percentile(0.99),
+        percentile(1.0)
+    );
+}
+
+async fn receive(
+    State(arrivals): State<Arrivals>,
+    axum::extract::Path(n): axum::extract::Path<String>,
+    body: Bytes,
+) -> &'static str {
+    let at = Instant::now();
+    let envelope: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let message = envelope["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    arrivals
+        .lock()
+        .unwrap()
+        .entry(format!("{message}/{n}"))
+        .or_insert(at);
+    "ok"
+}
