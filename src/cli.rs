@@ -60,8 +60,13 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
-    /// Run one subgraph alone
-    Subgraph { name: SubgraphName },
+    /// Run one subgraph alone (it trusts only identity signed with `identity.signing_key`)
+    Subgraph {
+        name: SubgraphName,
+        /// Address, overriding the subgraph's `listen`
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
     /// Run the webhook delivery worker alone
     Dispatcher,
     /// Apply, roll back or list database migrations

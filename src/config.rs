@@ -16,6 +16,7 @@ use junction_dispatcher::DispatcherConfig;
 use junction_gateway::GatewayConfig;
 use junction_schema::database::DatabaseConfig;
 use junction_schema::identity::IdentityConfig;
+use junction_webhooks::WebhooksConfig;
 use serde::Deserialize;
 
 pub const DEFAULT_FILE: &str = "junction.toml";
@@ -32,14 +33,9 @@ pub struct Config {
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "validated now; read once the router signs identities"
-        )
-    )]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub dispatcher: DispatcherConfig,
     #[serde(default)]
@@ -324,6 +320,16 @@ mod tests {
             defaults.disable_failing_endpoint_after
         );
         assert_eq!(config.dispatcher.lease, defaults.lease);
+        let webhooks = junction_webhooks::WebhooksConfig::default();
+        assert_eq!(config.webhooks.listen, webhooks.listen);
+        assert_eq!(
+            config.webhooks.max_payload_bytes,
+            webhooks.max_payload_bytes
+        );
+        assert_eq!(
+            config.webhooks.secret_rotation_grace,
+            webhooks.secret_rotation_grace
+        );
     }
 
     #[test]

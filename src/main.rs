@@ -44,10 +44,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             "gateway",
             "the stand-alone federation router arrives with the router issue",
         )),
-        Command::Subgraph { name } => Err(Failure::not_built(
-            &format!("subgraph {name}"),
-            "the subgraphs arrive with the webhook, connector and delivery issues",
-        )),
+        Command::Subgraph { name, listen } => {
+            let mut config = config;
+            if let Some(listen) = listen {
+                config.webhooks.listen = *listen;
+            }
+            commands::subgraph::run(config, *name).await
+        }
         Command::Dispatcher => commands::dispatcher::run(config).await,
         Command::Migrate { action } => commands::migrate::run(&config, action).await,
         Command::Apikey { action } => commands::apikey::run(&config, action).await,

@@ -5,6 +5,7 @@ pub mod config_check;
 pub mod dispatcher;
 pub mod migrate;
 pub mod serve;
+pub mod subgraph;
 pub mod tenant;
 
 use std::process::ExitCode;

@@ -59,7 +59,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
 }
 
 /// Ready when the database answers and has every migration this binary knows.
-fn database_probe(db: DatabaseConnection) -> ReadinessProbe {
+pub fn database_probe(db: DatabaseConnection) -> ReadinessProbe {
     ReadinessProbe::new("database", move || {
         let db = db.clone();
         async move {

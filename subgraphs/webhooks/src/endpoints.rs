@@ -91,21 +91,8 @@ pub async fn create(
     for channel in &input.channels {
         check_channel(channel)?;
     }
-    for name in input.headers.keys() {
-        let lower = name.to_ascii_lowercase();
-        let token =
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !token || lower.starts_with("webhook-") || RESERVED_HEADERS.contains(&lower.as_str()) {
-            return Err(WebhookError::BadInput(format!(
-                "header {name:?} cannot be set on an endpoint"
-            )));
-        }
-    }
-    if input.rate_limit_per_second == Some(0) {
-        return Err(WebhookError::BadInput(
-            "rateLimitPerSecond must be at least 1".into(),
-        ));
-    }
+    check_headers(&input.headers)?;
+    let rate_limit_per_second = check_rate(input.rate_limit_per_second)?;
     let now = Utc::now();
     let secret = input.scheme.generate_secret();
     let verification_key = SigningSecret::parse(input.scheme, &secret)
@@ -122,12 +109,8 @@ pub async fn create(
         headers: Set(serde_json::json!(input.headers)),
         enabled: Set(true),
         disabled_reason: Set(None),
-        retry_schedule: Set(input
-            .retry_schedule
-            .map(|s| serde_json::json!(s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()))),
-        rate_limit_per_second: Set(input
-            .rate_limit_per_second
-            .map(|r| r.min(i32::MAX as u32) as i32)),
+        retry_schedule: Set(input.retry_schedule.as_deref().map(schedule_json)),
+        rate_limit_per_second: Set(rate_limit_per_second),
         signing_algorithm: Set(input.scheme.as_str().to_owned()),
         failing_since: Set(None),
         created_at: Set(now),
@@ -238,4 +221,150 @@ pub fn wants(endpoint: &endpoint::Model, event_type: &str, channels: &[String]) 
     let wanted_channels = strings(&endpoint.channels);
     (types.is_empty() || types.iter().any(|t| t == event_type))
         && (wanted_channels.is_empty() || wanted_channels.iter().any(|c| channels.contains(c)))
+}
+
+/// A partial update: `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub channels: Option<Vec<String>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    /// `Some(None)` returns to the dispatcher's schedule.
+    pub retry_schedule: Option<Option<Vec<Duration>>>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_second: Option<Option<u32>>,
+}
+
+pub async fn update(
+    db: &DatabaseConnection,
+    policy: &AddressPolicy,
+    tenant_id: &str,
+    id: &str,
+    patch: EndpointPatch,
+) -> Result<endpoint::Model, WebhookError> {
+    let current = get(db, tenant_id, id).await?;
+    let mut active: endpoint::ActiveModel = current.into();
+    if let Some(url) = patch.url {
+        let url = policy
+            .check_url(&url)
+            .await
+            .map_err(|e| WebhookError::BadInput(format!("url: {e}")))?;
+        active.url = Set(url.to_string());
+    }
+    if let Some(description) = patch.description {
+        active.description = Set(description);
+    }
+    if let Some(types) = patch.event_types {
+        for name in &types {
+            check_event_type_name(name)?;
+        }
+        active.event_types = Set(serde_json::json!(types));
+    }
+    if let Some(channels) = patch.channels {
+        for channel in &channels {
+            check_channel(channel)?;
+        }
+        active.channels = Set(serde_json::json!(channels));
+    }
+    if let Some(headers) = patch.headers {
+        check_headers(&headers)?;
+        active.headers = Set(serde_json::json!(headers));
+    }
+    if let Some(schedule) = patch.retry_schedule {
+        active.retry_schedule = Set(schedule.map(|s| schedule_json(&s)));
+    }
+    if let Some(rate) = patch.rate_limit_per_second {
+        active.rate_limit_per_second = Set(check_rate(rate)?);
+    }
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// Deletes an endpoint with its secrets and deliveries (its attempts go with them).
+pub async fn delete(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<(), WebhookError> {
+    let endpoint = get(db, tenant_id, id).await?;
+    endpoint::Entity::delete_by_id(endpoint.id).exec(db).await?;
+    Ok(())
+}
+
+/// One page of a tenant's endpoints in creation order, after the endpoint `after`.
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    after: Option<&str>,
+    limit: u64,
+    enabled: Option<bool>,
+) -> Result<Vec<endpoint::Model>, WebhookError> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut query = endpoint::Entity::find().filter(endpoint::Column::TenantId.eq(tenant_id));
+    if let Some(after) = after {
+        query = query.filter(endpoint::Column::Id.gt(after));
+    }
+    if let Some(enabled) = enabled {
+        query = query.filter(endpoint::Column::Enabled.eq(enabled));
+    }
+    Ok(query
+        .order_by_asc(endpoint::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// The endpoint's secrets, newest first: metadata for display, never shown again in clear.
+pub async fn secrets(
+    db: &DatabaseConnection,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Vec<endpoint_secret::Model>, WebhookError> {
+    use sea_orm::QueryOrder;
+    Ok(endpoint_secret::Entity::find()
+        .filter(endpoint_secret::Column::TenantId.eq(tenant_id))
+        .filter(endpoint_secret::Column::EndpointId.eq(id))
+        .order_by_desc(endpoint_secret::Column::CreatedAt)
+        .all(db)
+        .await?)
+}
+
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), WebhookError> {
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !token || lower.starts_with("webhook-") || RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(WebhookError::BadInput(format!(
+                "header {name:?} cannot be set on an endpoint"
+            )));
+        }
+        if value.bytes().any(|b| b < 0x20 && b != b'\t') {
+            return Err(WebhookError::BadInput(format!(
+                "header {name:?} has control characters in its value"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_rate(rate: Option<u32>) -> Result<Option<i32>, WebhookError> {
+    match rate {
+        Some(0) => Err(WebhookError::BadInput(
+            "rateLimitPerSecond must be at least 1".into(),
+        )),
+        Some(rate) => Ok(Some(rate.min(i32::MAX as u32) as i32)),
+        None => Ok(None),
+    }
+}
+
+fn schedule_json(schedule: &[Duration]) -> serde_json::Value {
+    serde_json::json!(
+        schedule
+            .iter()
+            .map(Duration::as_secs_f64)
+            .collect::<Vec<_>>()
+    )
 }

@@ -85,14 +85,29 @@ pub async fn publish(
             repeated: true,
         });
     }
-    if event_types::find(&txn, tenant_id, &input.event_type)
-        .await?
-        .is_none()
-    {
+    let Some(event_type) = event_types::find(&txn, tenant_id, &input.event_type).await? else {
         return Err(WebhookError::BadInput(format!(
             "unknown event type {:?}: create it first",
             input.event_type
         )));
+    };
+    if let Some(schema) = &event_type.schema {
+        let validator = event_types::compile_schema(schema)?;
+        let problems: Vec<String> = validator
+            .iter_errors(&input.payload)
+            .take(5)
+            .map(|error| {
+                let at = error.instance_path().to_string();
+                format!("{}: {error}", if at.is_empty() { "/" } else { &at })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(WebhookError::BadInput(format!(
+                "payload does not match the schema of {}: {}",
+                input.event_type,
+                problems.join("; ")
+            )));
+        }
     }
     let now = Utc::now();
     let message = message::ActiveModel {

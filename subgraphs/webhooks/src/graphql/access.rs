@@ -1,0 +1,75 @@
+//! Who may do what, and how domain errors become GraphQL errors.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Error, ErrorExtensions};
+use junction_schema::Identity;
+use junction_schema::error_code::ErrorCode;
+use junction_schema::tenants::ADMIN_SCOPE;
+
+use super::WebhooksState;
+use crate::WebhookError;
+
+pub const READ_SCOPE: &str = "webhooks:read";
+pub const WRITE_SCOPE: &str = "webhooks:write";
+
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, extensions| extensions.set("code", code.as_str()))
+}
+
+/// Domain errors as API errors, with their `extensions.code`. (async-graphql converts any
+/// error with `?`, without a code; resolvers call `.api()` instead.)
+pub trait ApiResult<T> {
+    fn api(self) -> Result<T, Error>;
+}
+
+impl<T> ApiResult<T> for Result<T, WebhookError> {
+    fn api(self) -> Result<T, Error> {
+        self.map_err(|error| match &error {
+            WebhookError::Database(db) => {
+                // Details stay in the logs: INTERNAL never leaks them.
+                tracing::error!(error = %db, "webhooks subgraph database error");
+                self::error(ErrorCode::Internal, "internal error")
+            }
+            _ => self::error(error.code(), error.to_string()),
+        })
+    }
+}
+
+pub struct Access<'a> {
+    pub identity: &'a Identity,
+    pub state: &'a WebhooksState,
+}
+
+impl Access<'_> {
+    pub fn tenant(&self) -> &str {
+        &self.identity.tenant
+    }
+}
+
+fn access<'a>(ctx: &'a Context<'_>, allowed: &[&str]) -> Result<Access<'a>, Error> {
+    let identity = ctx
+        .data::<Identity>()
+        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
+    let state = ctx.data::<Arc<WebhooksState>>()?;
+    let permitted = identity.scopes.contains(ADMIN_SCOPE)
+        || allowed.iter().any(|s| identity.scopes.contains(s));
+    if !permitted {
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!(
+                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(Access { identity, state })
+}
+
+pub fn reader<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>, Error> {
+    access(ctx, &[READ_SCOPE, WRITE_SCOPE])
+}
+
+pub fn writer<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>, Error> {
+    access(ctx, &[WRITE_SCOPE])
+}

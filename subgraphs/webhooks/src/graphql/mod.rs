@@ -1,0 +1,69 @@
+//! The GraphQL face of the webhooks subgraph (Apollo Federation v2): `Endpoint` and `Message`
+//! are entities other subgraphs extend; every operation is scoped to the caller's tenant.
+
+mod access;
+mod mutation;
+mod objects;
+mod pagination;
+mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+use junction_schema::webhook_url::AddressPolicy;
+use sea_orm::DatabaseConnection;
+
+pub use mutation::{Mutation, Traceparent};
+pub use query::Query;
+
+pub type WebhooksSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// What resolvers need besides the caller's identity.
+#[derive(Clone)]
+pub struct WebhooksState {
+    pub db: DatabaseConnection,
+    pub policy: AddressPolicy,
+    pub max_payload_bytes: usize,
+    /// How long a rotated-out secret keeps signing when the caller names no grace period.
+    pub rotation_grace: Duration,
+}
+
+pub fn schema(state: WebhooksState) -> WebhooksSchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .data(Arc::new(state))
+        .limit_depth(16)
+        .limit_complexity(2_000)
+        .finish()
+}
+
+/// The subgraph's SDL as the router composes it.
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().federation().compose_directive())
+}
+
+#[cfg(test)]
+mod tests {
+    const CHECKED_IN: &str = "../../schema/graphql/webhooks.graphql";
+
+    /// The SDL under `schema/` is what the code generates. Run with `UPDATE_SDL=1` after a
+    /// deliberate change to write the new one, and review the diff.
+    #[test]
+    fn checked_in_sdl_matches_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKED_IN);
+        let generated = super::sdl();
+        if std::env::var_os("UPDATE_SDL").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} is out of date: run `UPDATE_SDL=1 cargo test -p junction-webhooks sdl` and review the diff",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! The subgraph's HTTP surface: `POST /graphql`, behind the signed-identity layer.
+
+use std::sync::Arc;
+
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::Router;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use junction_schema::Identity;
+use junction_schema::identity::{IdentityVerifier, RequireIdentityLayer};
+
+use crate::graphql::{Traceparent, WebhooksSchema};
+
+pub fn router(schema: WebhooksSchema, verifier: Arc<IdentityVerifier>) -> Router {
+    Router::new()
+        .route("/graphql", post(graphql))
+        .with_state(schema)
+        .layer(RequireIdentityLayer::new(verifier))
+}
+
+async fn graphql(
+    State(schema): State<WebhooksSchema>,
+    identity: Identity,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    let mut request = request.into_inner().data(identity);
+    if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        request = request.data(Traceparent(traceparent.to_owned()));
+    }
+    schema.execute(request).await.into()
+}
