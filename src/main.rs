@@ -40,10 +40,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     logging::init(&config.log);
     match &cli.command {
         Command::Serve { .. } => commands::serve::run(config).await,
-        Command::Gateway { .. } => Err(Failure::not_built(
-            "gateway",
-            "the stand-alone federation router arrives with the router issue",
-        )),
+        Command::Gateway { supergraph, .. } => {
+            commands::gateway::run(config, supergraph.clone()).await
+        }
+
         Command::Subgraph { name, listen } => {
             let mut config = config;
             if let Some(listen) = listen {

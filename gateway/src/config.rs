@@ -16,6 +16,16 @@ pub struct GatewayConfig {
     /// How long in-flight requests may run after SIGTERM/SIGINT before they are cut.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The supergraph SDL `junction gateway` serves (`--supergraph` overrides it).
+    #[serde(default)]
+    pub supergraph: Option<std::path::PathBuf>,
+    /// How long one subgraph request may take.
+    #[serde(default = "default_subgraph_timeout", with = "humantime_serde")]
+    pub subgraph_timeout: Duration,
+}
+
+fn default_subgraph_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_listen() -> SocketAddr {
@@ -31,6 +41,8 @@ impl Default for GatewayConfig {
         Self {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
+            supergraph: None,
+            subgraph_timeout: default_subgraph_timeout(),
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn routes(probes: Vec<ReadinessProbe>) -> Router {
             "/health/live",
             get(|| async { Json(json!({"status": "live"})) }),
         )
+        .route("/health", get(|| async { Json(json!({"status": "live"})) }))
         .route("/health/ready", get(ready))
         .with_state(Arc::new(probes))
 }

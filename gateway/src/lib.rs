@@ -1,12 +1,20 @@
 //! The Junction router: the one front door in front of every subgraph and REST upstream.
 //!
-//! Today it holds the HTTP server shell every deployment shares: health endpoints with
-//! pluggable readiness probes and a graceful shutdown. The supergraph, query planner,
-//! executor, authentication and rate limits arrive with the router and edge issues; this crate
-//! never learns about Junction's own subgraphs in particular.
+//! It loads an Apollo Federation v2 supergraph ([`supergraph`]), plans each operation into
+//! fetches against subgraphs ([`plan`], a plain data type made by [`planner`]), runs the plan
+//! ([`execute`]) and shapes the answer; plus the HTTP server shell every deployment shares:
+//! health endpoints with pluggable readiness probes and a graceful shutdown. The router knows
+//! nothing about Junction's own subgraphs in particular.
 
 mod config;
+pub mod execute;
 pub mod health;
+pub mod operation;
+pub mod plan;
+pub mod planner;
+pub mod router;
+pub mod selection;
 pub mod server;
+pub mod supergraph;
 
 pub use config::GatewayConfig;

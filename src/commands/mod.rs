@@ -3,6 +3,9 @@
 pub mod apikey;
 pub mod config_check;
 pub mod dispatcher;
+
+pub mod gateway;
+
 pub mod migrate;
 pub mod serve;
 pub mod subgraph;

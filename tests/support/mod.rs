@@ -3,6 +3,8 @@
 #![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 pub mod database;
+pub mod federation;
+
 pub mod process;
 pub mod receiver;
 

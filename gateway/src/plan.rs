@@ -1,0 +1,134 @@
+//! A query plan: plain data between the planner and the executor. It can be printed,
+//! snapshot-tested and cached without running anything.
+
+use std::fmt;
+
+use apollo_compiler::Name;
+use apollo_compiler::ast::OperationType;
+
+use crate::selection::{Selection, print};
+
+#[derive(Clone, Debug)]
+pub struct QueryPlan {
+    /// `None` when nothing needs a subgraph (only `__typename` at the root).
+    pub root: Option<PlanNode>,
+}
+
+#[derive(Clone, Debug)]
+pub enum PlanNode {
+    Fetch(Fetch),
+    /// Children run one after another.
+    Sequence(Vec<PlanNode>),
+    /// Children run at the same time.
+    Parallel(Vec<PlanNode>),
+    /// Runs an entity fetch for every object found at `path`.
+    Flatten {
+        path: Vec<PathElement>,
+        node: Box<PlanNode>,
+    },
+}
+
+/// One request to one subgraph.
+#[derive(Clone, Debug)]
+pub struct Fetch {
+    /// The `join__Graph` value.
+    pub graph: Name,
+    /// The subgraph's name, for people.
+    pub service: String,
+    pub kind: OperationType,
+    /// For entity fetches: what each representation holds (`__typename`, key, requires).
+    pub requires: Vec<Selection>,
+    /// What is asked of the subgraph: root fields, or `... on T { }` for `_entities`.
+    pub selections: Vec<Selection>,
+    /// The client's variables this fetch passes on.
+    pub variables: Vec<Name>,
+    /// The document sent.
+    pub operation: String,
+}
+
+impl Fetch {
+    pub fn is_entity_fetch(&self) -> bool {
+        !self.requires.is_empty()
+    }
+}
+
+/// A step in a response path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathElement {
+    Key(Name),
+    /// Every element of a list.
+    List,
+    /// Only objects whose `__typename` is this type.
+    TypeCondition(Name),
+}
+
+impl fmt::Display for PathElement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathElement::Key(key) => f.write_str(key),
+            PathElement::List => f.write_str("@"),
+            PathElement::TypeCondition(ty) => write!(f, "|[{ty}]"),
+        }
+    }
+}
+
+impl PlanNode {
+    pub fn fetch_count(&self) -> usize {
+        match self {
+            PlanNode::Fetch(_) => 1,
+            PlanNode::Sequence(nodes) | PlanNode::Parallel(nodes) => {
+                nodes.iter().map(PlanNode::fetch_count).sum()
+            }
+            PlanNode::Flatten { node, .. } => node.fetch_count(),
+        }
+    }
+
+    fn write(&self, out: &mut String, indent: usize) {
+        let pad = "  ".repeat(indent);
+        match self {
+            PlanNode::Fetch(fetch) => {
+                out.push_str(&format!("{pad}Fetch(service: {:?}) {{\n", fetch.service));
+                if fetch.is_entity_fetch() {
+                    out.push_str(&format!("{pad}  {}\n{pad}  =>\n", print(&fetch.requires)));
+                }
+                out.push_str(&format!("{pad}  {}\n{pad}}},\n", print(&fetch.selections)));
+            }
+            PlanNode::Sequence(nodes) | PlanNode::Parallel(nodes) => {
+                let word = if matches!(self, PlanNode::Sequence(_)) {
+                    "Sequence"
+                } else {
+                    "Parallel"
+                };
+                out.push_str(&format!("{pad}{word} {{\n"));
+                for node in nodes {
+                    node.write(out, indent + 1);
+                }
+                out.push_str(&format!("{pad}}},\n"));
+            }
+            PlanNode::Flatten { path, node } => {
+                let path: Vec<String> = path.iter().map(ToString::to_string).collect();
+                out.push_str(&format!("{pad}Flatten(path: \"{}\") {{\n", path.join(".")));
+                node.write(out, indent + 1);
+                out.push_str(&format!("{pad}}},\n"));
+            }
+        }
+    }
+}
+
+impl QueryPlan {
+    pub fn fetch_count(&self) -> usize {
+        self.root.as_ref().map_or(0, PlanNode::fetch_count)
+    }
+}
+
+impl fmt::Display for QueryPlan {
+    /// In the shape of Apollo's query plans, so they read familiarly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::from("QueryPlan {\n");
+        if let Some(root) = &self.root {
+            root.write(&mut out, 1);
+        }
+        out.push('}');
+        f.write_str(&out)
+    }
+}

@@ -1,0 +1,538 @@
+//! The query planner: splits a normalized operation into fetches against the subgraphs that
+//! can resolve each field, joined by entity lookups (`_entities`) through `@key`s.
+//!
+//! Planning walks the operation once. Each field goes to the fetch in progress when that
+//! fetch's subgraph resolves it (or a `@provides` above it makes it available there);
+//! otherwise the fetch in progress also selects `__typename`, a key the target subgraph can
+//! look the entity up by, and anything the field `@requires`, and a dependent entity fetch at
+//! that response path resolves the field. Dependent fetches of one fetch run in parallel,
+//! after it. Root fields of a query group by subgraph and run in parallel; mutation root
+//! fields run in order.
+
+use apollo_compiler::ast::{OperationType, Type};
+use apollo_compiler::{Name, Node, name};
+
+use crate::operation::Operation;
+use crate::plan::{Fetch, PathElement, PlanNode, QueryPlan};
+use crate::selection::{self, Field, Fragment, Selection};
+use crate::supergraph::Supergraph;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("no subgraph resolves {0}.{1}")]
+    Unresolvable(Name, Name),
+    #[error(
+        "cannot reach {type_name}.{field} from subgraph {from}: no key of {type_name} leads there"
+    )]
+    Unreachable {
+        type_name: Name,
+        field: Name,
+        from: String,
+    },
+    #[error("{type_name}.{field} requires fields subgraph {from} cannot provide")]
+    UnsatisfiableRequires {
+        type_name: Name,
+        field: Name,
+        from: String,
+    },
+    #[error("unknown field {0}.{1}")]
+    UnknownField(Name, Name),
+}
+
+struct Group {
+    graph: Name,
+    /// The entity type of an entity fetch; `None` for a root fetch.
+    entity_type: Option<Name>,
+    path: Vec<PathElement>,
+    requires: Vec<Selection>,
+    selections: Vec<Selection>,
+    children: Vec<usize>,
+}
+
+pub struct Planner<'a> {
+    supergraph: &'a Supergraph,
+    groups: Vec<Group>,
+}
+
+pub fn plan(supergraph: &Supergraph, operation: &Operation) -> Result<QueryPlan, PlanError> {
+    let mut planner = Planner {
+        supergraph,
+        groups: Vec::new(),
+    };
+    let roots = planner.plan_roots(operation)?;
+    let nodes: Vec<PlanNode> = roots
+        .iter()
+        .map(|gid| planner.node(*gid, operation))
+        .collect();
+    let root = match (operation.kind, nodes.len()) {
+        (_, 0) => None,
+        (_, 1) => nodes.into_iter().next(),
+        (OperationType::Mutation, _) => Some(PlanNode::Sequence(nodes)),
+        _ => Some(PlanNode::Parallel(nodes)),
+    };
+    Ok(QueryPlan { root })
+}
+
+impl Planner<'_> {
+    fn plan_roots(&mut self, operation: &Operation) -> Result<Vec<usize>, PlanError> {
+        let root_type = &operation.root_type;
+        let mut roots: Vec<usize> = Vec::new();
+        for selection in &operation.selections {
+            let Selection::Field(field) = selection else {
+                continue;
+            };
+            if field.name.starts_with("__") {
+                continue; // __typename is answered by the router, introspection before planning
+            }
+            let candidates = self.supergraph.field_graphs(root_type, &field.name);
+            if candidates.is_empty() {
+                return Err(PlanError::Unresolvable(
+                    root_type.clone(),
+                    field.name.clone(),
+                ));
+            }
+            let reuse = match operation.kind {
+                // Mutations run in order: only the group just before may take this field.
+                OperationType::Mutation => roots
+                    .last()
+                    .copied()
+                    .filter(|gid| candidates.contains(&self.groups[*gid].graph)),
+                _ => roots
+                    .iter()
+                    .copied()
+                    .find(|gid| candidates.contains(&self.groups[*gid].graph)),
+            };
+            let gid = match reuse {
+                Some(gid) => gid,
+                None => {
+                    let graph = self.best_graph(root_type, &operation.selections, &candidates);
+                    roots.push(self.new_group(graph, None, Vec::new()));
+                    *roots.last().expect("just pushed")
+                }
+            };
+            let planned =
+                self.plan_in(gid, root_type, std::slice::from_ref(selection), &[], None)?;
+            selection::merge_all(&mut self.groups[gid].selections, planned);
+        }
+        Ok(roots)
+    }
+
+    /// Of `candidates`, the subgraph that resolves the most root fields: fewer fetches.
+    fn best_graph(&self, root_type: &Name, selections: &[Selection], candidates: &[Name]) -> Name {
+        candidates
+            .iter()
+            .max_by_key(|graph| {
+                selections
+                    .iter()
+                    .filter(|s| matches!(s, Selection::Field(f) if self.supergraph.resolves(root_type, &f.name, graph)))
+                    .count()
+            })
+            .cloned()
+            .expect("candidates is not empty")
+    }
+
+    fn new_group(
+        &mut self,
+        graph: Name,
+        entity_type: Option<Name>,
+        path: Vec<PathElement>,
+    ) -> usize {
+        self.groups.push(Group {
+            graph,
+            entity_type,
+            path,
+            requires: Vec::new(),
+            selections: Vec::new(),
+            children: Vec::new(),
+        });
+        self.groups.len() - 1
+    }
+
+    /// The selections group `gid` makes at `path` for `selections` on `parent`; anything its
+    /// subgraph cannot resolve goes to dependent groups.
+    fn plan_in(
+        &mut self,
+        gid: usize,
+        parent: &Name,
+        selections: &[Selection],
+        path: &[PathElement],
+        provided: Option<&[Selection]>,
+    ) -> Result<Vec<Selection>, PlanError> {
+        let graph = self.groups[gid].graph.clone();
+        let mut out = Vec::new();
+        for selection in selections {
+            match selection {
+                Selection::Fragment(fragment) => {
+                    let condition = &fragment.type_condition;
+                    let known = self.supergraph.is_abstract(condition)
+                        || self.supergraph.type_in_graph(condition, &graph).is_some();
+                    if !known {
+                        // This subgraph never returns that type here; but it may still be
+                        // reachable as an entity of the enclosing abstract type.
+                        if !self.supergraph.is_abstract(parent) {
+                            continue;
+                        }
+                    }
+                    let inner_path = if self.supergraph.is_abstract(parent) {
+                        let mut p = path.to_vec();
+                        p.push(PathElement::TypeCondition(condition.clone()));
+                        p
+                    } else {
+                        path.to_vec()
+                    };
+                    let inner = if known {
+                        self.plan_in(gid, condition, &fragment.selections, &inner_path, provided)?
+                    } else {
+                        Vec::new()
+                    };
+                    if self.supergraph.is_abstract(parent) {
+                        selection::merge(&mut out, typename());
+                    }
+                    if !inner.is_empty() {
+                        selection::merge(
+                            &mut out,
+                            Selection::Fragment(Fragment {
+                                type_condition: condition.clone(),
+                                selections: inner,
+                            }),
+                        );
+                    }
+                }
+                Selection::Field(field) => {
+                    if field.name == "__typename" {
+                        selection::merge(&mut out, selection.clone());
+                        continue;
+                    }
+                    let provided_here = provided.and_then(|p| find_field(p, &field.name));
+                    if provided_here.is_some()
+                        || self.supergraph.resolves(parent, &field.name, &graph)
+                    {
+                        let planned = self.plan_local(gid, parent, field, path, provided_here)?;
+                        selection::merge(&mut out, Selection::Field(planned));
+                    } else if self.supergraph.is_abstract(parent) {
+                        // Ask each possible type on its own: its field may live elsewhere.
+                        let exploded: Vec<Selection> = self
+                            .supergraph
+                            .possible_types(parent)
+                            .into_iter()
+                            .map(|ty| {
+                                Selection::Fragment(Fragment {
+                                    type_condition: ty,
+                                    selections: vec![selection.clone()],
+                                })
+                            })
+                            .collect();
+                        let planned = self.plan_in(gid, parent, &exploded, path, provided)?;
+                        selection::merge_all(&mut out, planned);
+                    } else {
+                        let local = self.jump(gid, parent, field, path)?;
+                        selection::merge_all(&mut out, local);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A field the group's subgraph resolves, with its sub-selections planned.
+    fn plan_local(
+        &mut self,
+        gid: usize,
+        parent: &Name,
+        field: &Field,
+        path: &[PathElement],
+        provided_here: Option<&Field>,
+    ) -> Result<Field, PlanError> {
+        let graph = self.groups[gid].graph.clone();
+        let mut planned = Field {
+            selections: Vec::new(),
+            ..field.clone()
+        };
+        if field.selections.is_empty() {
+            return Ok(planned);
+        }
+        let definition = self
+            .supergraph
+            .schema
+            .type_field(parent, &field.name)
+            .map_err(|_| PlanError::UnknownField(parent.clone(), field.name.clone()))?;
+        let return_type = definition.ty.inner_named_type().clone();
+        let mut child_path = path.to_vec();
+        child_path.push(PathElement::Key(field.response_key().clone()));
+        push_lists(&definition.ty, &mut child_path);
+        let provides = match provided_here {
+            Some(provided) => Some(provided.selections.clone()),
+            None => self
+                .supergraph
+                .field_source(parent, &field.name, &graph)
+                .map(|source| source.provides.clone())
+                .filter(|p| !p.is_empty()),
+        };
+        planned.selections = self.plan_in(
+            gid,
+            &return_type,
+            &field.selections,
+            &child_path,
+            provides.as_deref(),
+        )?;
+        Ok(planned)
+    }
+
+    /// `field` lives in another subgraph: returns what this group must select so a dependent
+    /// entity fetch can resolve it, and plans that fetch.
+    fn jump(
+        &mut self,
+        gid: usize,
+        parent: &Name,
+        field: &Field,
+        path: &[PathElement],
+    ) -> Result<Vec<Selection>, PlanError> {
+        let graph = self.groups[gid].graph.clone();
+        let targets = self.supergraph.field_graphs(parent, &field.name);
+        if targets.is_empty() {
+            return Err(PlanError::Unresolvable(parent.clone(), field.name.clone()));
+        }
+        // Prefer a subgraph this group already jumps to at this path: one fetch, not two.
+        let mut ordered: Vec<Name> = targets.clone();
+        ordered.sort_by_key(|target| {
+            !self.groups[gid].children.iter().any(|c| {
+                let child = &self.groups[*c];
+                &child.graph == target
+                    && child.path == path
+                    && child.entity_type.as_ref() == Some(parent)
+            })
+        });
+        for target in ordered {
+            let Some(key) = self.usable_key(parent, &target, &graph) else {
+                continue;
+            };
+            let requires = self
+                .supergraph
+                .field_source(parent, &field.name, &target)
+                .map(|s| s.requires.clone())
+                .unwrap_or_default();
+            if !requires.is_empty() && !self.can_provide(parent, &requires, &graph) {
+                return Err(PlanError::UnsatisfiableRequires {
+                    type_name: parent.clone(),
+                    field: field.name.clone(),
+                    from: self.supergraph.graph_name(&graph).to_owned(),
+                });
+            }
+            let mut local = vec![typename()];
+            selection::merge_all(&mut local, key.clone());
+            selection::merge_all(&mut local, requires.clone());
+
+            let child = self.child_group(gid, &target, parent, path);
+            let mut representation = vec![typename()];
+            selection::merge_all(&mut representation, key);
+            selection::merge_all(&mut representation, requires);
+            selection::merge(
+                &mut self.groups[child].requires,
+                Selection::Fragment(Fragment {
+                    type_condition: parent.clone(),
+                    selections: representation,
+                }),
+            );
+            let planned = self.plan_in(
+                child,
+                parent,
+                &[Selection::Field(field.clone())],
+                path,
+                None,
+            )?;
+            selection::merge(
+                &mut self.groups[child].selections,
+                Selection::Fragment(Fragment {
+                    type_condition: parent.clone(),
+                    selections: planned,
+                }),
+            );
+            return Ok(local);
+        }
+        Err(PlanError::Unreachable {
+            type_name: parent.clone(),
+            field: field.name.clone(),
+            from: self.supergraph.graph_name(&graph).to_owned(),
+        })
+    }
+
+    fn child_group(
+        &mut self,
+        gid: usize,
+        graph: &Name,
+        entity_type: &Name,
+        path: &[PathElement],
+    ) -> usize {
+        let existing = self.groups[gid].children.iter().copied().find(|c| {
+            let child = &self.groups[*c];
+            &child.graph == graph
+                && child.path == path
+                && child.entity_type.as_ref() == Some(entity_type)
+        });
+        if let Some(child) = existing {
+            return child;
+        }
+        let child = self.new_group(graph.clone(), Some(entity_type.clone()), path.to_vec());
+        self.groups[gid].children.push(child);
+        child
+    }
+
+    /// A key of `entity` that `target` can look it up by and `from` can provide.
+    fn usable_key(&self, entity: &Name, target: &Name, from: &Name) -> Option<Vec<Selection>> {
+        let in_target = self.supergraph.type_in_graph(entity, target)?;
+        in_target
+            .keys
+            .iter()
+            .filter(|key| key.resolvable)
+            .find(|key| self.can_provide(entity, &key.selections, from))
+            .map(|key| key.selections.clone())
+    }
+
+    /// Whether `graph` resolves every field of `selections` on `parent`.
+    fn can_provide(&self, parent: &Name, selections: &[Selection], graph: &Name) -> bool {
+        selections.iter().all(|selection| match selection {
+            Selection::Field(field) => {
+                self.supergraph.resolves(parent, &field.name, graph)
+                    && (field.selections.is_empty()
+                        || self
+                            .supergraph
+                            .field_type(parent, &field.name)
+                            .is_some_and(|ty| self.can_provide(ty, &field.selections, graph)))
+            }
+            Selection::Fragment(fragment) => {
+                self.can_provide(&fragment.type_condition, &fragment.selections, graph)
+            }
+        })
+    }
+
+    fn node(&self, gid: usize, operation: &Operation) -> PlanNode {
+        let group = &self.groups[gid];
+        let fetch = PlanNode::Fetch(self.fetch(gid, operation));
+        let fetch = match &group.entity_type {
+            Some(_) => PlanNode::Flatten {
+                path: group.path.clone(),
+                node: Box::new(fetch),
+            },
+            None => fetch,
+        };
+        let children: Vec<PlanNode> = group
+            .children
+            .iter()
+            .map(|c| self.node(*c, operation))
+            .collect();
+        let next = match children.len() {
+            0 => return fetch,
+            1 => children.into_iter().next().expect("one child"),
+            _ => PlanNode::Parallel(children),
+        };
+        // A sequence inside a sequence reads better flat.
+        let mut steps = vec![fetch];
+        match next {
+            PlanNode::Sequence(more) => steps.extend(more),
+            other => steps.push(other),
+        }
+        PlanNode::Sequence(steps)
+    }
+
+    fn fetch(&self, gid: usize, operation: &Operation) -> Fetch {
+        let group = &self.groups[gid];
+        let mut variables = Vec::new();
+        selection::variables(&group.selections, &mut variables);
+        let declarations: Vec<String> = variables
+            .iter()
+            .filter_map(|name| {
+                operation
+                    .variable_definitions
+                    .iter()
+                    .find(|d| &d.name == name)
+            })
+            .map(|definition| {
+                let mut text = format!("${}: {}", definition.name, definition.ty);
+                if let Some(default) = &definition.default_value {
+                    text.push_str(&format!(" = {default}"));
+                }
+                text
+            })
+            .collect();
+        let service = self.supergraph.graph_name(&group.graph).to_owned();
+        let (kind, document) = match &group.entity_type {
+            Some(_) => {
+                let mut all = vec!["$representations: [_Any!]!".to_owned()];
+                all.extend(declarations);
+                let entities = Selection::Field(Field {
+                    arguments: vec![(
+                        name!("representations"),
+                        Node::new(apollo_compiler::ast::Value::Variable(name!(
+                            "representations"
+                        ))),
+                    )],
+                    selections: group.selections.clone(),
+                    ..Field::new(name!("_entities"))
+                });
+                (
+                    OperationType::Query,
+                    format!(
+                        "query({}) {}",
+                        all.join(", "),
+                        selection::print(&[entities])
+                    ),
+                )
+            }
+            None => {
+                let keyword = match operation.kind {
+                    OperationType::Mutation => "mutation",
+                    OperationType::Subscription => "subscription",
+                    OperationType::Query => "query",
+                };
+                let name = operation
+                    .name
+                    .as_ref()
+                    .map(|n| format!(" {n}__{service}__{gid}"))
+                    .unwrap_or_default();
+                let variables = if declarations.is_empty() {
+                    String::new()
+                } else {
+                    format!("({})", declarations.join(", "))
+                };
+                (
+                    operation.kind,
+                    format!(
+                        "{keyword}{name}{variables} {}",
+                        selection::print(&group.selections)
+                    ),
+                )
+            }
+        };
+        Fetch {
+            graph: group.graph.clone(),
+            service,
+            kind,
+            requires: group.requires.clone(),
+            selections: group.selections.clone(),
+            variables,
+            operation: document,
+        }
+    }
+}
+
+fn typename() -> Selection {
+    Selection::Field(Field::new(name!("__typename")))
+}
+
+fn find_field<'s>(selections: &'s [Selection], name: &Name) -> Option<&'s Field> {
+    selections.iter().find_map(|s| match s {
+        Selection::Field(f) if &f.name == name => Some(f),
+        _ => None,
+    })
+}
+
+/// One `@` per list level of `ty`.
+fn push_lists(ty: &Type, path: &mut Vec<PathElement>) {
+    match ty {
+        Type::List(inner) | Type::NonNullList(inner) => {
+            path.push(PathElement::List);
+            push_lists(inner, path);
+        }
+        Type::Named(_) | Type::NonNullNamed(_) => {}
+    }
+}

@@ -1,0 +1,69 @@
+//! `junction gateway --supergraph FILE`: the federation router alone, in front of any
+//! Federation v2 subgraphs.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use junction_gateway::execute::SubgraphClient;
+use junction_gateway::health;
+use junction_gateway::operation::Limits;
+use junction_gateway::router::GraphRouter;
+use junction_gateway::supergraph::Supergraph;
+use junction_schema::identity::IdentitySigner;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::commands::Failure;
+use crate::config::Config;
+use crate::shutdown::Shutdown;
+
+pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Failure> {
+    let Some(path) = supergraph.or_else(|| config.gateway.supergraph.clone()) else {
+        return Err(Failure::Usage(
+            "a supergraph is needed: --supergraph FILE (or gateway.supergraph)".into(),
+        ));
+    };
+    let sdl = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::Usage(format!("{}: cannot read: {e}", path.display())))?;
+    let supergraph =
+        Supergraph::parse(&sdl).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let subgraphs: Vec<String> = supergraph
+        .graphs
+        .values()
+        .map(|g| format!("{} ({})", g.name, g.url))
+        .collect();
+    // Without a shared key there is nobody to sign for: third-party subgraphs do not check.
+    let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
+    let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer)
+        .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
+    let router = Arc::new(GraphRouter::new(
+        Arc::new(supergraph),
+        client,
+        Limits::default(),
+        None,
+    ));
+    let app = router
+        .routes()
+        .merge(health::routes(Vec::new()))
+        .layer(TraceLayer::new_for_http());
+    let listen = config.gateway.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr().context("listener address")?,
+        subgraphs = %subgraphs.join(", "),
+        "Junction is serving"
+    );
+    junction_gateway::server::serve(
+        listener,
+        app,
+        Shutdown::on_signal().wait(),
+        config.gateway.shutdown_grace,
+    )
+    .await
+    .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}

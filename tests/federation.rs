@@ -1,0 +1,308 @@
+//! The router against subgraphs it did not write: the classic four-subgraph shape, served by
+//! `junction gateway --supergraph FILE`, with answers derived by hand from the Federation
+//! semantics, and plans kept as snapshots so regressions in plan quality show.
+
+mod support;
+
+use junction_gateway::operation::{self, Limits};
+use junction_gateway::planner;
+use junction_gateway::supergraph::Supergraph;
+use serde_json::{Value, json};
+use support::Junction;
+use support::federation::Subgraphs;
+
+struct Router {
+    process: Junction,
+    subgraphs: Subgraphs,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Router {
+    async fn start() -> Self {
+        let subgraphs = Subgraphs::start().await;
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("supergraph.graphql");
+        std::fs::write(&file, subgraphs.supergraph()).unwrap();
+        let mut command = support::process::command(dir.path());
+        command.args([
+            "gateway",
+            "--supergraph",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]);
+        let process = Junction::start(command, "Junction is serving");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            process,
+            subgraphs,
+            client: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, query: &str, variables: Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.process.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn data(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        body["data"].clone()
+    }
+}
+
+/// The plan for `query` against the checked-in supergraph, printed.
+fn plan(query: &str) -> (String, usize) {
+    let sdl = include_str!("federation/classic.graphql");
+    let supergraph = Supergraph::parse(sdl).unwrap();
+    let document = operation::parse(&supergraph.api, query, &Limits::default()).unwrap();
+    let (normalized, _) =
+        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
+    let plan = planner::plan(&supergraph, &normalized).unwrap();
+    (plan.to_string(), plan.fetch_count())
+}
+
+/// Compares with `tests/federation/plans/NAME.plan`; `UPDATE_SNAPSHOTS=1` rewrites it.
+fn assert_plan_snapshot(name: &str, printed: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/federation/plans/{name}.plan"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, printed).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        printed, expected,
+        "plan {name} changed; if on purpose, run with UPDATE_SNAPSHOTS=1 and review"
+    );
+}
+
+const DEEP: &str =
+    "{ topProducts { name reviews { body author { name reviews { product { name } } } } } }";
+
+#[test]
+fn deep_query_plan_snapshot() {
+    let (printed, fetches) = plan(DEEP);
+    assert_plan_snapshot("deep", &printed);
+    // Hive Router plans this shape in 7 fetches, Apollo Router in 16.
+    assert_eq!(fetches, 4, "{printed}");
+}
+
+#[test]
+fn requires_and_provides_plan_snapshot() {
+    let (printed, _) =
+        plan("{ topProducts { name shippingEstimate reviews { author { username } } } }");
+    assert_plan_snapshot("requires_provides", &printed);
+    assert!(
+        !printed.contains("\"accounts\""),
+        "@provides saves the accounts fetch:\n{printed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deep_query_walks_four_subgraphs() {
+    let router = Router::start().await;
+    let data = router.data(DEEP, json!({})).await;
+    let review = |body: &str, author: &str, products: &[&str]| {
+        json!({
+            "body": body,
+            "author": {
+                "name": author,
+                "reviews": products.iter().map(|p| json!({"product": {"name": p}})).collect::<Vec<_>>(),
+            }
+        })
+    };
+    assert_eq!(
+        data,
+        json!({"topProducts": [
+            {"name": "Table", "reviews": [
+                review("Love it!", "Ada Lovelace", &["Table", "Couch"]),
+                review("Prefer something else.", "Alan Turing", &["Chair", "Table"]),
+            ]},
+            {"name": "Couch", "reviews": [review("Too expensive.", "Ada Lovelace", &["Table", "Couch"])]},
+            {"name": "Chair", "reviews": [review("Could be better.", "Alan Turing", &["Chair", "Table"])]},
+        ]})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requires_provides_aliases_fragments_and_variables() {
+    let router = Router::start().await;
+    // @requires: inventory computes the estimate from price and weight fetched from products.
+    let data = router
+        .data(
+            "query($n: Int) { topProducts(first: $n) { upc shippingEstimate inStock } }",
+            json!({"n": 2}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({"topProducts": [
+            {"upc": "1", "shippingEstimate": 50, "inStock": true},
+            {"upc": "2", "shippingEstimate": 0, "inStock": false},
+        ]})
+    );
+
+    // @provides: usernames come with the reviews; accounts is never asked.
+    let before = router.subgraphs.accounts.requests();
+    let data = router
+        .data(
+            "{ topProducts(first: 1) { reviews { author { username } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({"topProducts": [{"reviews": [{"author": {"username": "@ada"}}, {"author": {"username": "@complete"}}]}]})
+    );
+    assert_eq!(router.subgraphs.accounts.requests(), before);
+
+    // Aliases, named and inline fragments, __typename, @skip/@include.
+    let data = router
+        .data(
+            "query($withPrice: Boolean!) {
+                first: topProducts(first: 1) { ...Names kind: __typename price @include(if: $withPrice) }
+                me { ... on User { handle: name } reviews @skip(if: true) { body } }
+                __typename
+            }
+            fragment Names on Product { title: name upc }",
+            json!({"withPrice": false}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({
+            "first": [{"title": "Table", "upc": "1", "kind": "Product"}],
+            "me": {"handle": "Ada Lovelace"},
+            "__typename": "Query",
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_operations_are_refused_before_any_subgraph_is_called() {
+    let router = Router::start().await;
+    let cases = [
+        ("{ topProducts { name", "syntax"),
+        ("{ topProducts { nope } }", "unknown field"),
+        ("{ topProducts { internalSku } }", "inaccessible field"),
+        (
+            "query($n: Int) { topProducts(first: $n) { name } }",
+            "wrong variable type",
+        ),
+    ];
+    for (query, why) in cases {
+        let variables = if why == "wrong variable type" {
+            json!({"n": "many"})
+        } else {
+            json!({})
+        };
+        let (status, body) = router.post(query, variables).await;
+        assert_eq!(status, 400, "{why}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{why}: {body}"
+        );
+    }
+    // Over the limits: depth, aliases, size.
+    let deep = format!(
+        "{{ me {}{{ name }}{} }}",
+        "{ reviews { author ".repeat(12),
+        " } }".repeat(12)
+    );
+    let (status, body) = router.post(&deep, json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    let aliases: String = (0..101).map(|i| format!("a{i}: me {{ name }} ")).collect();
+    let (status, body) = router.post(&format!("{{ {aliases} }}"), json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{body}"
+    );
+    let huge = format!("{{ me {{ name }} }} # {}", "x".repeat(70 * 1024));
+    let (status, _) = router.post(&huge, json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        router.subgraphs.total_requests(),
+        0,
+        "no subgraph was called"
+    );
+    let _ = cases;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_answers_from_the_api_schema() {
+    let router = Router::start().await;
+    let data = router
+        .data(
+            "{ __type(name: \"Product\") { fields { name } } __schema { types { name } } }",
+            json!({}),
+        )
+        .await;
+    let fields: Vec<&str> = data["__type"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "upc",
+            "weight",
+            "price",
+            "inStock",
+            "shippingEstimate",
+            "name",
+            "reviews"
+        ]
+    );
+    let types: Vec<&str> = data["__schema"]["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"Review"));
+    assert!(
+        !types
+            .iter()
+            .any(|t| t.starts_with("join__") || t.starts_with("link__")),
+        "{types:?}"
+    );
+    assert_eq!(router.subgraphs.total_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_requests_need_a_preflight_header_and_run_queries_only() {
+    let router = Router::start().await;
+    let url = router
+        .process
+        .url("/graphql?query=%7B%20me%20%7B%20name%20%7D%20%7D");
+    let plain = router.client.get(&url).send().await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let preflighted = router
+        .client
+        .get(&url)
+        .header("apollo-require-preflight", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflighted.status(), 200);
+    let body: Value = preflighted.json().await.unwrap();
+    assert_eq!(body["data"]["me"]["name"], "Ada Lovelace");
+}
