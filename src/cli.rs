@@ -60,6 +60,15 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<SocketAddr>,
     },
+    /// Compose subgraphs into a supergraph SDL for `junction gateway`
+    Compose {
+        /// NAME=URL (SDL fetched from the running subgraph) or NAME=URL@FILE; repeat per subgraph
+        #[arg(long = "subgraph", value_name = "NAME=URL[@FILE]")]
+        subgraphs: Vec<String>,
+        /// Write here instead of stdout
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Run one subgraph alone (it trusts only identity signed with `identity.signing_key`)
     Subgraph {
         name: SubgraphName,

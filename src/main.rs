@@ -36,6 +36,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Config { action } = &cli.command {
         return commands::config_check::run(&cli, action);
     }
+    if let Command::Compose { subgraphs, output } = &cli.command {
+        return commands::compose::run(subgraphs, output.as_ref()).await;
+    }
     let config = cli.load_config()?;
     logging::init(&config.log);
     match &cli.command {
@@ -55,6 +58,6 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Migrate { action } => commands::migrate::run(&config, action).await,
         Command::Apikey { action } => commands::apikey::run(&config, action).await,
         Command::Tenant { action } => commands::tenant::run(&config, action).await,
-        Command::Config { .. } => unreachable!("handled above"),
+        Command::Config { .. } | Command::Compose { .. } => unreachable!("handled above"),
     }
 }

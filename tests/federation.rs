@@ -19,11 +19,18 @@ struct Router {
 }
 
 impl Router {
+    /// The router on the checked-in supergraph.
     async fn start() -> Self {
         let subgraphs = Subgraphs::start().await;
+        let supergraph = subgraphs.supergraph();
+        Self::start_on(subgraphs, &supergraph)
+    }
+
+    fn start_on(subgraphs: Subgraphs, supergraph: &str) -> Self {
         let dir = tempfile::TempDir::new().unwrap();
         let file = dir.path().join("supergraph.graphql");
-        std::fs::write(&file, subgraphs.supergraph()).unwrap();
+        std::fs::write(&file, supergraph).unwrap();
+
         let mut command = support::process::command(dir.path());
         command.args([
             "gateway",
@@ -305,4 +312,56 @@ async fn get_requests_need_a_preflight_header_and_run_queries_only() {
     assert_eq!(preflighted.status(), 200);
     let body: Value = preflighted.json().await.unwrap();
     assert_eq!(body["data"]["me"]["name"], "Ada Lovelace");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junction_compose_builds_a_supergraph_from_running_subgraphs() {
+    let subgraphs = Subgraphs::start().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let output = support::process::command(dir.path())
+        .arg("compose")
+        .args([
+            "--subgraph",
+            &format!("accounts={}", subgraphs.accounts.url),
+        ])
+        .args([
+            "--subgraph",
+            &format!("products={}", subgraphs.products.url),
+        ])
+        .args([
+            "--subgraph",
+            &format!("inventory={}", subgraphs.inventory.url),
+        ])
+        .args(["--subgraph", &format!("reviews={}", subgraphs.reviews.url)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let supergraph = String::from_utf8(output.stdout).unwrap();
+
+    let router = Router::start_on(subgraphs, &supergraph);
+    let checked_in = Router::start().await;
+    for query in [
+        DEEP,
+        "{ topProducts { upc shippingEstimate reviews { author { username } } } }",
+    ] {
+        let composed = router.data(query, json!({})).await;
+        let expected = checked_in.data(query, json!({})).await;
+        assert_eq!(composed, expected, "{query}");
+    }
+
+    // A subgraph that is not one is refused with a clear message.
+    let output = support::process::command(dir.path())
+        .args([
+            "compose",
+            "--subgraph",
+            "nothing=http://127.0.0.1:9/graphql",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("subgraph nothing"));
 }

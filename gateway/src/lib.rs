@@ -6,7 +6,9 @@
 //! health endpoints with pluggable readiness probes and a graceful shutdown. The router knows
 //! nothing about Junction's own subgraphs in particular.
 
+pub mod compose;
 mod config;
+
 pub mod execute;
 pub mod health;
 pub mod operation;

@@ -1,7 +1,9 @@
 //! One module per subcommand, and how a failed command reports itself.
 
 pub mod apikey;
+pub mod compose;
 pub mod config_check;
+
 pub mod dispatcher;
 
 pub mod gateway;

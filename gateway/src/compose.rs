@@ -1,0 +1,922 @@
+//! Composition: subgraph SDLs in, a supergraph SDL out (`join` v0.3), with the errors that
+//! make a set of subgraphs unservable reported clearly: conflicting field types, fields
+//! resolved by several subgraphs without `@shareable`, key fields that do not exist, and
+//! `@requires` that nothing can satisfy.
+//!
+//! Federation 2 subgraphs (`@link` to the federation spec) and Federation 1 subgraphs (no
+//! `@link`: every field is shareable, `extend type` marks entity extensions) are both read.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write;
+
+use apollo_compiler::ast::{
+    Definition, Directive, DirectiveList, Document, FieldDefinition, InputValueDefinition, Type,
+    Value,
+};
+use apollo_compiler::{Name, Node};
+use indexmap::IndexMap;
+
+/// One subgraph to compose.
+#[derive(Clone, Debug)]
+pub struct SubgraphSource {
+    pub name: String,
+    pub url: String,
+    pub sdl: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("composition failed:\n  {}", .0.join("\n  "))]
+pub struct CompositionErrors(pub Vec<String>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Object,
+    Interface,
+    Union,
+    Enum,
+    Input,
+    Scalar,
+}
+
+#[derive(Default)]
+struct GraphType {
+    keys: Vec<(String, bool)>,
+    extension: bool,
+    interface_object: bool,
+    shareable: bool,
+}
+
+struct FieldInGraph {
+    ty: Type,
+    external: bool,
+    requires: Option<String>,
+    provides: Option<String>,
+    shareable: bool,
+    override_from: Option<String>,
+}
+
+struct MergedField {
+    description: Option<Node<str>>,
+    arguments: Vec<Node<InputValueDefinition>>,
+    inaccessible: bool,
+    sources: IndexMap<String, FieldInGraph>,
+}
+
+struct MergedType {
+    kind: Kind,
+    description: Option<Node<str>>,
+    inaccessible: bool,
+    graphs: IndexMap<String, GraphType>,
+    fields: IndexMap<Name, MergedField>,
+    implements: IndexMap<Name, Vec<String>>,
+    members: IndexMap<Name, Vec<String>>,
+    values: IndexMap<Name, (bool, Vec<String>)>,
+    input_fields: IndexMap<Name, (Node<InputValueDefinition>, Vec<String>)>,
+}
+
+impl MergedType {
+    fn new(kind: Kind) -> Self {
+        Self {
+            kind,
+            description: None,
+            inaccessible: false,
+            graphs: IndexMap::new(),
+            fields: IndexMap::new(),
+            implements: IndexMap::new(),
+            members: IndexMap::new(),
+            values: IndexMap::new(),
+            input_fields: IndexMap::new(),
+        }
+    }
+}
+
+const SKIPPED_TYPES: &[&str] = &[
+    "_Service",
+    "_Entity",
+    "_Any",
+    "_FieldSet",
+    "FieldSet",
+    "link__Import",
+    "link__Purpose",
+];
+const BUILT_IN_SCALARS: &[&str] = &["String", "Int", "Float", "Boolean", "ID"];
+
+/// The graph enum value for a subgraph name: `inventory-v2` -> `INVENTORY_V2`.
+pub fn graph_enum_value(name: &str) -> String {
+    let mut value: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if value.chars().next().is_none_or(|c| c.is_ascii_digit()) {
+        value.insert(0, '_');
+    }
+    value
+}
+
+fn directive<'a>(directives: &'a DirectiveList, name: &str) -> Option<&'a Node<Directive>> {
+    directives
+        .iter()
+        .find(|d| d.name == name || d.name.strip_prefix("federation__") == Some(name))
+}
+
+fn has(directives: &DirectiveList, name: &str) -> bool {
+    directive(directives, name).is_some()
+}
+
+fn string_arg(directive: &Directive, name: &str) -> Option<String> {
+    match directive
+        .specified_argument_by_name(name)
+        .map(|v| v.as_ref())
+    {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn bool_arg(directive: &Directive, name: &str) -> Option<bool> {
+    match directive
+        .specified_argument_by_name(name)
+        .map(|v| v.as_ref())
+    {
+        Some(Value::Boolean(b)) => Some(*b),
+        _ => None,
+    }
+}
+
+/// The top-level field names of a field set (`"id sku"`, `"upc variation { id }"`).
+fn field_set_names(set: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut depth = 0;
+    for token in set
+        .replace('{', " { ")
+        .replace('}', " } ")
+        .split_whitespace()
+    {
+        match token {
+            "{" => depth += 1,
+            "}" => depth -= 1,
+            name if depth == 0 => names.push(name.to_owned()),
+            _ => {}
+        }
+    }
+    names
+}
+
+pub fn compose(subgraphs: &[SubgraphSource]) -> Result<String, CompositionErrors> {
+    let mut errors = Vec::new();
+    let mut types: IndexMap<Name, MergedType> = IndexMap::new();
+    let mut graphs: Vec<(String, &SubgraphSource)> = Vec::new();
+    let mut seen = HashSet::new();
+    for subgraph in subgraphs {
+        let value = graph_enum_value(&subgraph.name);
+        if !seen.insert(value.clone()) {
+            errors.push(format!("subgraph name {:?} is used twice", subgraph.name));
+            continue;
+        }
+        graphs.push((value, subgraph));
+    }
+    // Which fields each subgraph declares on each type, to check keys and requires.
+    let mut declared: IndexMap<(String, Name), BTreeSet<String>> = IndexMap::new();
+    for (graph, subgraph) in &graphs {
+        let document = match Document::parse(&subgraph.sdl, format!("{}.graphql", subgraph.name)) {
+            Ok(document) => document,
+            Err(e) => {
+                errors.push(format!(
+                    "subgraph {:?} is not valid GraphQL: {}",
+                    subgraph.name,
+                    e.errors.to_string().lines().next().unwrap_or("")
+                ));
+                continue;
+            }
+        };
+        let fed2 = document.definitions.iter().any(|d| match d {
+            Definition::SchemaDefinition(s) => links_federation(&s.directives),
+            Definition::SchemaExtension(s) => links_federation(&s.directives),
+            _ => false,
+        });
+        for definition in &document.definitions {
+            read_definition(definition, graph, fed2, &mut types, &mut declared);
+        }
+    }
+
+    check(&types, &graphs, &declared, &mut errors);
+    if !errors.is_empty() {
+        return Err(CompositionErrors(errors));
+    }
+    Ok(print(&types, &graphs))
+}
+
+fn links_federation(directives: &DirectiveList) -> bool {
+    directives.iter().filter(|d| d.name == "link").any(|d| {
+        string_arg(d, "url").is_some_and(|url| url.contains("specs.apollo.dev/federation/v2"))
+    })
+}
+
+/// An object or interface definition or extension, read uniformly.
+struct Composite<'a> {
+    kind: Kind,
+    name: &'a Name,
+    description: Option<&'a Node<str>>,
+    directives: &'a DirectiveList,
+    fields: &'a [Node<FieldDefinition>],
+    implements: &'a [Name],
+    extension: bool,
+}
+
+fn read_definition(
+    definition: &Definition,
+    graph: &str,
+    fed2: bool,
+    types: &mut IndexMap<Name, MergedType>,
+    declared: &mut IndexMap<(String, Name), BTreeSet<String>>,
+) {
+    let composite: Composite<'_> = match definition {
+        Definition::ObjectTypeDefinition(d) => Composite {
+            kind: Kind::Object,
+            name: &d.name,
+            description: d.description.as_ref(),
+            directives: &d.directives,
+            fields: &d.fields,
+            implements: &d.implements_interfaces,
+            extension: false,
+        },
+        Definition::ObjectTypeExtension(d) => Composite {
+            kind: Kind::Object,
+            name: &d.name,
+            description: None,
+            directives: &d.directives,
+            fields: &d.fields,
+            implements: &d.implements_interfaces,
+            extension: true,
+        },
+        Definition::InterfaceTypeDefinition(d) => Composite {
+            kind: Kind::Interface,
+            name: &d.name,
+            description: d.description.as_ref(),
+            directives: &d.directives,
+            fields: &d.fields,
+            implements: &d.implements_interfaces,
+            extension: false,
+        },
+        Definition::InterfaceTypeExtension(d) => Composite {
+            kind: Kind::Interface,
+            name: &d.name,
+            description: None,
+            directives: &d.directives,
+            fields: &d.fields,
+            implements: &d.implements_interfaces,
+            extension: true,
+        },
+        Definition::UnionTypeDefinition(d) => {
+            if skipped(&d.name) {
+                return;
+            }
+            let merged = types
+                .entry(d.name.clone())
+                .or_insert_with(|| MergedType::new(Kind::Union));
+            merged.description = merged.description.take().or_else(|| d.description.clone());
+            merged.graphs.entry(graph.to_owned()).or_default();
+            merged.inaccessible |= has(&d.directives, "inaccessible");
+            for member in &d.members {
+                merged
+                    .members
+                    .entry(member.clone())
+                    .or_default()
+                    .push(graph.to_owned());
+            }
+            return;
+        }
+        Definition::EnumTypeDefinition(d) => {
+            if skipped(&d.name) {
+                return;
+            }
+            let merged = types
+                .entry(d.name.clone())
+                .or_insert_with(|| MergedType::new(Kind::Enum));
+            merged.description = merged.description.take().or_else(|| d.description.clone());
+            merged.graphs.entry(graph.to_owned()).or_default();
+            merged.inaccessible |= has(&d.directives, "inaccessible");
+            for value in &d.values {
+                let entry = merged
+                    .values
+                    .entry(value.value.clone())
+                    .or_insert((false, Vec::new()));
+                entry.0 |= has(&value.directives, "inaccessible");
+                entry.1.push(graph.to_owned());
+            }
+            return;
+        }
+        Definition::InputObjectTypeDefinition(d) => {
+            if skipped(&d.name) {
+                return;
+            }
+            let merged = types
+                .entry(d.name.clone())
+                .or_insert_with(|| MergedType::new(Kind::Input));
+            merged.description = merged.description.take().or_else(|| d.description.clone());
+            merged.graphs.entry(graph.to_owned()).or_default();
+            for field in &d.fields {
+                merged
+                    .input_fields
+                    .entry(field.name.clone())
+                    .or_insert_with(|| (field.clone(), Vec::new()))
+                    .1
+                    .push(graph.to_owned());
+            }
+            return;
+        }
+        Definition::ScalarTypeDefinition(d) => {
+            if skipped(&d.name) || BUILT_IN_SCALARS.contains(&d.name.as_str()) {
+                return;
+            }
+            let merged = types
+                .entry(d.name.clone())
+                .or_insert_with(|| MergedType::new(Kind::Scalar));
+            merged.description = merged.description.take().or_else(|| d.description.clone());
+            merged.graphs.entry(graph.to_owned()).or_default();
+            return;
+        }
+        _ => return,
+    };
+    let Composite {
+        kind,
+        name,
+        description,
+        directives,
+        fields,
+        implements,
+        extension,
+    } = composite;
+    if skipped(name) {
+        return;
+    }
+    let merged = types
+        .entry(name.clone())
+        .or_insert_with(|| MergedType::new(kind));
+    if merged.description.is_none() {
+        merged.description = description.cloned();
+    }
+    merged.inaccessible |= has(directives, "inaccessible");
+    let in_graph = merged.graphs.entry(graph.to_owned()).or_default();
+    in_graph.extension |= extension || has(directives, "extends");
+    in_graph.interface_object |= has(directives, "interfaceObject");
+    // Federation 1 subgraphs have no @shareable: everything may be resolved twice.
+    in_graph.shareable |= has(directives, "shareable") || !fed2;
+    for key in directives
+        .iter()
+        .filter(|d| d.name == "key" || d.name == "federation__key")
+    {
+        if let Some(fields) = string_arg(key, "fields") {
+            in_graph
+                .keys
+                .push((fields, bool_arg(key, "resolvable").unwrap_or(true)));
+        }
+    }
+    let key_fields: BTreeSet<String> = in_graph
+        .keys
+        .iter()
+        .flat_map(|(k, _)| field_set_names(k))
+        .collect();
+    let type_shareable = in_graph.shareable;
+    for interface in implements {
+        merged
+            .implements
+            .entry(interface.clone())
+            .or_default()
+            .push(graph.to_owned());
+    }
+    let names = declared
+        .entry((graph.to_owned(), name.clone()))
+        .or_default();
+    for field in fields {
+        if field.name.starts_with("_") && (field.name == "_service" || field.name == "_entities") {
+            continue;
+        }
+        names.insert(field.name.to_string());
+        let external = has(&field.directives, "external");
+        let merged_field = merged
+            .fields
+            .entry(field.name.clone())
+            .or_insert_with(|| MergedField {
+                description: field.description.clone(),
+                arguments: field.arguments.clone(),
+                inaccessible: false,
+                sources: IndexMap::new(),
+            });
+        merged_field.inaccessible |= has(&field.directives, "inaccessible");
+        if merged_field.description.is_none() {
+            merged_field.description = field.description.clone();
+        }
+        merged_field.sources.insert(
+            graph.to_owned(),
+            FieldInGraph {
+                ty: field.ty.clone(),
+                external,
+                requires: directive(&field.directives, "requires")
+                    .and_then(|d| string_arg(d, "fields")),
+                provides: directive(&field.directives, "provides")
+                    .and_then(|d| string_arg(d, "fields")),
+                shareable: type_shareable
+                    || has(&field.directives, "shareable")
+                    || key_fields.contains(field.name.as_str()),
+                override_from: directive(&field.directives, "override")
+                    .and_then(|d| string_arg(d, "from")),
+            },
+        );
+    }
+}
+
+fn skipped(name: &str) -> bool {
+    SKIPPED_TYPES.contains(&name)
+        || name.starts_with("link__")
+        || name.starts_with("federation__")
+        || name.starts_with("join__")
+}
+
+fn check(
+    types: &IndexMap<Name, MergedType>,
+    graphs: &[(String, &SubgraphSource)],
+    declared: &IndexMap<(String, Name), BTreeSet<String>>,
+    errors: &mut Vec<String>,
+) {
+    let subgraph_name = |graph: &str| {
+        graphs
+            .iter()
+            .find(|(g, _)| g == graph)
+            .map_or(graph.to_owned(), |(_, s)| s.name.clone())
+    };
+    for (type_name, ty) in types {
+        for (graph, in_graph) in &ty.graphs {
+            for (key, _) in &in_graph.keys {
+                let fields = declared.get(&(graph.clone(), type_name.clone()));
+                for name in field_set_names(key) {
+                    if !fields.is_some_and(|f| f.contains(&name)) {
+                        errors.push(format!(
+                            "[{}] On type \"{type_name}\", for @key(fields: \"{key}\"): cannot query field \"{name}\" on type \"{type_name}\"",
+                            subgraph_name(graph)
+                        ));
+                    }
+                }
+            }
+        }
+        for (field_name, field) in &ty.fields {
+            let resolving: Vec<&String> = field
+                .sources
+                .iter()
+                .filter(|(graph, source)| {
+                    !source.external
+                        && !field.sources.values().any(|other| {
+                            other
+                                .override_from
+                                .as_deref()
+                                .map(graph_enum_value)
+                                .as_deref()
+                                == Some(graph.as_str())
+                        })
+                })
+                .map(|(graph, _)| graph)
+                .collect();
+            // One named type, and the same list shape, everywhere.
+            let mut shapes = field
+                .sources
+                .iter()
+                .map(|(graph, s)| (graph, strip_non_null(&s.ty)));
+            if let Some((first_graph, first)) = shapes.next() {
+                for (graph, shape) in shapes {
+                    if shape != first {
+                        errors.push(format!(
+                            "Type of field \"{type_name}.{field_name}\" is incompatible across subgraphs: \"{}\" in subgraph \"{}\" but \"{}\" in subgraph \"{}\"",
+                            field.sources[first_graph].ty,
+                            subgraph_name(first_graph),
+                            field.sources[graph].ty,
+                            subgraph_name(graph)
+                        ));
+                        break;
+                    }
+                }
+            }
+            if ty.kind == Kind::Object && resolving.len() > 1 {
+                let unshareable: Vec<String> = resolving
+                    .iter()
+                    .filter(|graph| !field.sources[graph.as_str()].shareable)
+                    .map(|graph| format!("\"{}\"", subgraph_name(graph)))
+                    .collect();
+                if !unshareable.is_empty() {
+                    let all: Vec<String> = resolving
+                        .iter()
+                        .map(|g| format!("\"{}\"", subgraph_name(g)))
+                        .collect();
+                    errors.push(format!(
+                        "Non-shareable field \"{type_name}.{field_name}\" is resolved from multiple subgraphs: it is resolved from subgraphs {} and defined as non-shareable in {}",
+                        all.join(" and "),
+                        unshareable.join(" and ")
+                    ));
+                }
+            }
+            for (graph, source) in &field.sources {
+                let Some(requires) = &source.requires else {
+                    continue;
+                };
+                for name in field_set_names(requires) {
+                    let here = declared.get(&(graph.clone(), type_name.clone()));
+                    let elsewhere = ty
+                        .fields
+                        .get(name.as_str())
+                        .is_some_and(|f| f.sources.iter().any(|(g, s)| g != graph && !s.external));
+                    if !here.is_some_and(|f| f.contains(&name)) || !elsewhere {
+                        errors.push(format!(
+                            "[{}] On field \"{type_name}.{field_name}\", for @requires(fields: \"{requires}\"): field \"{name}\" is not resolvable by any other subgraph, so the requirement cannot be satisfied",
+                            subgraph_name(graph)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn strip_non_null(ty: &Type) -> String {
+    match ty {
+        Type::Named(n) | Type::NonNullNamed(n) => n.to_string(),
+        Type::List(inner) | Type::NonNullList(inner) => format!("[{}]", strip_non_null(inner)),
+    }
+}
+
+/// The supergraph type of a field: nullable wherever any subgraph says nullable.
+fn merged_type(sources: &IndexMap<String, FieldInGraph>) -> Type {
+    fn loosest(a: &Type, b: &Type) -> Type {
+        match (a, b) {
+            (Type::NonNullNamed(n), Type::NonNullNamed(_)) => Type::NonNullNamed(n.clone()),
+            (Type::Named(n) | Type::NonNullNamed(n), _) => Type::Named(n.clone()),
+            (Type::NonNullList(x), Type::NonNullList(y)) => {
+                Type::NonNullList(Box::new(loosest(x, y)))
+            }
+            (Type::List(x) | Type::NonNullList(x), Type::List(y) | Type::NonNullList(y)) => {
+                Type::List(Box::new(loosest(x, y)))
+            }
+            (a, _) => a.clone(),
+        }
+    }
+    let mut types = sources.values().filter(|s| !s.external).map(|s| &s.ty);
+    let first = types
+        .next()
+        .or_else(|| sources.values().next().map(|s| &s.ty))
+        .cloned()
+        .expect("a field has a source");
+    types.fold(first, |acc, ty| loosest(&acc, ty))
+}
+
+fn description(out: &mut String, indent: &str, description: Option<&Node<str>>) {
+    if let Some(text) = description {
+        let _ = writeln!(
+            out,
+            "{indent}\"\"\"{}\"\"\"",
+            text.replace("\"\"\"", "\\\"\"\"")
+        );
+    }
+}
+
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).expect("strings serialize")
+}
+
+fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)]) -> String {
+    let mut out = String::new();
+    let root = |name: &str| types.get(name).is_some_and(|t| t.kind == Kind::Object);
+    let uses_inaccessible = types.values().any(|t| {
+        t.inaccessible
+            || t.fields.values().any(|f| f.inaccessible)
+            || t.values.values().any(|(i, _)| *i)
+    });
+    out.push_str("schema\n  @link(url: \"https://specs.apollo.dev/link/v1.0\")\n  @link(url: \"https://specs.apollo.dev/join/v0.3\", for: EXECUTION)\n");
+    if uses_inaccessible {
+        out.push_str(
+            "  @link(url: \"https://specs.apollo.dev/inaccessible/v0.2\", for: SECURITY)\n",
+        );
+    }
+    out.push_str("{\n");
+    for (operation, name) in [
+        ("query", "Query"),
+        ("mutation", "Mutation"),
+        ("subscription", "Subscription"),
+    ] {
+        if root(name) {
+            let _ = writeln!(out, "  {operation}: {name}");
+        }
+    }
+    out.push_str("}\n\n");
+    out.push_str(concat!(
+        "directive @join__enumValue(graph: join__Graph!) repeatable on ENUM_VALUE\n\n",
+        "directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION\n\n",
+        "directive @join__graph(name: String!, url: String!) on ENUM_VALUE\n\n",
+        "directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE\n\n",
+        "directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR\n\n",
+        "directive @join__unionMember(graph: join__Graph!, member: String!) repeatable on UNION\n\n",
+        "directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA\n\n",
+    ));
+    if uses_inaccessible {
+        out.push_str("directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION\n\n");
+    }
+    out.push_str("scalar join__FieldSet\n\nenum join__Graph {\n");
+    for (value, subgraph) in graphs {
+        let _ = writeln!(
+            out,
+            "  {value} @join__graph(name: {}, url: {})",
+            quote(&subgraph.name),
+            quote(&subgraph.url)
+        );
+    }
+    out.push_str("}\n\nscalar link__Import\n\nenum link__Purpose {\n  SECURITY\n  EXECUTION\n}\n");
+
+    for (name, ty) in types {
+        out.push('\n');
+        description(&mut out, "", ty.description.as_ref());
+        let inaccessible = if ty.inaccessible {
+            " @inaccessible"
+        } else {
+            ""
+        };
+        let join_types = |out: &mut String| {
+            for (graph, in_graph) in &ty.graphs {
+                if in_graph.keys.is_empty() {
+                    let extra = if in_graph.interface_object {
+                        ", isInterfaceObject: true"
+                    } else {
+                        ""
+                    };
+                    let _ = write!(out, "\n  @join__type(graph: {graph}{extra})");
+                }
+                for (key, resolvable) in &in_graph.keys {
+                    let mut extra = String::new();
+                    if in_graph.extension {
+                        extra.push_str(", extension: true");
+                    }
+                    if !resolvable {
+                        extra.push_str(", resolvable: false");
+                    }
+                    if in_graph.interface_object {
+                        extra.push_str(", isInterfaceObject: true");
+                    }
+                    let _ = write!(
+                        out,
+                        "\n  @join__type(graph: {graph}, key: {}{extra})",
+                        quote(key)
+                    );
+                }
+            }
+        };
+        match ty.kind {
+            Kind::Scalar => {
+                let _ = write!(out, "scalar {name}{inaccessible}");
+                join_types(&mut out);
+                out.push('\n');
+            }
+            Kind::Union => {
+                let _ = write!(out, "union {name}{inaccessible}");
+                join_types(&mut out);
+                for (member, in_graphs) in &ty.members {
+                    for graph in in_graphs {
+                        let _ = write!(
+                            out,
+                            "\n  @join__unionMember(graph: {graph}, member: {})",
+                            quote(member)
+                        );
+                    }
+                }
+                let members: Vec<&str> = ty.members.keys().map(Name::as_str).collect();
+                let _ = writeln!(out, "\n = {}", members.join(" | "));
+            }
+            Kind::Enum => {
+                let _ = write!(out, "enum {name}{inaccessible}");
+                join_types(&mut out);
+                out.push_str("\n{\n");
+                for (value, (value_inaccessible, in_graphs)) in &ty.values {
+                    let _ = write!(out, "  {value}");
+                    for graph in in_graphs {
+                        let _ = write!(out, " @join__enumValue(graph: {graph})");
+                    }
+                    if *value_inaccessible {
+                        out.push_str(" @inaccessible");
+                    }
+                    out.push('\n');
+                }
+                out.push_str("}\n");
+            }
+            Kind::Input => {
+                let _ = write!(out, "input {name}{inaccessible}");
+                join_types(&mut out);
+                out.push_str("\n{\n");
+                let all = ty.graphs.len();
+                // Input types merge by intersection: only fields every subgraph accepts.
+                for (definition, in_graphs) in
+                    ty.input_fields.values().filter(|(_, g)| g.len() == all)
+                {
+                    let mut field = definition.as_ref().clone();
+                    field.directives = DirectiveList::default();
+                    field.description = None;
+                    let _ = writeln!(out, "  {}", field);
+                    let _ = in_graphs;
+                }
+                out.push_str("}\n");
+            }
+            Kind::Object | Kind::Interface => {
+                let keyword = if ty.kind == Kind::Object {
+                    "type"
+                } else {
+                    "interface"
+                };
+                let implements: Vec<&str> = ty.implements.keys().map(Name::as_str).collect();
+                let implements = if implements.is_empty() {
+                    String::new()
+                } else {
+                    format!(" implements {}", implements.join(" & "))
+                };
+                let _ = write!(out, "{keyword} {name}{implements}{inaccessible}");
+                join_types(&mut out);
+                for (interface, in_graphs) in &ty.implements {
+                    for graph in in_graphs {
+                        let _ = write!(
+                            out,
+                            "\n  @join__implements(graph: {graph}, interface: {})",
+                            quote(interface)
+                        );
+                    }
+                }
+                out.push_str("\n{\n");
+                let type_graphs: Vec<&String> = ty.graphs.keys().collect();
+                for (field_name, field) in &ty.fields {
+                    description(&mut out, "  ", field.description.as_ref());
+                    let arguments = if field.arguments.is_empty() {
+                        String::new()
+                    } else {
+                        let printed: Vec<String> = field
+                            .arguments
+                            .iter()
+                            .map(|a| {
+                                let mut a = a.as_ref().clone();
+                                a.directives = DirectiveList::default();
+                                a.description = None;
+                                a.to_string()
+                            })
+                            .collect();
+                        format!("({})", printed.join(", "))
+                    };
+                    let _ = write!(
+                        out,
+                        "  {field_name}{arguments}: {}",
+                        merged_type(&field.sources)
+                    );
+                    let overridden: Vec<String> = field
+                        .sources
+                        .values()
+                        .filter_map(|s| s.override_from.as_deref().map(graph_enum_value))
+                        .collect();
+                    let plain = field.sources.len() == type_graphs.len()
+                        && field.sources.values().all(|s| {
+                            !s.external
+                                && s.requires.is_none()
+                                && s.provides.is_none()
+                                && s.override_from.is_none()
+                        });
+                    if !plain {
+                        for (graph, source) in &field.sources {
+                            if overridden.contains(graph) {
+                                continue;
+                            }
+                            let mut args = format!("graph: {graph}");
+                            if let Some(requires) = &source.requires {
+                                let _ = write!(args, ", requires: {}", quote(requires));
+                            }
+                            if let Some(provides) = &source.provides {
+                                let _ = write!(args, ", provides: {}", quote(provides));
+                            }
+                            if source.external {
+                                args.push_str(", external: true");
+                            }
+                            if let Some(from) = &source.override_from {
+                                let _ = write!(args, ", override: {}", quote(from));
+                            }
+                            let _ = write!(out, " @join__field({args})");
+                        }
+                    }
+                    if field.inaccessible {
+                        out.push_str(" @inaccessible");
+                    }
+                    out.push('\n');
+                }
+                out.push_str("}\n");
+            }
+        }
+    }
+    out
+}
+
+/// Asks a running subgraph for its SDL (`{ _service { sdl } }`).
+pub async fn fetch_sdl(url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let client = crate::execute::plain_client(timeout)?;
+    let response = client
+        .post(url)
+        .json(&serde_json::json!({"query": "{ _service { sdl } }"}))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not a GraphQL answer: {e}"))?;
+    body.pointer("/data/_service/sdl")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("{url}: no _service {{ sdl }} in the answer: is it a federation subgraph?")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subgraph(name: &str, sdl: &str) -> SubgraphSource {
+        SubgraphSource {
+            name: name.into(),
+            url: format!("http://{name}.local/graphql"),
+            sdl: format!(
+                "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@key\", \"@shareable\", \"@external\", \"@requires\", \"@provides\"])\n{sdl}"
+            ),
+        }
+    }
+
+    #[test]
+    fn composes_entities_across_subgraphs_into_a_servable_supergraph() {
+        let supergraph = compose(&[
+            subgraph("products", "type Query { top: [Product] } type Product @key(fields: \"upc\") { upc: String! name: String price: Int }"),
+            subgraph("inventory", "type Product @key(fields: \"upc\") { upc: String! price: Int @external stock: Int @requires(fields: \"price\") }"),
+        ])
+        .unwrap();
+        let parsed = crate::supergraph::Supergraph::parse(&supergraph).unwrap();
+        let product = apollo_compiler::name!("Product");
+        assert_eq!(
+            parsed.field_graphs(&product, &apollo_compiler::name!("name")),
+            ["PRODUCTS"]
+        );
+        assert_eq!(
+            parsed.field_graphs(&product, &apollo_compiler::name!("stock")),
+            ["INVENTORY"]
+        );
+        assert_eq!(
+            parsed
+                .field_graphs(&product, &apollo_compiler::name!("upc"))
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn reports_what_makes_subgraphs_unservable() {
+        let error = compose(&[
+            subgraph("a", "type Query { a: Thing } type Thing { id: ID! size: Int } type Product @key(fields: \"sku\") { upc: String! }"),
+            subgraph("b", "type Query { b: Thing } type Thing { id: ID! size: String } type Other @key(fields: \"id\") { id: ID! x: Int @requires(fields: \"missing\") }"),
+        ])
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("Type of field \"Thing.size\" is incompatible across subgraphs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Non-shareable field \"Thing.id\" is resolved from multiple subgraphs"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "[a] On type \"Product\", for @key(fields: \"sku\"): cannot query field \"sku\""
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("for @requires(fields: \"missing\")"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn shareable_fields_may_be_resolved_twice() {
+        compose(&[
+            subgraph(
+                "a",
+                "type Query { a: Thing } type Thing @shareable { id: ID! }",
+            ),
+            subgraph(
+                "b",
+                "type Query { b: Thing } type Thing @shareable { id: ID! }",
+            ),
+        ])
+        .unwrap();
+    }
+}
