@@ -8,9 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, Mac};
 use junction_dispatcher::queue::EmbeddedQueue;
 use junction_dispatcher::{Dispatcher, DispatcherConfig, replay};
 use junction_schema::entities::{delivery, delivery_attempt, endpoint};
@@ -21,9 +18,8 @@ use junction_webhooks::endpoints::{self, NewEndpoint};
 use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent, Published};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
-use sha2::Sha256;
 use support::TestDatabase;
-use support::receiver::{Answer, Receiver};
+use support::receiver::{Answer, Receiver, verify_v1};
 use tokio::sync::oneshot;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -139,26 +135,6 @@ impl Tenant {
     }
 }
 
-/// Verifies a Standard Webhooks `v1` signature the way a receiver would, from the spec alone.
-fn verify(secret: &str, request: &support::receiver::Request) -> bool {
-    let key = STANDARD
-        .decode(secret.trim_start_matches("whsec_"))
-        .unwrap();
-    let signed = format!(
-        "{}.{}.{}",
-        request.header("webhook-id"),
-        request.header("webhook-timestamp"),
-        String::from_utf8_lossy(&request.body)
-    );
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(signed.as_bytes());
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    request
-        .header("webhook-signature")
-        .split(' ')
-        .any(|s| s == expected)
-}
-
 async fn attempts(db: &DatabaseConnection, delivery_id: &str) -> Vec<delivery_attempt::Model> {
     delivery_attempt::Entity::find()
         .filter(delivery_attempt::Column::DeliveryId.eq(delivery_id))
@@ -228,7 +204,7 @@ async fn serve_runs_the_dispatcher_in_process(db: TestDatabase) {
     let published = acme.publish(serde_json::json!({"via": "serve"})).await;
 
     let request = receiver.wait_for(1, WAIT).await.remove(0);
-    assert!(verify(&created.verification_key, &request));
+    assert!(verify_v1(&created.verification_key, &request));
     wait_for_status(&conn, &published.message.id, delivery::SUCCEEDED).await;
     let (status, _) = junction.stop_with("TERM");
     assert!(status.success(), "{status}");
@@ -283,7 +259,7 @@ async fn a_published_event_arrives_signed(db: TestDatabase) {
     let requests = receiver.wait_for(1, WAIT).await;
     let request = &requests[0];
     assert!(
-        verify(&created.verification_key, request),
+        verify_v1(&created.verification_key, request),
         "signature verifies"
     );
     let delivery = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
@@ -591,11 +567,11 @@ async fn rotated_secrets_both_sign_during_the_grace_period(db: TestDatabase) {
     let request = receiver.wait_for(1, WAIT).await.remove(0);
     assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
     assert!(
-        verify(&created.verification_key, &request),
+        verify_v1(&created.verification_key, &request),
         "old secret still verifies"
     );
     assert!(
-        verify(&rotated.verification_key, &request),
+        verify_v1(&rotated.verification_key, &request),
         "new secret verifies"
     );
 
@@ -607,9 +583,9 @@ async fn rotated_secrets_both_sign_during_the_grace_period(db: TestDatabase) {
     acme.publish(serde_json::json!({})).await;
     let request = receiver.wait_for(2, WAIT).await.remove(1);
     assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
-    assert!(verify(&newest.verification_key, &request));
-    assert!(verify(&created.verification_key, &request));
-    assert!(!verify(&rotated.verification_key, &request));
+    assert!(verify_v1(&newest.verification_key, &request));
+    assert!(verify_v1(&created.verification_key, &request));
+    assert!(!verify_v1(&rotated.verification_key, &request));
     running.stop().await;
 }
 

@@ -1,14 +1,23 @@
 //! `junction serve`: every part of Junction in one process, on the configured backends
 //! (embedded SQLite by default).
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use junction_gateway::compose::{self, SubgraphSource};
+use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
+use junction_gateway::operation::Limits;
+use junction_gateway::router::{Authenticator, GraphRouter};
+use junction_gateway::supergraph::Supergraph;
+use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
-use crate::commands::{Failure, connect, dispatcher};
+use crate::auth::ApiKeys;
+use crate::commands::{Failure, connect, dispatcher, subgraph};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
@@ -34,7 +43,55 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         async move { worker.run(shutdown.wait()).await }
     });
 
-    let app = health::routes(vec![database_probe(db.clone())]).layer(TraceLayer::new_for_http());
+    // The subgraphs run in this process, each on a loopback port of its own, and the router
+    // in front of them signs every caller's identity with a key only this process knows
+    // (unless one is configured).
+    let key = config
+        .identity
+        .signing_key
+        .clone()
+        .unwrap_or_else(IdentityKey::generate);
+    let mut keys = vec![key.clone()];
+    keys.extend(config.identity.previous_signing_keys.iter().cloned());
+    let verifier = Arc::new(IdentityVerifier::new(keys, config.identity.max_age));
+    let webhooks = subgraph::webhooks_router(&config, &db, verifier);
+    let webhooks_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot open a loopback port for the webhooks subgraph")?;
+    let webhooks_url = format!(
+        "http://{}/graphql",
+        webhooks_listener.local_addr().context("subgraph address")?
+    );
+    let webhooks_server = tokio::spawn(junction_gateway::server::serve(
+        webhooks_listener,
+        webhooks,
+        shutdown.clone().wait(),
+        config.gateway.shutdown_grace,
+    ));
+    let supergraph = compose::compose(&[SubgraphSource {
+        name: "webhooks".into(),
+        url: webhooks_url,
+        sdl: junction_webhooks::graphql::sdl(),
+    }])
+    .map_err(|e| anyhow::anyhow!("composing Junction's own subgraphs: {e}"))?;
+    let supergraph = Supergraph::parse(&supergraph)
+        .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
+    let client = SubgraphClient::new(
+        config.gateway.subgraph_timeout,
+        Some(IdentitySigner::new(key)),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
+    let authenticator: Arc<dyn Authenticator> = Arc::new(ApiKeys { db: db.clone() });
+    let router = Arc::new(GraphRouter::new(
+        Arc::new(supergraph),
+        client,
+        Limits::default(),
+        Some(authenticator),
+    ));
+    let app = router
+        .routes()
+        .merge(health::routes(vec![database_probe(db.clone())]))
+        .layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -53,6 +110,10 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     .await
     .context("serving HTTP")?;
     worker.await.context("the dispatcher task failed")?;
+    webhooks_server
+        .await
+        .context("the webhooks subgraph task failed")?
+        .context("serving the webhooks subgraph")?;
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

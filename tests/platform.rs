@@ -1,0 +1,243 @@
+//! The whole platform as a user meets it: `junction serve`, an API key, and GraphQL through
+//! the router on one `/graphql` endpoint; webhooks delivered to a real receiver. On SQLite
+//! and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::receiver::Receiver;
+use support::{Junction, TestDatabase, cli};
+
+const SETTINGS: &[(&str, &str)] = &[
+    ("JUNCTION_DISPATCHER_ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]"),
+    ("JUNCTION_DISPATCHER_POLL_INTERVAL", "20ms"),
+];
+
+struct Client {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(junction: &Junction) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Self {
+            url: junction.url("/graphql"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn call(
+        &self,
+        key: Option<&str>,
+        query: &str,
+        variables: Value,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(&self.url)
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn data(&self, key: &str, query: &str, variables: Value) -> Value {
+        let (status, body) = self.call(Some(key), query, variables, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        body["data"].clone()
+    }
+}
+
+fn printed_key(text: &str) -> String {
+    text.split_whitespace()
+        .find(|w| w.starts_with("jk_live_"))
+        .unwrap_or_else(|| panic!("no key in {text}"))
+        .to_owned()
+}
+
+on_both_databases!(
+    webhooks_through_the_router_end_to_end,
+    tenants_are_isolated_through_the_router
+);
+
+async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), SETTINGS);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let receiver = Receiver::ok().await;
+
+    client
+        .data(
+            &key,
+            "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
+            json!({}),
+        )
+        .await;
+    let created = client
+        .data(
+            &key,
+            "mutation($url: String!) { createEndpoint(input: {url: $url}) { secret endpoint { id url } } }",
+            json!({"url": receiver.url()}),
+        )
+        .await;
+    let secret = created["createEndpoint"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let published = client
+        .data(
+            &key,
+            "mutation($p: JSON!) { publishEvent(input: {eventType: \"order.created\", payload: $p}) { deliveryCount message { id } } }",
+            json!({"p": {"order": 7}}),
+        )
+        .await;
+    assert_eq!(published["publishEvent"]["deliveryCount"], 1);
+
+    let request = receiver
+        .wait_for(1, Duration::from_secs(20))
+        .await
+        .remove(0);
+    assert_eq!(request.json()["data"], json!({"order": 7}));
+    assert_eq!(
+        request.json()["message_id"],
+        published["publishEvent"]["message"]["id"]
+    );
+    assert!(
+        support::receiver::verify_v1(&secret, &request),
+        "signature verifies"
+    );
+
+    // Errors from the subgraph come through with their codes.
+    let (status, body) = client
+        .call(Some(&key), "mutation { publishEvent(input: {eventType: \"nope\", payload: {}}) { deliveryCount } }", json!({}), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+
+    // No credentials, or bad ones: refused before anything runs.
+    let (status, body) = client
+        .call(None, "{ endpoints { edges { cursor } } }", json!({}), &[])
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let (status, _) = client
+        .call(
+            Some("jk_live_aaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            "{ endpoints { edges { cursor } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, _) = client
+        .call(
+            Some(&key),
+            "{ endpoints { edges { nope } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success());
+}
+
+async fn tenants_are_isolated_through_the_router(db: TestDatabase) {
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), SETTINGS);
+    let a_key = printed_key(&junction.stdout);
+    let created = cli(db.dir.path(), Some(&db.url), &["tenant", "create", "other"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let issued = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &["apikey", "create", "--tenant", "other", "--scopes", "admin"],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let b_key = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let client = Client::new(&junction);
+    let receiver = Receiver::ok().await;
+
+    for key in [&a_key, &b_key] {
+        client
+            .data(key, "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }", json!({}))
+            .await;
+    }
+    let created = client
+        .data(
+            &a_key,
+            "mutation($url: String!) { createEndpoint(input: {url: $url}) { endpoint { id } } }",
+            json!({"url": receiver.url()}),
+        )
+        .await;
+    let id = created["createEndpoint"]["endpoint"]["id"].clone();
+
+    let seen = client
+        .data(
+            &b_key,
+            "query($id: ID!) { endpoint(id: $id) { url } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(seen["endpoint"], Value::Null);
+    let (_, body) = client
+        .call(
+            Some(&b_key),
+            "mutation($id: ID!) { disableEndpoint(input: {id: $id}) { endpoint { id } } }",
+            json!({"id": id}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
+    let published = client
+        .data(&b_key, "mutation { publishEvent(input: {eventType: \"order.created\", payload: {}}) { deliveryCount } }", json!({}))
+        .await;
+    assert_eq!(published["publishEvent"]["deliveryCount"], 0);
+
+    // Identity headers sent by a client are not trusted: the router replaces them.
+    let (_, body) = client
+        .call(
+            Some(&b_key),
+            "query($id: ID!) { endpoint(id: $id) { url } }",
+            json!({"id": id}),
+            &[
+                ("junction-identity", "v1.forged"),
+                ("junction-identity-signature", "forged"),
+            ],
+        )
+        .await;
+    assert_eq!(body["data"]["endpoint"], Value::Null, "{body}");
+
+    let still = client
+        .data(
+            &a_key,
+            "query($id: ID!) { endpoint(id: $id) { enabled } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(still["endpoint"]["enabled"], true);
+}
