@@ -186,7 +186,131 @@ on_both_databases!(
     tenants_cannot_reach_each_others_endpoints,
     serve_runs_the_dispatcher_in_process,
     a_killed_dispatcher_process_loses_nothing,
+    rate_limited_endpoints_are_paced,
+    an_endpoint_asking_to_slow_down_is_paused,
+    endpoints_failing_too_long_are_disabled,
+    a_dead_endpoint_does_not_hold_up_the_others,
 );
+
+async fn rate_limited_endpoints_are_paced(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let mut endpoint = NewEndpoint::new(receiver.url());
+    endpoint.rate_limit_per_second = Some(5);
+    endpoints::create(&db, &loopback(), &acme.id, endpoint)
+        .await
+        .unwrap();
+    for n in 0..6 {
+        acme.publish(serde_json::json!({"n": n})).await;
+    }
+    let running = Running::start(&db, config(&[100]));
+    let requests = receiver.wait_for(6, WAIT).await;
+    // Five a second: the sixth cannot start before a second has passed since the first.
+    let spread = requests[5].at - requests[0].at;
+    assert!(
+        spread >= Duration::from_millis(900),
+        "6 deliveries at 5/s took only {spread:?}"
+    );
+    running.stop().await;
+}
+
+async fn an_endpoint_asking_to_slow_down_is_paused(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::start(&[Answer::RetryAfter(429, 1)], Answer::Status(200)).await;
+    let mut endpoint = NewEndpoint::new(receiver.url());
+    endpoint.rate_limit_per_second = Some(1000);
+    endpoints::create(&db, &loopback(), &acme.id, endpoint)
+        .await
+        .unwrap();
+    acme.publish(serde_json::json!({"n": 1})).await;
+    let running = Running::start(&db, config(&[50, 50]));
+    receiver.wait_for(1, WAIT).await;
+    // Published after the 429: it waits out the pause too, though nothing failed for it.
+    acme.publish(serde_json::json!({"n": 2})).await;
+    let requests = receiver.wait_for(3, WAIT).await;
+    let first_after = requests[1].at - requests[0].at;
+    assert!(
+        first_after >= Duration::from_millis(900),
+        "Retry-After: 1 honoured, got {first_after:?}"
+    );
+    running.stop().await;
+}
+
+async fn endpoints_failing_too_long_are_disabled(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::start(&[], Answer::Status(500)).await;
+    let mut endpoint = NewEndpoint::new(receiver.url());
+    // The endpoint's own schedule wins over the global one.
+    endpoint.retry_schedule = Some(vec![Duration::from_millis(100); 20]);
+    let created = endpoints::create(&db, &loopback(), &acme.id, endpoint)
+        .await
+        .unwrap();
+    let published = acme.publish(serde_json::json!({})).await;
+    let running = Running::start(
+        &db,
+        DispatcherConfig {
+            disable_failing_endpoint_after: Duration::from_millis(400),
+            ..config(&[3_600_000])
+        },
+    );
+    let dead = wait_for_status(&db, &published.message.id, delivery::DEAD).await;
+    let endpoint = endpoints::get(&db, &acme.id, &created.endpoint.id)
+        .await
+        .unwrap();
+    assert!(!endpoint.enabled);
+    assert!(
+        endpoint
+            .disabled_reason
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("failing without a success since"),
+        "{:?}",
+        endpoint.disabled_reason
+    );
+    assert!(
+        dead.attempts >= 4,
+        "retried on the endpoint's 100 ms schedule: {}",
+        dead.attempts
+    );
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("endpoint disabled"),
+        "{:?}",
+        dead.last_error
+    );
+    running.stop().await;
+}
+
+async fn a_dead_endpoint_does_not_hold_up_the_others(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let stuck = Receiver::start(&[], Answer::Hang).await;
+    let healthy = Receiver::ok().await;
+    acme.endpoint(&stuck.url()).await;
+    acme.endpoint(&healthy.url()).await;
+    for n in 0..10 {
+        acme.publish(serde_json::json!({"n": n})).await;
+    }
+    let running = Running::start(
+        &db,
+        DispatcherConfig {
+            concurrency: 4,
+            per_endpoint_concurrency: 2,
+            request_timeout: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
+            ..config(&[100])
+        },
+    );
+    // With 4 slots in all, 2 at most go to the endpoint that never answers.
+    healthy.wait_for(10, WAIT).await;
+    assert_eq!(stuck.requests().len(), 2);
+    running.task.abort();
+}
 
 /// Settings that let a `junction` process deliver to receivers on loopback, quickly.
 const LOOPBACK_DISPATCH: &[(&str, &str)] = &[

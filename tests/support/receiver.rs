@@ -16,6 +16,9 @@ use axum::routing::post;
 #[derive(Clone, Copy, Debug)]
 pub enum Answer {
     Status(u16),
+    /// A status with a `Retry-After` of this many seconds.
+    RetryAfter(u16, u64),
+
     /// Never answers (until the connection is dropped).
     Hang,
 }
@@ -63,7 +66,7 @@ impl Receiver {
             requests: Vec::new(),
         }));
         let app = Router::new()
-            .route("/hook", post(receive))
+            .route("/hook", post(receive_response))
             .with_state(Arc::clone(&script));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
@@ -108,11 +111,12 @@ impl Receiver {
     }
 }
 
-async fn receive(
+async fn receive_response(
     State(script): State<Arc<Mutex<Script>>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let answer = {
         let mut script = script.lock().unwrap();
         script.requests.push(Request {
@@ -124,14 +128,18 @@ async fn receive(
         script.answers.pop_front().unwrap_or(then)
     };
     match answer {
-        Answer::Status(code) => StatusCode::from_u16(code).unwrap(),
+        Answer::RetryAfter(code, seconds) => (
+            StatusCode::from_u16(code).unwrap(),
+            [("retry-after", seconds.to_string())],
+        )
+            .into_response(),
+        Answer::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Answer::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
         }
     }
 }
-
 /// Verifies a Standard Webhooks `v1` signature from the specification alone.
 pub fn verify_v1(secret: &str, request: &Request) -> bool {
     use base64::Engine;
