@@ -273,6 +273,7 @@ async fn introspection_answers_from_the_api_schema() {
             "weight",
             "price",
             "inStock",
+            "stockLevel",
             "shippingEstimate",
             "name",
             "reviews"
@@ -364,4 +365,88 @@ async fn junction_compose_builds_a_supergraph_from_running_subgraphs() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("subgraph nothing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutation_root_fields_run_in_order_across_subgraphs() {
+    let router = Router::start().await;
+    let query = "mutation { a: tickAccounts b: tickReviews c: tickAccounts d: tickAccounts e: tickReviews }";
+    let (printed, fetches) = plan(query);
+    assert_eq!(
+        fetches, 4,
+        "consecutive fields of one subgraph share a fetch:\n{printed}"
+    );
+    let data = router.data(query, json!({})).await;
+    let ticks: Vec<i64> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|k| data[k].as_i64().unwrap())
+        .collect();
+    let mut sorted = ticks.clone();
+    sorted.sort();
+    assert_eq!(ticks, sorted, "executed in the order written: {ticks:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subgraph_errors_keep_their_paths_and_nulls_propagate() {
+    let router = Router::start().await;
+    // A nullable field fails for one entity: null there, an error with the response path.
+    let (status, body) = router
+        .post("{ topProducts { upc inStock } }", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [
+            {"upc": "1", "inStock": true},
+            {"upc": "2", "inStock": false},
+            {"upc": "3", "inStock": null},
+        ]})
+    );
+    assert_eq!(body["errors"][0]["message"], "warehouse offline");
+    assert_eq!(
+        body["errors"][0]["path"],
+        json!(["topProducts", 2, "inStock"]),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["service"], "inventory");
+
+    // A non-null field fails: the null propagates to the nearest nullable parent, the product.
+    let (_, body) = router
+        .post("{ topProducts { upc stockLevel } }", json!({}))
+        .await;
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"upc": "1", "stockLevel": 12}, {"upc": "2", "stockLevel": 0}, null]})
+    );
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        body["errors"][0]["path"],
+        json!(["topProducts", 2, "stockLevel"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_subgraph_leaves_the_rest_of_the_answer() {
+    let subgraphs = Subgraphs::start().await;
+    // The inventory subgraph's address now has nobody listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/graphql", closed.local_addr().unwrap());
+    drop(closed);
+    let supergraph = subgraphs
+        .supergraph()
+        .replace(&subgraphs.inventory.url, &dead_url);
+    let router = Router::start_on(subgraphs, &supergraph);
+    let (status, body) = router
+        .post("{ topProducts { name inStock } }", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["topProducts"][0],
+        json!({"name": "Table", "inStock": null})
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "the inventory service is unreachable"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
 }

@@ -82,14 +82,14 @@ impl SubgraphClient {
                 if e.is_timeout() {
                     "timed out".to_owned()
                 } else {
-                    "unreachable".to_owned()
+                    "is unreachable".to_owned()
                 }
             })?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|_| "answer cut short".to_owned())?;
+            .map_err(|_| "cut its answer short".to_owned())?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|_| format!("answered HTTP {} without GraphQL", status.as_u16()))?;
         if !value.is_object() {
@@ -304,7 +304,7 @@ async fn entity_fetch(
     };
     if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
         for error in errors {
-            let error = relocate(error, &targets);
+            let error = relocate(error, &targets, &entities);
             state.errors.push(tag_service(error, &fetch.service));
         }
     }
@@ -321,26 +321,58 @@ async fn entity_fetch(
 }
 
 /// An `_entities` error's path (`_entities.3.reviews`) as the response path of the entity.
-fn relocate(mut error: Value, targets: &[(Vec<Value>, usize)]) -> Value {
+/// Some subgraph libraries leave the index out (`_entities.reviews`); then the one entity
+/// that came back null, or null at that field, is the one the error is about.
+fn relocate(mut error: Value, targets: &[(Vec<Value>, usize)], entities: &[Value]) -> Value {
     let path = error
         .get("path")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if path.first().and_then(Value::as_str) == Some("_entities")
-        && let Some(index) = path.get(1).and_then(Value::as_u64)
-        && let Some((location, _)) = targets.iter().find(|(_, i)| *i as u64 == index)
-    {
-        let mut new_path = location.clone();
-        new_path.extend(path.into_iter().skip(2));
-        error["path"] = Value::Array(new_path);
-    } else if path.first().and_then(Value::as_str) == Some("_entities")
-        && let Some(map) = error.as_object_mut()
-    {
-        map.remove("path");
+    if path.first().and_then(Value::as_str) != Some("_entities") {
+        return error;
     }
-
+    let (index, rest) = match path.get(1).and_then(Value::as_u64) {
+        Some(index) => (Some(index as usize), &path[2..]),
+        None => {
+            let rest = &path[1..];
+            let nulls: Vec<usize> = (0..entities.len())
+                .filter(|i| {
+                    let entity = &entities[*i];
+                    entity.is_null() || at(entity, rest).is_none_or(Value::is_null)
+                })
+                .collect();
+            (
+                if nulls.len() == 1 {
+                    Some(nulls[0])
+                } else {
+                    None
+                },
+                rest,
+            )
+        }
+    };
+    match index.and_then(|index| targets.iter().find(|(_, i)| *i == index)) {
+        Some((location, _)) => {
+            let mut new_path = location.clone();
+            new_path.extend(rest.iter().cloned());
+            error["path"] = Value::Array(new_path);
+        }
+        None => {
+            if let Some(map) = error.as_object_mut() {
+                map.remove("path");
+            }
+        }
+    }
     error
+}
+
+fn at<'v>(value: &'v Value, path: &[Value]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |current, step| match step {
+        Value::String(key) => current.get(key.as_str()),
+        Value::Number(index) => current.get(index.as_u64()? as usize),
+        _ => None,
+    })
 }
 
 fn tag_service(mut error: Value, service: &str) -> Value {

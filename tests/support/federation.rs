@@ -5,7 +5,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::sync::atomic::AtomicI32;
+
 use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
+
+/// Shared by every subgraph's mutations, so their order of execution shows.
+static TICKS: AtomicI32 = AtomicI32::new(0);
+
+fn tick() -> i32 {
+    TICKS.fetch_add(1, Ordering::SeqCst) + 1
+}
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::routing::post;
@@ -33,7 +42,7 @@ impl Subgraphs {
     pub async fn start() -> Self {
         Self {
             accounts: serve(
-                Schema::build(accounts::Query, EmptyMutation, EmptySubscription)
+                Schema::build(accounts::Query, accounts::Mutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
             )
@@ -51,7 +60,7 @@ impl Subgraphs {
             )
             .await,
             reviews: serve(
-                Schema::build(reviews::Query, EmptyMutation, EmptySubscription)
+                Schema::build(reviews::Query, reviews::Mutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
             )
@@ -132,6 +141,15 @@ pub mod accounts {
                 username: Some("@complete".into()),
             },
         ]
+    }
+
+    pub struct Mutation;
+
+    #[Object]
+    impl Mutation {
+        async fn tick_accounts(&self) -> i32 {
+            tick()
+        }
     }
 
     pub struct Query;
@@ -220,8 +238,20 @@ pub mod inventory {
             self.weight
         }
 
-        async fn in_stock(&self) -> bool {
-            self.upc != "2"
+        /// The warehouse of product 3 is offline: an error, on a nullable field.
+        async fn in_stock(&self) -> async_graphql::Result<Option<bool>> {
+            if self.upc == "3" {
+                return Err("warehouse offline".into());
+            }
+            Ok(Some(self.upc != "2"))
+        }
+
+        /// The same failure on a non-null field: the null propagates to the product.
+        async fn stock_level(&self) -> async_graphql::Result<i32> {
+            if self.upc == "3" {
+                return Err("warehouse offline".into());
+            }
+            Ok(if self.upc == "2" { 0 } else { 12 })
         }
 
         /// Free for expensive things, else half the weight: needs price and weight, which
@@ -352,6 +382,15 @@ pub mod reviews {
                 .into_iter()
                 .filter(|r| r.product == self.upc)
                 .collect()
+        }
+    }
+
+    pub struct Mutation;
+
+    #[Object]
+    impl Mutation {
+        async fn tick_reviews(&self) -> i32 {
+            tick()
         }
     }
 
