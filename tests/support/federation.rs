@@ -39,30 +39,41 @@ pub struct Subgraphs {
 }
 
 impl Subgraphs {
+    /// Each subgraph on a free loopback port.
     pub async fn start() -> Self {
+        Self::start_on_ports(0).await
+    }
+
+    /// On `first`, `first + 1`, ... (or free ports when `first` is 0).
+    pub async fn start_on_ports(first: u16) -> Self {
+        let port = |n: u16| if first == 0 { 0 } else { first + n };
         Self {
             accounts: serve(
                 Schema::build(accounts::Query, accounts::Mutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
+                port(0),
             )
             .await,
             products: serve(
                 Schema::build(products::Query, EmptyMutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
+                port(1),
             )
             .await,
             inventory: serve(
                 Schema::build(inventory::Query, EmptyMutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
+                port(2),
             )
             .await,
             reviews: serve(
                 Schema::build(reviews::Query, reviews::Mutation, EmptySubscription)
                     .enable_federation()
                     .finish(),
+                port(3),
             )
             .await,
         }
@@ -90,7 +101,7 @@ impl Subgraphs {
     }
 }
 
-async fn serve<Q, M, S>(schema: Schema<Q, M, S>) -> Subgraph
+async fn serve<Q, M, S>(schema: Schema<Q, M, S>, port: u16) -> Subgraph
 where
     Q: async_graphql::ObjectType + 'static,
     M: async_graphql::ObjectType + 'static,
@@ -112,7 +123,9 @@ where
             ),
         )
         .with_state(schema);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Subgraph { url, requests }
