@@ -190,7 +190,48 @@ on_both_databases!(
     an_endpoint_asking_to_slow_down_is_paused,
     endpoints_failing_too_long_are_disabled,
     a_dead_endpoint_does_not_hold_up_the_others,
+    ed25519_signatures_verify_with_the_public_key_alone,
 );
+
+async fn ed25519_signatures_verify_with_the_public_key_alone(db: TestDatabase) {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let mut endpoint = NewEndpoint::new(receiver.url());
+    endpoint.scheme = junction_schema::webhook_signature::Scheme::Ed25519;
+    let created = endpoints::create(&db, &loopback(), &acme.id, endpoint)
+        .await
+        .unwrap();
+    let public = created
+        .verification_key
+        .strip_prefix("whpk_")
+        .expect("a whpk_ public key");
+    let public: [u8; 32] = STANDARD.decode(public).unwrap().try_into().unwrap();
+    acme.publish(serde_json::json!({"signed": "ed25519"})).await;
+
+    let running = Running::start(&db, config(&[100]));
+    let request = receiver.wait_for(1, WAIT).await.remove(0);
+    let header = request.header("webhook-signature");
+    let signature = header
+        .strip_prefix("v1a,")
+        .unwrap_or_else(|| panic!("a v1a signature: {header}"));
+    let signature: [u8; 64] = STANDARD.decode(signature).unwrap().try_into().unwrap();
+    let signed = format!(
+        "{}.{}.{}",
+        request.header("webhook-id"),
+        request.header("webhook-timestamp"),
+        String::from_utf8_lossy(&request.body)
+    );
+    VerifyingKey::from_bytes(&public)
+        .unwrap()
+        .verify(signed.as_bytes(), &Signature::from_bytes(&signature))
+        .expect("the signature verifies with the public key");
+    running.stop().await;
+}
 
 async fn rate_limited_endpoints_are_paced(db: TestDatabase) {
     let db = db.migrated().await;
