@@ -450,3 +450,54 @@ async fn an_unavailable_subgraph_leaves_the_rest_of_the_answer() {
     );
     assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unions_composite_and_multiple_keys_across_subgraphs() {
+    let catalog = support::catalog::Catalog::start().await;
+    let supergraph = junction_gateway::compose::compose(&catalog.sources()).unwrap();
+    let query =
+        "{ search { __typename ... on Book { title rating } ... on Movie { title director } } }";
+
+    let parsed = Supergraph::parse(&supergraph).unwrap();
+    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
+    let (normalized, _) =
+        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
+    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
+    assert_plan_snapshot("union_keys", &printed);
+
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("supergraph.graphql");
+    std::fs::write(&file, &supergraph).unwrap();
+    let mut command = support::process::command(dir.path());
+    command.args([
+        "gateway",
+        "--supergraph",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let process = Junction::start(command, "Junction is serving");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let body: Value = reqwest::Client::new()
+        .post(process.url("/graphql"))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"search": [
+            {"__typename": "Book", "title": "Dune", "rating": 5},
+            {"__typename": "Movie", "title": "Spirited Away", "director": "Hayao Miyazaki"},
+            {"__typename": "Book", "title": "Solaris", "rating": 4},
+        ]})
+    );
+    // search, then books and movies side by side, then ratings after books.
+    assert_eq!(catalog.total_requests(), 4);
+}

@@ -106,8 +106,15 @@ impl PlanNode {
                 out.push_str(&format!("{pad}}},\n"));
             }
             PlanNode::Flatten { path, node } => {
-                let path: Vec<String> = path.iter().map(ToString::to_string).collect();
-                out.push_str(&format!("{pad}Flatten(path: \"{}\") {{\n", path.join(".")));
+                // `a.@.b|[T]`: type conditions attach to the step before them.
+                let mut printed = String::new();
+                for (i, element) in path.iter().enumerate() {
+                    if i > 0 && !matches!(element, PathElement::TypeCondition(_)) {
+                        printed.push('.');
+                    }
+                    printed.push_str(&element.to_string());
+                }
+                out.push_str(&format!("{pad}Flatten(path: \"{printed}\") {{\n"));
                 node.write(out, indent + 1);
                 out.push_str(&format!("{pad}}},\n"));
             }

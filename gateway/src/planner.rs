@@ -302,58 +302,155 @@ impl Planner<'_> {
                     && child.entity_type.as_ref() == Some(parent)
             })
         });
-        for target in ordered {
-            let Some(key) = self.usable_key(parent, &target, &graph) else {
+        let requires_of = |target: &Name| {
+            self.supergraph
+                .field_source(parent, &field.name, target)
+                .map(|s| s.requires.clone())
+                .unwrap_or_default()
+        };
+        // Directly: this group can provide a key of the target and what the field requires.
+        for target in &ordered {
+            let requires = requires_of(target);
+            let Some(key) = self.usable_key(parent, target, &graph) else {
                 continue;
             };
-            let requires = self
-                .supergraph
-                .field_source(parent, &field.name, &target)
-                .map(|s| s.requires.clone())
-                .unwrap_or_default();
-            if !requires.is_empty() && !self.can_provide(parent, &requires, &graph) {
-                return Err(PlanError::UnsatisfiableRequires {
-                    type_name: parent.clone(),
-                    field: field.name.clone(),
-                    from: self.supergraph.graph_name(&graph).to_owned(),
-                });
+            if !self.can_provide(parent, &requires, &graph) {
+                continue;
             }
             let mut local = vec![typename()];
             selection::merge_all(&mut local, key.clone());
             selection::merge_all(&mut local, requires.clone());
-
-            let child = self.child_group(gid, &target, parent, path);
-            let mut representation = vec![typename()];
-            selection::merge_all(&mut representation, key);
-            selection::merge_all(&mut representation, requires);
-            selection::merge(
-                &mut self.groups[child].requires,
-                Selection::Fragment(Fragment {
-                    type_condition: parent.clone(),
-                    selections: representation,
-                }),
-            );
-            let planned = self.plan_in(
-                child,
-                parent,
-                &[Selection::Field(field.clone())],
-                path,
-                None,
-            )?;
-            selection::merge(
-                &mut self.groups[child].selections,
-                Selection::Fragment(Fragment {
-                    type_condition: parent.clone(),
-                    selections: planned,
-                }),
-            );
+            self.entity_fetch(gid, target, parent, path, key, requires, field)?;
             return Ok(local);
+        }
+        // Through one other subgraph: reachable from here, it provides the target's key and
+        // the requirements (another key of the entity, or fields that live there).
+        for target in &ordered {
+            let requires = requires_of(target);
+            let Some(in_target) = self.supergraph.type_in_graph(parent, target) else {
+                continue;
+            };
+            let target_keys: Vec<Vec<Selection>> = in_target
+                .keys
+                .iter()
+                .filter(|k| k.resolvable)
+                .map(|k| k.selections.clone())
+                .collect();
+            let middles: Vec<Name> = self
+                .supergraph
+                .type_graphs(parent)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for middle in middles {
+                if &middle == target || middle == graph {
+                    continue;
+                }
+                let Some(middle_key) = self.usable_key(parent, &middle, &graph) else {
+                    continue;
+                };
+                let Some(target_key) = target_keys
+                    .iter()
+                    .find(|key| self.can_provide(parent, key, &middle))
+                    .cloned()
+                else {
+                    continue;
+                };
+                if !self.can_provide(parent, &requires, &middle) {
+                    continue;
+                }
+                // The middle fetch brings the target's key and the requirements...
+                let mut needed = target_key.clone();
+                selection::merge_all(&mut needed, requires.clone());
+                let middle_group = self.child_group(gid, &middle, parent, path);
+                let mut representation = vec![typename()];
+                selection::merge_all(&mut representation, middle_key.clone());
+                selection::merge(
+                    &mut self.groups[middle_group].requires,
+                    Selection::Fragment(Fragment {
+                        type_condition: parent.clone(),
+                        selections: representation,
+                    }),
+                );
+                let mut brought = vec![typename()];
+                selection::merge_all(&mut brought, needed);
+                selection::merge(
+                    &mut self.groups[middle_group].selections,
+                    Selection::Fragment(Fragment {
+                        type_condition: parent.clone(),
+                        selections: brought,
+                    }),
+                );
+                // ...and the target fetch runs after it.
+                self.entity_fetch(
+                    middle_group,
+                    target,
+                    parent,
+                    path,
+                    target_key,
+                    requires,
+                    field,
+                )?;
+                let mut local = vec![typename()];
+                selection::merge_all(&mut local, middle_key);
+                return Ok(local);
+            }
+        }
+        if ordered.iter().any(|target| {
+            self.usable_key(parent, target, &graph).is_some()
+                && !self.can_provide(parent, &requires_of(target), &graph)
+        }) {
+            return Err(PlanError::UnsatisfiableRequires {
+                type_name: parent.clone(),
+                field: field.name.clone(),
+                from: self.supergraph.graph_name(&graph).to_owned(),
+            });
         }
         Err(PlanError::Unreachable {
             type_name: parent.clone(),
             field: field.name.clone(),
             from: self.supergraph.graph_name(&graph).to_owned(),
         })
+    }
+
+    /// Adds `field` to the entity fetch of `target` that runs after group `after`, whose
+    /// representations carry `key` and `requires`.
+    #[allow(clippy::too_many_arguments)]
+    fn entity_fetch(
+        &mut self,
+        after: usize,
+        target: &Name,
+        parent: &Name,
+        path: &[PathElement],
+        key: Vec<Selection>,
+        requires: Vec<Selection>,
+        field: &Field,
+    ) -> Result<(), PlanError> {
+        let child = self.child_group(after, target, parent, path);
+        let mut representation = vec![typename()];
+        selection::merge_all(&mut representation, key);
+        selection::merge_all(&mut representation, requires);
+        selection::merge(
+            &mut self.groups[child].requires,
+            Selection::Fragment(Fragment {
+                type_condition: parent.clone(),
+                selections: representation,
+            }),
+        );
+        let planned = self.plan_in(
+            child,
+            parent,
+            &[Selection::Field(field.clone())],
+            path,
+            None,
+        )?;
+        selection::merge(
+            &mut self.groups[child].selections,
+            Selection::Fragment(Fragment {
+                type_condition: parent.clone(),
+                selections: planned,
+            }),
+        );
+        Ok(())
     }
 
     fn child_group(

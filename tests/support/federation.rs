@@ -101,7 +101,7 @@ impl Subgraphs {
     }
 }
 
-async fn serve<Q, M, S>(schema: Schema<Q, M, S>, port: u16) -> Subgraph
+pub async fn serve<Q, M, S>(schema: Schema<Q, M, S>, port: u16) -> Subgraph
 where
     Q: async_graphql::ObjectType + 'static,
     M: async_graphql::ObjectType + 'static,
