@@ -47,7 +47,11 @@ http:
   host: 127.0.0.1
   port: 4400
 traffic_shaping:
-  dedupe_enabled: false
+  all:
+    dedupe_enabled: false
+  router:
+    dedupe:
+      enabled: false
 log:
   level: error
 YAML

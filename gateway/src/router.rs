@@ -26,6 +26,8 @@ use crate::planner;
 use crate::supergraph::Supergraph;
 
 const PLAN_CACHE_CAPACITY: usize = 10_000;
+/// Documents are larger than plans: fewer are kept.
+const DOCUMENT_CACHE_CAPACITY: usize = 1_000;
 
 /// Turns request credentials into an identity. `Ok(None)`: no credentials were presented.
 pub trait Authenticator: Send + Sync {
@@ -41,6 +43,8 @@ pub struct GraphRouter {
     limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
     plans: Mutex<HashMap<String, Arc<QueryPlan>>>,
+    /// Validated documents by query text: parsing and validation run once per distinct query.
+    documents: Mutex<HashMap<String, Arc<Valid<ExecutableDocument>>>>,
 }
 
 impl GraphRouter {
@@ -56,6 +60,7 @@ impl GraphRouter {
             limits,
             authenticator,
             plans: Mutex::new(HashMap::new()),
+            documents: Mutex::new(HashMap::new()),
         }
     }
 
@@ -63,6 +68,25 @@ impl GraphRouter {
         axum::Router::new()
             .route("/graphql", get(graphql_get).post(graphql_post))
             .with_state(self)
+    }
+
+    /// The parsed and validated document for `query`, from the cache when seen before.
+    fn document(&self, query: &str) -> Result<Arc<Valid<ExecutableDocument>>, OperationError> {
+        if let Some(document) = self
+            .documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(query)
+        {
+            return Ok(Arc::clone(document));
+        }
+        let document = Arc::new(operation::parse(&self.supergraph.api, query, &self.limits)?);
+        let mut documents = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        if documents.len() >= DOCUMENT_CACHE_CAPACITY {
+            documents.clear();
+        }
+        documents.insert(query.to_owned(), Arc::clone(&document));
+        Ok(document)
     }
 
     /// The plan for a normalized operation, from the cache when it was planned before.
@@ -145,7 +169,7 @@ impl GraphRouter {
             }
         };
         let api = &self.supergraph.api;
-        let document = match operation::parse(api, &query, &self.limits) {
+        let document = match self.document(&query) {
             Ok(document) => document,
             Err(e) => return operation_error(e),
         };
