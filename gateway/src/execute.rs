@@ -56,7 +56,7 @@ impl SubgraphClient {
     async fn post(
         &self,
         url: &str,
-        body: Value,
+        body: String,
         request: &RequestContext<'_>,
     ) -> Result<Value, String> {
         let mut headers = HeaderMap::new();
@@ -75,7 +75,7 @@ impl SubgraphClient {
             .http
             .post(url)
             .headers(headers)
-            .json(&body)
+            .body(body)
             .send()
             .await
             .map_err(|e| {
@@ -201,6 +201,18 @@ fn fetch_variables(fetch: &Fetch, request: &RequestContext<'_>) -> Map<String, V
         .collect()
 }
 
+/// `{"query": ..., "variables": ...}`, with the query already JSON-encoded at planning.
+fn request_body(fetch: &Fetch, variables: &Map<String, Value>) -> String {
+    let variables = serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_owned());
+    let mut body = String::with_capacity(fetch.operation_json.len() + variables.len() + 32);
+    body.push_str("{\"query\":");
+    body.push_str(&fetch.operation_json);
+    body.push_str(",\"variables\":");
+    body.push_str(&variables);
+    body.push('}');
+    body
+}
+
 fn unavailable(fetch: &Fetch, why: &str) -> Value {
     json!({
         "message": format!("the {} service {why}", fetch.service),
@@ -222,7 +234,7 @@ async fn root_fetch(
     else {
         return;
     };
-    let body = json!({"query": fetch.operation, "variables": fetch_variables(fetch, request)});
+    let body = request_body(fetch, &fetch_variables(fetch, request));
     match client.post(&url, body, request).await {
         Ok(mut response) => {
             let mut state = lock(state);
@@ -288,7 +300,7 @@ async fn entity_fetch(
     };
     let mut variables = fetch_variables(fetch, request);
     variables.insert("representations".into(), Value::Array(representations));
-    let body = json!({"query": fetch.operation, "variables": variables});
+    let body = request_body(fetch, &variables);
     let response = client.post(&url, body, request).await;
     let mut state = lock(state);
     let mut response = match response {
@@ -308,14 +320,26 @@ async fn entity_fetch(
             state.errors.push(tag_service(error, &fetch.service));
         }
     }
+    // Each entity goes to every object that had its representation; the last one takes it.
+    let mut uses = vec![0usize; entities.len()];
+    for (_, index) in &targets {
+        if let Some(count) = uses.get_mut(*index) {
+            *count += 1;
+        }
+    }
+    let mut entities = entities;
     for (location, index) in &targets {
-        if let (Some(entity), Some(object)) =
-            (entities.get(*index), at_mut(&mut state.data, location))
-            && entity.is_object()
-        {
-            {
-                deep_merge(object, entity.clone());
-            }
+        let Some(entity) = entities.get_mut(*index).filter(|e| e.is_object()) else {
+            continue;
+        };
+        uses[*index] -= 1;
+        let entity = if uses[*index] == 0 {
+            entity.take()
+        } else {
+            entity.clone()
+        };
+        if let Some(object) = at_mut(&mut state.data, location) {
+            deep_merge(object, entity);
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Fetch {
     pub variables: Vec<Name>,
     /// The document sent.
     pub operation: String,
+    /// `operation` as a JSON string literal, encoded once.
+    pub operation_json: String,
 }
 
 impl Fetch {

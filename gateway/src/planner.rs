@@ -607,6 +607,7 @@ impl Planner<'_> {
             requires: group.requires.clone(),
             selections: group.selections.clone(),
             variables,
+            operation_json: serde_json::to_string(&document).expect("strings encode"),
             operation: document,
         }
     }

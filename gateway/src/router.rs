@@ -42,7 +42,7 @@ pub struct GraphRouter {
     client: SubgraphClient,
     limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
-    plans: Mutex<HashMap<String, Arc<QueryPlan>>>,
+    plans: Mutex<HashMap<[u8; 32], Arc<QueryPlan>>>,
     /// Validated documents by query text: parsing and validation run once per distinct query.
     documents: Mutex<HashMap<String, Arc<Valid<ExecutableDocument>>>>,
 }
@@ -108,11 +108,7 @@ impl GraphRouter {
                 .map(|c| if *c { b'1' } else { b'0' })
                 .collect::<Vec<u8>>(),
         );
-        let key: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let key: [u8; 32] = hasher.finalize().into();
         if let Some(plan) = self
             .plans
             .lock()
