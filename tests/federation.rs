@@ -11,6 +11,26 @@ use serde_json::{Value, json};
 use support::Junction;
 use support::federation::Subgraphs;
 
+/// `junction gateway` on `supergraph`, as an operator runs it; the folder holds the file.
+fn gateway(supergraph: &str) -> (Junction, tempfile::TempDir) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("supergraph.graphql");
+    std::fs::write(&file, supergraph).unwrap();
+    let mut command = support::process::command(dir.path());
+    command.args([
+        "gateway",
+        "--supergraph",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let process = Junction::start(command, "Junction is serving");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    (process, dir)
+}
+
 struct Router {
     process: Junction,
     subgraphs: Subgraphs,
@@ -27,22 +47,7 @@ impl Router {
     }
 
     fn start_on(subgraphs: Subgraphs, supergraph: &str) -> Self {
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = dir.path().join("supergraph.graphql");
-        std::fs::write(&file, supergraph).unwrap();
-
-        let mut command = support::process::command(dir.path());
-        command.args([
-            "gateway",
-            "--supergraph",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ]);
-        let process = Junction::start(command, "Junction is serving");
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (process, dir) = gateway(supergraph);
         Self {
             process,
             subgraphs,
@@ -465,21 +470,7 @@ async fn unions_composite_and_multiple_keys_across_subgraphs() {
     let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
     assert_plan_snapshot("union_keys", &printed);
 
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("supergraph.graphql");
-    std::fs::write(&file, &supergraph).unwrap();
-    let mut command = support::process::command(dir.path());
-    command.args([
-        "gateway",
-        "--supergraph",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]);
-    let process = Junction::start(command, "Junction is serving");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (process, _dir) = gateway(&supergraph);
     let body: Value = reqwest::Client::new()
         .post(process.url("/graphql"))
         .json(&json!({"query": query}))

@@ -204,21 +204,23 @@ pub async fn set_enabled(
     Ok(active.update(db).await?)
 }
 
+/// The strings of a JSON array column (event types, channels); anything else is empty.
+pub fn json_strings(value: &serde_json::Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether `endpoint` wants a message of `event_type` on `channels`.
 pub fn wants(endpoint: &endpoint::Model, event_type: &str, channels: &[String]) -> bool {
-    let strings = |value: &serde_json::Value| -> Vec<String> {
-        value
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let types = strings(&endpoint.event_types);
-    let wanted_channels = strings(&endpoint.channels);
+    let types = json_strings(&endpoint.event_types);
+    let wanted_channels = json_strings(&endpoint.channels);
     (types.is_empty() || types.iter().any(|t| t == event_type))
         && (wanted_channels.is_empty() || wanted_channels.iter().any(|c| channels.contains(c)))
 }

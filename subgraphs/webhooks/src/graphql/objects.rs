@@ -6,22 +6,10 @@ use junction_schema::entities::{endpoint, endpoint_secret, event_type, message};
 use junction_schema::webhook_signature::Scheme;
 
 use super::access::{ApiResult, reader};
-use crate::endpoints;
+use crate::endpoints::{self, json_strings};
 
 /// Where a tenant's webhooks go.
 pub struct Endpoint(pub endpoint::Model);
-
-fn strings(value: &serde_json::Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[Object]
 impl Endpoint {
@@ -39,12 +27,12 @@ impl Endpoint {
 
     /// Event types delivered here; empty means all.
     async fn event_types(&self) -> Vec<String> {
-        strings(&self.0.event_types)
+        json_strings(&self.0.event_types)
     }
 
     /// Channels delivered here; empty means every message.
     async fn channels(&self) -> Vec<String> {
-        strings(&self.0.channels)
+        json_strings(&self.0.channels)
     }
 
     /// Extra headers sent with every delivery.
@@ -211,7 +199,7 @@ impl Message {
     }
 
     async fn channels(&self) -> Vec<String> {
-        strings(&self.0.channels)
+        json_strings(&self.0.channels)
     }
 
     async fn idempotency_key(&self) -> Option<&str> {
