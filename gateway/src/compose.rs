@@ -906,6 +906,36 @@ mod tests {
     }
 
     #[test]
+    fn override_moves_a_field_to_the_overriding_subgraph() {
+        let supergraph = compose(&[
+            subgraph("old", "type Query { item: Item } type Item @key(fields: \"id\") { id: ID! price: Int }"),
+            subgraph(
+                "new",
+                "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@override\"])\ntype Item @key(fields: \"id\") { id: ID! price: Int @override(from: \"old\") }",
+            ),
+        ])
+        .unwrap();
+        let parsed = crate::supergraph::Supergraph::parse(&supergraph).unwrap();
+        let item = apollo_compiler::name!("Item");
+        assert_eq!(
+            parsed.field_graphs(&item, &apollo_compiler::name!("price")),
+            ["NEW"]
+        );
+        // And the planner follows: `price` comes from the new subgraph.
+        let document =
+            crate::operation::parse(&parsed.api, "{ item { price } }", &Default::default())
+                .unwrap();
+        let (operation, _) =
+            crate::operation::normalize(&document, None, &Default::default(), &Default::default())
+                .unwrap();
+        let plan = crate::planner::plan(&parsed, &operation)
+            .unwrap()
+            .to_string();
+        assert!(plan.contains("Fetch(service: \"new\")"), "{plan}");
+        assert!(plan.contains("{ ... on Item { price } }"), "{plan}");
+    }
+
+    #[test]
     fn shareable_fields_may_be_resolved_twice() {
         compose(&[
             subgraph(
