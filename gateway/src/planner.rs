@@ -105,9 +105,14 @@ impl Planner<'_> {
             let gid = match reuse {
                 Some(gid) => gid,
                 None => {
-                    let graph = self.best_graph(root_type, &operation.selections, &candidates);
-                    roots.push(self.new_group(graph, None, Vec::new()));
-                    *roots.last().expect("just pushed")
+                    let graph = self
+                        .best_graph(root_type, &operation.selections, &candidates)
+                        .ok_or_else(|| {
+                            PlanError::Unresolvable(root_type.clone(), field.name.clone())
+                        })?;
+                    let gid = self.new_group(graph, None, Vec::new());
+                    roots.push(gid);
+                    gid
                 }
             };
             let planned =
@@ -118,17 +123,25 @@ impl Planner<'_> {
     }
 
     /// Of `candidates`, the subgraph that resolves the most root fields: fewer fetches.
-    fn best_graph(&self, root_type: &Name, selections: &[Selection], candidates: &[Name]) -> Name {
-        candidates
-            .iter()
-            .max_by_key(|graph| {
-                selections
-                    .iter()
-                    .filter(|s| matches!(s, Selection::Field(f) if self.supergraph.resolves(root_type, &f.name, graph)))
-                    .count()
-            })
-            .cloned()
-            .expect("candidates is not empty")
+    fn best_graph(
+        &self,
+        root_type: &Name,
+        selections: &[Selection],
+        candidates: &[Name],
+    ) -> Option<Name> {
+        let mut best = candidates.first()?.clone();
+        let mut best_count = 0;
+        for graph in candidates {
+            let count = selections
+                .iter()
+                .filter(|s| matches!(s, Selection::Field(f) if self.supergraph.resolves(root_type, &f.name, graph)))
+                .count();
+            if count > best_count {
+                best = graph.clone();
+                best_count = count;
+            }
+        }
+        Some(best)
     }
 
     fn new_group(
@@ -512,14 +525,14 @@ impl Planner<'_> {
             },
             None => fetch,
         };
-        let children: Vec<PlanNode> = group
+        let mut children: Vec<PlanNode> = group
             .children
             .iter()
             .map(|c| self.node(*c, operation))
             .collect();
         let next = match children.len() {
             0 => return fetch,
-            1 => children.into_iter().next().expect("one child"),
+            1 => children.remove(0),
             _ => PlanNode::Parallel(children),
         };
         // A sequence inside a sequence reads better flat.

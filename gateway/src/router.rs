@@ -185,10 +185,13 @@ impl GraphRouter {
                 "only queries may be sent with GET; use POST",
             );
         }
-        let selected = document
-            .operations
-            .get(request.operation_name.as_deref())
-            .expect("normalize found it");
+        let Ok(selected) = document.operations.get(request.operation_name.as_deref()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "no such operation in the document",
+            );
+        };
         let coerced = match apollo_compiler::request::coerce_variable_values(
             api,
             selected,
