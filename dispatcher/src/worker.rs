@@ -15,8 +15,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
@@ -146,8 +147,17 @@ impl Dispatcher {
                     () = tokio::time::sleep(config.poll_interval) => continue,
                 }
             }
+            let mut contexts = match self.inner.load_batch(&batch).await {
+                Ok(contexts) => contexts,
+                Err(error) => {
+                    // Their leases run out and the tasks come back.
+                    tracing::warn!(%error, "cannot load a batch of deliveries");
+                    continue;
+                }
+            };
             let mut first = Some(first);
             for received in batch {
+                let context = contexts.remove(&received.task.delivery_id);
                 let permit = match first.take() {
                     Some(permit) => permit,
                     None => Arc::clone(&permits)
@@ -157,7 +167,7 @@ impl Dispatcher {
                 };
                 let inner = Arc::clone(&self.inner);
                 in_flight.spawn(async move {
-                    inner.handle(received).await;
+                    inner.handle(received, context).await;
                     drop(permit);
                 });
             }
@@ -176,27 +186,20 @@ impl Dispatcher {
 }
 
 /// What one delivery needs from the database.
+#[derive(Clone)]
 struct Context {
-    endpoint: endpoint::Model,
-    message: message::Model,
-    secrets: Vec<SigningSecret>,
+    endpoint: Arc<endpoint::Model>,
+    message: Arc<message::Model>,
+    secrets: Arc<Vec<SigningSecret>>,
 }
 
 impl Inner {
-    async fn handle(self: Arc<Self>, received: Received) {
+    async fn handle(self: Arc<Self>, received: Received, context: Option<Context>) {
         let task = &received.task;
-        let context = match self.load(&received).await {
-            Ok(Some(context)) => context,
-            Ok(None) => {
-                self.settle_dead(&received, "the message or endpoint no longer exists")
-                    .await;
-                return;
-            }
-            Err(error) => {
-                // The lease runs out and the task comes back.
-                tracing::warn!(delivery = %task.delivery_id, %error, "cannot load delivery");
-                return;
-            }
+        let Some(context) = context else {
+            self.settle_dead(&received, "the message or endpoint no longer exists")
+                .await;
+            return;
         };
         if !context.endpoint.enabled {
             let reason = format!(
@@ -232,22 +235,33 @@ impl Inner {
         self.conclude(&received, &context, attempt, result).await;
     }
 
-    async fn load(&self, received: &Received) -> Result<Option<Context>, DbErr> {
-        let task = &received.task;
-        let endpoint = endpoint::Entity::find_by_id(task.endpoint_id.clone())
-            .filter(endpoint::Column::TenantId.eq(&task.tenant_id))
-            .one(&self.db)
-            .await?;
-        let message = message::Entity::find_by_id(task.message_id.clone())
-            .filter(message::Column::TenantId.eq(&task.tenant_id))
-            .one(&self.db)
-            .await?;
-        let (Some(endpoint), Some(message)) = (endpoint, message) else {
-            return Ok(None);
-        };
+    /// Everything a batch needs, in three queries whatever its size. Deliveries whose
+    /// message or endpoint is gone (or belongs to another tenant) have no context.
+    async fn load_batch(&self, batch: &[Received]) -> Result<HashMap<String, Context>, DbErr> {
+        let mut endpoint_ids: Vec<&str> =
+            batch.iter().map(|r| r.task.endpoint_id.as_str()).collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        let mut message_ids: Vec<&str> = batch.iter().map(|r| r.task.message_id.as_str()).collect();
+        message_ids.sort_unstable();
+        message_ids.dedup();
+        let endpoints: HashMap<String, Arc<endpoint::Model>> = endpoint::Entity::find()
+            .filter(endpoint::Column::Id.is_in(endpoint_ids.iter().copied()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), Arc::new(e)))
+            .collect();
+        let messages: HashMap<String, Arc<message::Model>> = message::Entity::find()
+            .filter(message::Column::Id.is_in(message_ids.iter().copied()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|m| (m.id.clone(), Arc::new(m)))
+            .collect();
         let now = Utc::now();
-        let rows = endpoint_secret::Entity::find()
-            .filter(endpoint_secret::Column::EndpointId.eq(&endpoint.id))
+        let secret_rows = endpoint_secret::Entity::find()
+            .filter(endpoint_secret::Column::EndpointId.is_in(endpoint_ids.iter().copied()))
             .filter(
                 Condition::any()
                     .add(endpoint_secret::Column::ExpiresAt.is_null())
@@ -256,22 +270,48 @@ impl Inner {
             .order_by_desc(endpoint_secret::Column::CreatedAt)
             .all(&self.db)
             .await?;
-        let scheme = Scheme::parse(&endpoint.signing_algorithm).unwrap_or(Scheme::HmacSha256);
-        let secrets = rows
-            .iter()
-            .filter_map(|row| match SigningSecret::parse(scheme, &row.secret) {
-                Ok(secret) => Some(secret),
+        let mut secrets: HashMap<String, Vec<SigningSecret>> = HashMap::new();
+        for row in &secret_rows {
+            let Some(endpoint) = endpoints.get(&row.endpoint_id) else {
+                continue;
+            };
+            let scheme = Scheme::parse(&endpoint.signing_algorithm).unwrap_or(Scheme::HmacSha256);
+            match SigningSecret::parse(scheme, &row.secret) {
+                Ok(secret) => secrets
+                    .entry(row.endpoint_id.clone())
+                    .or_default()
+                    .push(secret),
                 Err(error) => {
-                    tracing::error!(endpoint = %endpoint.id, secret = %row.id, %error, "unusable signing secret");
-                    None
+                    tracing::error!(endpoint = %row.endpoint_id, secret = %row.id, %error, "unusable signing secret");
                 }
-            })
+            }
+        }
+        let secrets: HashMap<String, Arc<Vec<SigningSecret>>> = secrets
+            .into_iter()
+            .map(|(id, list)| (id, Arc::new(list)))
             .collect();
-        Ok(Some(Context {
-            endpoint,
-            message,
-            secrets,
-        }))
+        let mut contexts = HashMap::new();
+        for received in batch {
+            let task = &received.task;
+            let (Some(endpoint), Some(message)) = (
+                endpoints.get(&task.endpoint_id),
+                messages.get(&task.message_id),
+            ) else {
+                continue;
+            };
+            if endpoint.tenant_id != task.tenant_id || message.tenant_id != task.tenant_id {
+                continue;
+            }
+            contexts.insert(
+                task.delivery_id.clone(),
+                Context {
+                    endpoint: Arc::clone(endpoint),
+                    message: Arc::clone(message),
+                    secrets: secrets.get(&task.endpoint_id).cloned().unwrap_or_default(),
+                },
+            );
+        }
+        Ok(contexts)
     }
 
     /// Admits one attempt to the endpoint, or says how long to wait.
@@ -420,17 +460,20 @@ impl Inner {
             trace_id: Set(context.message.traceparent.as_deref().and_then(trace_id)),
             created_at: Set(Utc::now()),
         };
+        // One transaction: one commit (one fsync) for the attempt and its bookkeeping.
         let recorded = async {
-            let record = record.insert(&self.db).await?;
+            let txn = self.db.begin().await?;
+            let record = record.insert(&txn).await?;
             delivery::Entity::update_many()
                 .col_expr(delivery::Column::Attempts, Expr::value(attempt))
                 .col_expr(delivery::Column::LastError, Expr::value(error_text.clone()))
                 .col_expr(delivery::Column::UpdatedAt, Expr::value(Utc::now()))
                 .filter(delivery::Column::Id.eq(&task.delivery_id))
-                .exec(&self.db)
+                .exec(&txn)
                 .await?;
-            self.track_endpoint_health(endpoint, succeeded, gone)
+            self.track_endpoint_health(&txn, endpoint, succeeded, gone)
                 .await?;
+            txn.commit().await?;
             Ok::<_, DbErr>(record)
         }
         .await;
@@ -476,6 +519,7 @@ impl Inner {
     /// A success ends a failure streak; a long streak, or a 410, disables the endpoint.
     async fn track_endpoint_health(
         &self,
+        db: &impl ConnectionTrait,
         endpoint: &endpoint::Model,
         succeeded: bool,
         gone: bool,
@@ -508,7 +552,7 @@ impl Inner {
             }
         }
         update.updated_at = Set(now);
-        update.update(&self.db).await?;
+        update.update(db).await?;
         Ok(())
     }
 
