@@ -13,6 +13,10 @@ use support::federation::Subgraphs;
 
 /// `junction gateway` on `supergraph`, as an operator runs it; the folder holds the file.
 fn gateway(supergraph: &str) -> (Junction, tempfile::TempDir) {
+    gateway_with(supergraph, &[])
+}
+
+fn gateway_with(supergraph: &str, env: &[(&str, &str)]) -> (Junction, tempfile::TempDir) {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("supergraph.graphql");
     std::fs::write(&file, supergraph).unwrap();
@@ -26,6 +30,7 @@ fn gateway(supergraph: &str) -> (Junction, tempfile::TempDir) {
         "--log-format",
         "json",
     ]);
+    command.envs(env.iter().copied());
     let process = Junction::start(command, "Junction is serving");
     let _ = rustls::crypto::ring::default_provider().install_default();
     (process, dir)
@@ -279,6 +284,7 @@ async fn introspection_answers_from_the_api_schema() {
             "price",
             "inStock",
             "stockLevel",
+            "restockEstimate",
             "shippingEstimate",
             "name",
             "reviews"
@@ -491,4 +497,35 @@ async fn unions_composite_and_multiple_keys_across_subgraphs() {
     );
     // search, then books and movies side by side, then ratings after books.
     assert_eq!(catalog.total_requests(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subgraph_times_out_and_the_rest_still_answers() {
+    let subgraphs = Subgraphs::start().await;
+    let (process, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[("JUNCTION_GATEWAY_SUBGRAPH_TIMEOUT", "300ms")],
+    );
+    let started = std::time::Instant::now();
+    let body: Value = reqwest::Client::new()
+        .post(process.url("/graphql"))
+        .json(&json!({"query": "{ topProducts(first: 1) { name restockEstimate } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "did not wait for the slow subgraph"
+    );
+    assert_eq!(
+        body["data"],
+        json!({"topProducts": [{"name": "Table", "restockEstimate": null}]})
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "the inventory service timed out"
+    );
 }

@@ -259,6 +259,12 @@ pub mod inventory {
             Ok(Some(self.upc != "2"))
         }
 
+        /// Asks a slow warehouse system: takes three seconds.
+        async fn restock_estimate(&self) -> Option<i32> {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            Some(7)
+        }
+
         /// The same failure on a non-null field: the null propagates to the product.
         async fn stock_level(&self) -> async_graphql::Result<i32> {
             if self.upc == "3" {
