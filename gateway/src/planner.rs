@@ -310,9 +310,7 @@ impl Planner<'_> {
         ordered.sort_by_key(|target| {
             !self.groups[gid].children.iter().any(|c| {
                 let child = &self.groups[*c];
-                &child.graph == target
-                    && child.path == path
-                    && child.entity_type.as_ref() == Some(parent)
+                &child.graph == target && child.path == untyped(path)
             })
         });
         let requires_of = |target: &Name| {
@@ -473,16 +471,17 @@ impl Planner<'_> {
         entity_type: &Name,
         path: &[PathElement],
     ) -> usize {
+        // Entities of several types at one place go to one subgraph in one fetch: the
+        // representations' fragments tell the types apart.
+        let base = untyped(path);
         let existing = self.groups[gid].children.iter().copied().find(|c| {
             let child = &self.groups[*c];
-            &child.graph == graph
-                && child.path == path
-                && child.entity_type.as_ref() == Some(entity_type)
+            &child.graph == graph && child.path == base
         });
         if let Some(child) = existing {
             return child;
         }
-        let child = self.new_group(graph.clone(), Some(entity_type.clone()), path.to_vec());
+        let child = self.new_group(graph.clone(), Some(entity_type.clone()), base.to_vec());
         self.groups[gid].children.push(child);
         child
     }
@@ -623,6 +622,14 @@ impl Planner<'_> {
             operation_json: serde_json::to_string(&document).expect("strings encode"),
             operation: document,
         }
+    }
+}
+
+/// `path` without a final type condition.
+fn untyped(path: &[PathElement]) -> &[PathElement] {
+    match path.split_last() {
+        Some((PathElement::TypeCondition(_), rest)) => rest,
+        _ => path,
     }
 }
 

@@ -1,0 +1,183 @@
+//! A third federation scenario, for interfaces: `library` serves `interface Media` with its
+//! implementations `Book` and `Movie`; `reviews` adds `reviewCount` to both entities and to the
+//! interface, so a field asked on the interface lives in another subgraph, per implementation.
+
+use async_graphql::{
+    EmptyMutation, EmptySubscription, ID, Interface, Object, Schema, SimpleObject,
+};
+
+use super::federation::{Subgraph, serve};
+
+pub struct Media {
+    pub library: Subgraph,
+    pub reviews: Subgraph,
+}
+
+fn library_schema() -> Schema<library::Query, EmptyMutation, EmptySubscription> {
+    Schema::build(library::Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+}
+
+fn reviews_schema() -> Schema<reviews::Query, EmptyMutation, EmptySubscription> {
+    Schema::build(reviews::Query, EmptyMutation, EmptySubscription)
+        .register_output_type::<reviews::Media>()
+        .enable_federation()
+        .finish()
+}
+
+impl Media {
+    pub async fn start() -> Self {
+        Self {
+            library: serve(library_schema(), 0).await,
+            reviews: serve(reviews_schema(), 0).await,
+        }
+    }
+
+    pub fn sources(&self) -> Vec<junction_gateway::compose::SubgraphSource> {
+        let options = async_graphql::SDLExportOptions::new()
+            .federation()
+            .compose_directive();
+        [
+            (
+                "library",
+                &self.library,
+                library_schema().sdl_with_options(options),
+            ),
+            (
+                "reviews",
+                &self.reviews,
+                reviews_schema().sdl_with_options(options),
+            ),
+        ]
+        .into_iter()
+        .map(
+            |(name, subgraph, sdl)| junction_gateway::compose::SubgraphSource {
+                name: name.into(),
+                url: subgraph.url.clone(),
+                sdl,
+            },
+        )
+        .collect()
+    }
+}
+
+pub mod library {
+    use super::*;
+
+    #[derive(SimpleObject)]
+    pub struct Book {
+        pub id: ID,
+        pub title: String,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct Movie {
+        pub id: ID,
+        pub title: String,
+    }
+
+    #[derive(Interface)]
+    #[graphql(field(name = "id", ty = "&ID"), field(name = "title", ty = "&String"))]
+    pub enum Media {
+        Book(Book),
+        Movie(Movie),
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        async fn media(&self) -> Vec<Media> {
+            vec![
+                Media::Book(Book {
+                    id: "b1".into(),
+                    title: "Dune".into(),
+                }),
+                Media::Movie(Movie {
+                    id: "m1".into(),
+                    title: "Alien".into(),
+                }),
+            ]
+        }
+
+        #[graphql(entity)]
+        async fn find_book_by_id(&self, id: ID) -> Option<Book> {
+            (id.0 == "b1").then(|| Book {
+                id,
+                title: "Dune".into(),
+            })
+        }
+
+        #[graphql(entity)]
+        async fn find_movie_by_id(&self, id: ID) -> Option<Movie> {
+            (id.0 == "m1").then(|| Movie {
+                id,
+                title: "Alien".into(),
+            })
+        }
+    }
+}
+
+pub mod reviews {
+    use super::*;
+
+    fn count(id: &ID) -> i32 {
+        if id.0 == "b1" { 12 } else { 3 }
+    }
+
+    pub struct Book {
+        id: ID,
+    }
+
+    #[Object]
+    impl Book {
+        async fn id(&self) -> &ID {
+            &self.id
+        }
+
+        async fn review_count(&self) -> i32 {
+            count(&self.id)
+        }
+    }
+
+    pub struct Movie {
+        id: ID,
+    }
+
+    #[Object]
+    impl Movie {
+        async fn id(&self) -> &ID {
+            &self.id
+        }
+
+        async fn review_count(&self) -> i32 {
+            count(&self.id)
+        }
+    }
+
+    #[derive(Interface)]
+    #[graphql(
+        field(name = "id", ty = "&ID"),
+        field(name = "review_count", ty = "i32")
+    )]
+    pub enum Media {
+        Book(Book),
+        Movie(Movie),
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        #[graphql(entity)]
+        async fn find_book_by_id(&self, id: ID) -> Book {
+            Book { id }
+        }
+
+        #[graphql(entity)]
+        async fn find_movie_by_id(&self, id: ID) -> Movie {
+            Movie { id }
+        }
+    }
+}
