@@ -149,22 +149,51 @@ fn bool_arg(directive: &Directive, name: &str) -> Option<bool> {
     }
 }
 
-/// The top-level field names of a field set (`"id sku"`, `"upc variation { id }"`).
+/// The top-level field names of a field set (`"id sku"`, `"upc variation { id }"`,
+/// `"weight(unit: \"kg\")"`): arguments, strings and nested selections are skipped.
 fn field_set_names(set: &str) -> Vec<String> {
     let mut names = Vec::new();
-    let mut depth = 0;
-    for token in set
-        .replace('{', " { ")
-        .replace('}', " } ")
-        .split_whitespace()
-    {
-        match token {
-            "{" => depth += 1,
-            "}" => depth -= 1,
-            name if depth == 0 => names.push(name.to_owned()),
-            _ => {}
+    let (mut braces, mut parens) = (0usize, 0usize);
+    let mut chars = set.chars().peekable();
+    let mut word = String::new();
+    let flush = |word: &mut String, names: &mut Vec<String>, top: bool| {
+        if top && !word.is_empty() && word != "on" {
+            names.push(std::mem::take(word));
+        }
+        word.clear();
+    };
+    while let Some(c) = chars.next() {
+        let top = braces == 0 && parens == 0;
+        match c {
+            '"' => {
+                flush(&mut word, &mut names, top);
+                // Skip the string, escapes included.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '{' => {
+                flush(&mut word, &mut names, top);
+                braces += 1;
+            }
+            '}' => braces = braces.saturating_sub(1),
+            '(' => {
+                flush(&mut word, &mut names, top);
+                parens += 1;
+            }
+            ')' => parens = parens.saturating_sub(1),
+            ':' if top => word.clear(), // an alias: the field name follows
+            c if c.is_alphanumeric() || c == '_' => word.push(c),
+            _ => flush(&mut word, &mut names, top),
         }
     }
+    flush(&mut word, &mut names, braces == 0 && parens == 0);
     names
 }
 
@@ -850,6 +879,20 @@ mod tests {
                 "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@key\", \"@shareable\", \"@external\", \"@requires\", \"@provides\"])\n{sdl}"
             ),
         }
+    }
+
+    #[test]
+    fn field_set_names_skip_arguments_strings_and_nesting() {
+        assert_eq!(field_set_names("id sku"), ["id", "sku"]);
+        assert_eq!(
+            field_set_names("upc variation { id }"),
+            ["upc", "variation"]
+        );
+        assert_eq!(
+            field_set_names("weight(unit: \"kg, lb\") price"),
+            ["weight", "price"]
+        );
+        assert_eq!(field_set_names("a: id"), ["id"]);
     }
 
     #[test]

@@ -194,7 +194,14 @@ impl Planner<'_> {
                         path.to_vec()
                     };
                     let inner = if known {
-                        self.plan_in(gid, condition, &fragment.selections, &inner_path, provided)?
+                        let narrowed = provided.map(|p| narrow(p, condition));
+                        self.plan_in(
+                            gid,
+                            condition,
+                            &fragment.selections,
+                            &inner_path,
+                            narrowed.as_deref(),
+                        )?
                     } else {
                         Vec::new()
                     };
@@ -625,6 +632,22 @@ impl Planner<'_> {
     }
 }
 
+/// What a `@provides` selection provides on objects of `condition`: its fields, and those of
+/// its fragments on that type.
+fn narrow(provided: &[Selection], condition: &Name) -> Vec<Selection> {
+    let mut out = Vec::new();
+    for selection in provided {
+        match selection {
+            Selection::Field(_) => selection::merge(&mut out, selection.clone()),
+            Selection::Fragment(fragment) if &fragment.type_condition == condition => {
+                selection::merge_all(&mut out, fragment.selections.clone());
+            }
+            Selection::Fragment(_) => {}
+        }
+    }
+    out
+}
+
 /// `path` without a final type condition.
 fn untyped(path: &[PathElement]) -> &[PathElement] {
     match path.split_last() {
@@ -652,5 +675,124 @@ fn push_lists(ty: &Type, path: &mut Vec<PathElement>) {
             push_lists(inner, path);
         }
         Type::Named(_) | Type::NonNullNamed(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compose::{SubgraphSource, compose};
+    use crate::operation::{self, Limits};
+    use crate::supergraph::Supergraph;
+
+    const LINK: &str = "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@key\", \"@shareable\", \"@external\", \"@requires\", \"@provides\"])\n";
+
+    /// The printed plan for `query` over subgraphs given as (name, SDL).
+    fn plan(subgraphs: &[(&str, &str)], query: &str) -> (String, usize) {
+        let sources: Vec<SubgraphSource> = subgraphs
+            .iter()
+            .map(|(name, sdl)| SubgraphSource {
+                name: (*name).into(),
+                url: format!("http://{name}.local/graphql"),
+                sdl: format!("{LINK}{sdl}"),
+            })
+            .collect();
+        let supergraph = Supergraph::parse(&compose(&sources).unwrap()).unwrap();
+        let document = operation::parse(&supergraph.api, query, &Limits::default()).unwrap();
+        let (normalized, _) =
+            operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
+        let plan = super::plan(&supergraph, &normalized).unwrap();
+        (plan.to_string(), plan.fetch_count())
+    }
+
+    #[test]
+    fn shareable_fields_come_from_the_fetch_already_under_way() {
+        let (printed, fetches) = plan(
+            &[
+                (
+                    "a",
+                    "type Query { products: [Product] } type Product @key(fields: \"id\") { id: ID! name: String @shareable }",
+                ),
+                (
+                    "b",
+                    "type Product @key(fields: \"id\") { id: ID! name: String @shareable price: Int }",
+                ),
+            ],
+            "{ products { name price } }",
+        );
+        assert_eq!(fetches, 2, "{printed}");
+        assert!(
+            printed.contains("{ products { name __typename id } }"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("{ ... on Product { price } }"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn root_fields_group_by_subgraph_and_run_in_parallel() {
+        let (printed, fetches) = plan(
+            &[
+                ("a", "type Query { one: Int two: Int }"),
+                ("b", "type Query { three: Int }"),
+            ],
+            "{ one three two }",
+        );
+        assert_eq!(fetches, 2, "{printed}");
+        assert!(printed.contains("Parallel"), "{printed}");
+        assert!(printed.contains("{ one two }"), "{printed}");
+    }
+
+    #[test]
+    fn provides_through_a_union_saves_the_jump() {
+        let (printed, fetches) = plan(
+            &[
+                (
+                    "feed",
+                    "type Query { feed: [FeedItem] @provides(fields: \"... on Post { title }\") } union FeedItem = Post | Ad type Post @key(fields: \"id\") { id: ID! title: String @external } type Ad { id: ID! }",
+                ),
+                (
+                    "posts",
+                    "type Post @key(fields: \"id\") { id: ID! title: String body: String }",
+                ),
+            ],
+            "{ feed { ... on Post { title } } }",
+        );
+        assert_eq!(fetches, 1, "{printed}");
+        // Without the provided field, the body needs the posts subgraph.
+        let (printed, fetches) = plan(
+            &[
+                (
+                    "feed",
+                    "type Query { feed: [FeedItem] @provides(fields: \"... on Post { title }\") } union FeedItem = Post | Ad type Post @key(fields: \"id\") { id: ID! title: String @external } type Ad { id: ID! }",
+                ),
+                (
+                    "posts",
+                    "type Post @key(fields: \"id\") { id: ID! title: String body: String }",
+                ),
+            ],
+            "{ feed { ... on Post { title body } } }",
+        );
+        assert_eq!(fetches, 2, "{printed}");
+    }
+
+    #[test]
+    fn requires_with_arguments_are_fetched_with_their_arguments() {
+        let (printed, fetches) = plan(
+            &[
+                (
+                    "catalog",
+                    "type Query { item: Item } type Item @key(fields: \"id\") { id: ID! weight(unit: String): Float }",
+                ),
+                (
+                    "shipping",
+                    "type Item @key(fields: \"id\") { id: ID! weight(unit: String): Float @external cost: Float @requires(fields: \"weight(unit: \\\"kg\\\")\") }",
+                ),
+            ],
+            "{ item { cost } }",
+        );
+        assert_eq!(fetches, 2, "{printed}");
+        assert!(printed.contains("weight(unit: \"kg\")"), "{printed}");
     }
 }
