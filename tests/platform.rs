@@ -94,13 +94,18 @@ async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
         .as_str()
         .unwrap()
         .to_owned();
-    let published = client
-        .data(
-            &key,
+    // The caller's trace context travels router -> subgraph -> message -> dispatcher -> endpoint.
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (status, published) = client
+        .call(
+            Some(&key),
             "mutation($p: JSON!) { publishEvent(input: {eventType: \"order.created\", payload: $p}) { deliveryCount message { id } } }",
             json!({"p": {"order": 7}}),
+            &[("traceparent", traceparent)],
         )
         .await;
+    assert_eq!(status, 200, "{published}");
+    let published = published["data"].clone();
     assert_eq!(published["publishEvent"]["deliveryCount"], 1);
 
     let request = receiver
@@ -108,6 +113,7 @@ async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
         .await
         .remove(0);
     assert_eq!(request.json()["data"], json!({"order": 7}));
+    assert_eq!(request.header("traceparent"), traceparent);
     assert_eq!(
         request.json()["message_id"],
         published["publishEvent"]["message"]["id"]
