@@ -320,6 +320,16 @@ mod tests {
             defaults.disable_failing_endpoint_after
         );
         assert_eq!(config.dispatcher.lease, defaults.lease);
+        let limits = junction_gateway::operation::Limits::default();
+        assert_eq!(config.gateway.limits.max_depth, limits.max_depth);
+        assert_eq!(
+            config.gateway.limits.max_query_bytes,
+            limits.max_query_bytes
+        );
+        assert_eq!(
+            config.gateway.subgraph_timeout,
+            std::time::Duration::from_secs(30)
+        );
         let webhooks = junction_webhooks::WebhooksConfig::default();
         assert_eq!(config.webhooks.listen, webhooks.listen);
         assert_eq!(

@@ -22,6 +22,8 @@ pub struct GatewayConfig {
     /// How long one subgraph request may take.
     #[serde(default = "default_subgraph_timeout", with = "humantime_serde")]
     pub subgraph_timeout: Duration,
+    #[serde(default)]
+    pub limits: crate::operation::Limits,
 }
 
 fn default_subgraph_timeout() -> Duration {
@@ -43,6 +45,7 @@ impl Default for GatewayConfig {
             shutdown_grace: default_shutdown_grace(),
             supergraph: None,
             subgraph_timeout: default_subgraph_timeout(),
+            limits: crate::operation::Limits::default(),
         }
     }
 }

@@ -10,11 +10,15 @@ use serde_json::Map;
 
 use crate::selection::{Field, Fragment, Selection};
 
-/// Limits checked before any planning or subgraph call.
-#[derive(Clone, Debug)]
+/// Limits checked before any planning or subgraph call (`[gateway.limits]`).
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
+    /// The longest query text accepted, in bytes.
     pub max_query_bytes: usize,
+    /// The most lexical tokens in a query.
     pub max_tokens: usize,
+    /// The deepest nesting of selections.
     pub max_depth: usize,
     pub max_aliases: usize,
     pub max_root_fields: usize,

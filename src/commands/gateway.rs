@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health;
-use junction_gateway::operation::Limits;
 use junction_gateway::router::GraphRouter;
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::IdentitySigner;
@@ -40,7 +39,7 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
     let router = Arc::new(GraphRouter::new(
         Arc::new(supergraph),
         client,
-        Limits::default(),
+        config.gateway.limits.clone(),
         None,
     ));
     let app = router

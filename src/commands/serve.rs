@@ -7,7 +7,6 @@ use anyhow::Context;
 use junction_gateway::compose::{self, SubgraphSource};
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
-use junction_gateway::operation::Limits;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
@@ -85,7 +84,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let router = Arc::new(GraphRouter::new(
         Arc::new(supergraph),
         client,
-        Limits::default(),
+        config.gateway.limits.clone(),
         Some(authenticator),
     ));
     let app = router
