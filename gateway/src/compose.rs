@@ -53,6 +53,7 @@ struct FieldInGraph {
     provides: Option<String>,
     shareable: bool,
     override_from: Option<String>,
+    override_label: Option<String>,
 }
 
 struct MergedField {
@@ -456,6 +457,8 @@ fn read_definition(
                     || key_fields.contains(field.name.as_str()),
                 override_from: directive(&field.directives, "override")
                     .and_then(|d| string_arg(d, "from")),
+                override_label: directive(&field.directives, "override")
+                    .and_then(|d| string_arg(d, "label")),
             },
         );
     }
@@ -623,7 +626,17 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
             || t.fields.values().any(|f| f.inaccessible)
             || t.values.values().any(|(i, _)| *i)
     });
-    out.push_str("schema\n  @link(url: \"https://specs.apollo.dev/link/v1.0\")\n  @link(url: \"https://specs.apollo.dev/join/v0.3\", for: EXECUTION)\n");
+    // join v0.5 brings progressive override labels; v0.3 says everything else.
+    let labelled = types.values().any(|t| {
+        t.fields
+            .values()
+            .any(|f| f.sources.values().any(|s| s.override_label.is_some()))
+    });
+    let join = if labelled { "v0.5" } else { "v0.3" };
+    let _ = write!(
+        out,
+        "schema\n  @link(url: \"https://specs.apollo.dev/link/v1.0\")\n  @link(url: \"https://specs.apollo.dev/join/{join}\", for: EXECUTION)\n"
+    );
     if uses_inaccessible {
         out.push_str(
             "  @link(url: \"https://specs.apollo.dev/inaccessible/v0.2\", for: SECURITY)\n",
@@ -642,7 +655,7 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
     out.push_str("}\n\n");
     out.push_str(concat!(
         "directive @join__enumValue(graph: join__Graph!) repeatable on ENUM_VALUE\n\n",
-        "directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION\n\n",
+        "directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean, overrideLabel: String) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION\n\n",
         "directive @join__graph(name: String!, url: String!) on ENUM_VALUE\n\n",
         "directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE\n\n",
         "directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR\n\n",
@@ -801,9 +814,12 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                         "  {field_name}{arguments}: {}",
                         merged_type(&field.sources)
                     );
+                    // A progressive override (with a label) keeps the original subgraph: it
+                    // serves the field while the label is off.
                     let overridden: Vec<String> = field
                         .sources
                         .values()
+                        .filter(|s| s.override_label.is_none())
                         .filter_map(|s| s.override_from.as_deref().map(graph_enum_value))
                         .collect();
                     let plain = field.sources.len() == type_graphs.len()
@@ -830,6 +846,9 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                             }
                             if let Some(from) = &source.override_from {
                                 let _ = write!(args, ", override: {}", quote(from));
+                            }
+                            if let Some(label) = &source.override_label {
+                                let _ = write!(args, ", overrideLabel: {}", quote(label));
                             }
                             let _ = write!(out, " @join__field({args})");
                         }
@@ -976,6 +995,32 @@ mod tests {
             .to_string();
         assert!(plan.contains("Fetch(service: \"new\")"), "{plan}");
         assert!(plan.contains("{ ... on Item { price } }"), "{plan}");
+    }
+
+    #[test]
+    fn progressive_override_follows_its_label() {
+        let supergraph = compose(&[
+            subgraph("old", "type Query { item: Item } type Item @key(fields: \"id\") { id: ID! price: Int }"),
+            subgraph(
+                "new",
+                "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.7\", import: [\"@override\"])\ntype Item @key(fields: \"id\") { id: ID! price: Int @override(from: \"old\", label: \"percent(25)\") }",
+            ),
+        ])
+        .unwrap();
+        assert!(
+            supergraph.contains("overrideLabel: \"percent(25)\""),
+            "{supergraph}"
+        );
+        let parsed = crate::supergraph::Supergraph::parse(&supergraph).unwrap();
+        let item = apollo_compiler::name!("Item");
+        let price = apollo_compiler::name!("price");
+        let on: crate::supergraph::Labels = ["percent(25)".to_owned()].into();
+        assert_eq!(
+            parsed.field_graphs_with(&item, &price, &Default::default()),
+            ["OLD"]
+        );
+        assert_eq!(parsed.field_graphs_with(&item, &price, &on), ["NEW"]);
+        assert_eq!(parsed.override_labels(), on);
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct GatewayConfig {
     pub subgraph_timeout: Duration,
     #[serde(default)]
     pub limits: crate::operation::Limits,
+    /// Progressive-override labels to switch on (`percent(N)` labels are drawn per request).
+    #[serde(default)]
+    pub override_labels: Vec<String>,
 }
 
 fn default_subgraph_timeout() -> Duration {
@@ -46,6 +49,7 @@ impl Default for GatewayConfig {
             supergraph: None,
             subgraph_timeout: default_subgraph_timeout(),
             limits: crate::operation::Limits::default(),
+            override_labels: Vec::new(),
         }
     }
 }

@@ -15,7 +15,7 @@ use apollo_compiler::{Name, Node, name};
 use crate::operation::Operation;
 use crate::plan::{Fetch, PathElement, PlanNode, QueryPlan};
 use crate::selection::{self, Field, Fragment, Selection};
-use crate::supergraph::Supergraph;
+use crate::supergraph::{Labels, Supergraph};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PlanError {
@@ -51,12 +51,23 @@ struct Group {
 
 pub struct Planner<'a> {
     supergraph: &'a Supergraph,
+    labels: &'a Labels,
     groups: Vec<Group>,
 }
 
 pub fn plan(supergraph: &Supergraph, operation: &Operation) -> Result<QueryPlan, PlanError> {
+    plan_with(supergraph, operation, &Labels::new())
+}
+
+/// Plans with the given progressive-override labels active.
+pub fn plan_with(
+    supergraph: &Supergraph,
+    operation: &Operation,
+    labels: &Labels,
+) -> Result<QueryPlan, PlanError> {
     let mut planner = Planner {
         supergraph,
+        labels,
         groups: Vec::new(),
     };
     let roots = planner.plan_roots(operation)?;
@@ -84,7 +95,9 @@ impl Planner<'_> {
             if field.name.starts_with("__") {
                 continue; // __typename is answered by the router, introspection before planning
             }
-            let candidates = self.supergraph.field_graphs(root_type, &field.name);
+            let candidates = self
+                .supergraph
+                .field_graphs_with(root_type, &field.name, self.labels);
             if candidates.is_empty() {
                 return Err(PlanError::Unresolvable(
                     root_type.clone(),
@@ -134,7 +147,7 @@ impl Planner<'_> {
         for graph in candidates {
             let count = selections
                 .iter()
-                .filter(|s| matches!(s, Selection::Field(f) if self.supergraph.resolves(root_type, &f.name, graph)))
+                .filter(|s| matches!(s, Selection::Field(f) if self.supergraph.resolves_with(root_type, &f.name, graph, self.labels)))
                 .count();
             if count > best_count {
                 best = graph.clone();
@@ -225,7 +238,9 @@ impl Planner<'_> {
                     }
                     let provided_here = provided.and_then(|p| find_field(p, &field.name));
                     if provided_here.is_some()
-                        || self.supergraph.resolves(parent, &field.name, &graph)
+                        || self
+                            .supergraph
+                            .resolves_with(parent, &field.name, &graph, self.labels)
                     {
                         let planned = self.plan_local(gid, parent, field, path, provided_here)?;
                         selection::merge(&mut out, Selection::Field(planned));
@@ -308,7 +323,9 @@ impl Planner<'_> {
         path: &[PathElement],
     ) -> Result<Vec<Selection>, PlanError> {
         let graph = self.groups[gid].graph.clone();
-        let targets = self.supergraph.field_graphs(parent, &field.name);
+        let targets = self
+            .supergraph
+            .field_graphs_with(parent, &field.name, self.labels);
         if targets.is_empty() {
             return Err(PlanError::Unresolvable(parent.clone(), field.name.clone()));
         }
@@ -508,7 +525,8 @@ impl Planner<'_> {
     fn can_provide(&self, parent: &Name, selections: &[Selection], graph: &Name) -> bool {
         selections.iter().all(|selection| match selection {
             Selection::Field(field) => {
-                self.supergraph.resolves(parent, &field.name, graph)
+                self.supergraph
+                    .resolves_with(parent, &field.name, graph, self.labels)
                     && (field.selections.is_empty()
                         || self
                             .supergraph

@@ -23,7 +23,7 @@ use crate::execute::{RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::plan::QueryPlan;
 use crate::planner;
-use crate::supergraph::Supergraph;
+use crate::supergraph::{Labels, Supergraph};
 
 const PLAN_CACHE_CAPACITY: usize = 10_000;
 /// Documents are larger than plans: fewer are kept.
@@ -45,6 +45,20 @@ pub struct GraphRouter {
     plans: Mutex<HashMap<[u8; 32], Arc<QueryPlan>>>,
     /// Validated documents by query text: parsing and validation run once per distinct query.
     documents: Mutex<HashMap<String, Arc<Valid<ExecutableDocument>>>>,
+    /// Every progressive-override label of the supergraph.
+    override_labels: Labels,
+    active_labels: Labels,
+}
+
+/// `percent(25)` -> 25.0
+fn percent(label: &str) -> Option<f64> {
+    label
+        .strip_prefix("percent(")?
+        .strip_suffix(')')?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
 }
 
 impl GraphRouter {
@@ -55,6 +69,8 @@ impl GraphRouter {
         authenticator: Option<Arc<dyn Authenticator>>,
     ) -> Self {
         Self {
+            override_labels: supergraph.override_labels(),
+            active_labels: Labels::new(),
             supergraph,
             client,
             limits,
@@ -68,6 +84,24 @@ impl GraphRouter {
         axum::Router::new()
             .route("/graphql", get(graphql_get).post(graphql_post))
             .with_state(self)
+    }
+
+    /// Progressive-override labels always on (besides `percent(N)` labels, drawn per request).
+    pub fn with_active_labels(mut self, labels: Labels) -> Self {
+        self.active_labels = labels;
+        self
+    }
+
+    /// The labels on for one request: configured ones, and `percent(N)` ones N% of the time.
+    fn labels_for_request(&self) -> Labels {
+        self.override_labels
+            .iter()
+            .filter(|label| {
+                self.active_labels.contains(*label)
+                    || percent(label).is_some_and(|p| rand::random::<f64>() * 100.0 < p)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The parsed and validated document for `query`, from the cache when seen before.
@@ -95,8 +129,13 @@ impl GraphRouter {
         query: &str,
         operation: &operation::Operation,
         conditions: &[bool],
+        labels: &Labels,
     ) -> Result<Arc<QueryPlan>, planner::PlanError> {
         let mut hasher = Sha256::new();
+        for label in labels {
+            hasher.update(label.as_bytes());
+            hasher.update([0]);
+        }
         hasher.update(self.supergraph.hash.as_bytes());
         hasher.update([0]);
         hasher.update(query.as_bytes());
@@ -117,7 +156,7 @@ impl GraphRouter {
         {
             return Ok(Arc::clone(plan));
         }
-        let plan = Arc::new(planner::plan(&self.supergraph, operation)?);
+        let plan = Arc::new(planner::plan_with(&self.supergraph, operation, labels)?);
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         if plans.len() >= PLAN_CACHE_CAPACITY {
             plans.clear();
@@ -207,7 +246,8 @@ impl GraphRouter {
             }
         };
         let introspection = introspect(&self.supergraph, &document, selected, &coerced);
-        let plan = match self.plan(&query, &operation, &conditions) {
+        let labels = self.labels_for_request();
+        let plan = match self.plan(&query, &operation, &conditions, &labels) {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot plan an operation");
@@ -367,5 +407,18 @@ fn operation_error(failure: OperationError) -> Response {
         OperationError::UnknownOperation(message) | OperationError::OverLimit(message) => {
             error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &message)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent;
+
+    #[test]
+    fn percent_labels() {
+        assert_eq!(percent("percent(25)"), Some(25.0));
+        assert_eq!(percent("percent( 2.5 )"), Some(2.5));
+        assert_eq!(percent("percent(120)"), None);
+        assert_eq!(percent("canary"), None);
     }
 }

@@ -59,7 +59,14 @@ pub struct FieldSource {
     pub provides: Vec<Selection>,
     pub external: bool,
     pub used_overridden: bool,
+    /// `@override(from: ...)`: the subgraph (by name) this definition takes the field from.
+    pub override_from: Option<String>,
+    /// Progressive override: the override applies only while this label is active.
+    pub override_label: Option<String>,
 }
+
+/// The progressive-override labels active for one request.
+pub type Labels = std::collections::BTreeSet<String>;
 
 pub struct Supergraph {
     pub schema: Valid<Schema>,
@@ -128,6 +135,8 @@ impl Supergraph {
                         external: bool_argument(directive, "external").unwrap_or(false),
                         used_overridden: bool_argument(directive, "usedOverridden")
                             .unwrap_or(false),
+                        override_from: string_argument(directive, "override"),
+                        override_label: string_argument(directive, "overrideLabel"),
                     });
                 }
                 if !sources.is_empty() {
@@ -175,12 +184,17 @@ impl Supergraph {
     }
 
     /// The subgraphs that resolve `type_name.field`: those named by `@join__field` (unless
-    /// external or overridden), else every subgraph that knows the type.
+    /// external or overridden), else every subgraph that knows the type. No progressive
+    /// override label is active.
     pub fn field_graphs(&self, type_name: &Name, field: &Name) -> Vec<Name> {
+        self.field_graphs_with(type_name, field, &Labels::new())
+    }
+
+    pub fn field_graphs_with(&self, type_name: &Name, field: &Name, labels: &Labels) -> Vec<Name> {
         match self.fields.get(&(type_name.clone(), field.clone())) {
             Some(sources) => sources
                 .iter()
-                .filter(|s| !s.external && !s.used_overridden)
+                .filter(|s| self.source_active(sources, s, labels))
                 .map(|s| s.graph.clone())
                 .collect(),
             None => self
@@ -191,15 +205,58 @@ impl Supergraph {
     }
 
     pub fn resolves(&self, type_name: &Name, field: &Name, graph: &Name) -> bool {
+        self.resolves_with(type_name, field, graph, &Labels::new())
+    }
+
+    pub fn resolves_with(
+        &self,
+        type_name: &Name,
+        field: &Name,
+        graph: &Name,
+        labels: &Labels,
+    ) -> bool {
         if field.starts_with("__") {
             return true;
         }
         match self.fields.get(&(type_name.clone(), field.clone())) {
             Some(sources) => sources
                 .iter()
-                .any(|s| &s.graph == graph && !s.external && !s.used_overridden),
+                .any(|s| &s.graph == graph && self.source_active(sources, s, labels)),
             None => self.type_in_graph(type_name, graph).is_some(),
         }
+    }
+
+    /// Whether `source` resolves its field: not external, not overridden, and for progressive
+    /// override, the overriding side while its label is active, the original side otherwise.
+    fn source_active(
+        &self,
+        sources: &[FieldSource],
+        source: &FieldSource,
+        labels: &Labels,
+    ) -> bool {
+        if source.external || source.used_overridden {
+            return false;
+        }
+        if let Some(label) = &source.override_label {
+            return labels.contains(label);
+        }
+        let name = self.graph_name(&source.graph);
+        !sources.iter().any(|other| {
+            other.override_from.as_deref() == Some(name)
+                && other
+                    .override_label
+                    .as_ref()
+                    .is_some_and(|label| labels.contains(label))
+        })
+    }
+
+    /// Every progressive-override label the supergraph uses.
+    pub fn override_labels(&self) -> Labels {
+        self.fields
+            .values()
+            .flatten()
+            .filter_map(|source| source.override_label.clone())
+            .collect()
     }
 
     pub fn field_source(

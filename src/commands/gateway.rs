@@ -36,12 +36,15 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
     let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
     let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer)
         .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
-    let router = Arc::new(GraphRouter::new(
-        Arc::new(supergraph),
-        client,
-        config.gateway.limits.clone(),
-        None,
-    ));
+    let router = Arc::new(
+        GraphRouter::new(
+            Arc::new(supergraph),
+            client,
+            config.gateway.limits.clone(),
+            None,
+        )
+        .with_active_labels(config.gateway.override_labels.iter().cloned().collect()),
+    );
     let app = router
         .routes()
         .merge(health::routes(Vec::new()))

@@ -81,12 +81,15 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     )
     .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
     let authenticator: Arc<dyn Authenticator> = Arc::new(ApiKeys { db: db.clone() });
-    let router = Arc::new(GraphRouter::new(
-        Arc::new(supergraph),
-        client,
-        config.gateway.limits.clone(),
-        Some(authenticator),
-    ));
+    let router = Arc::new(
+        GraphRouter::new(
+            Arc::new(supergraph),
+            client,
+            config.gateway.limits.clone(),
+            Some(authenticator),
+        )
+        .with_active_labels(config.gateway.override_labels.iter().cloned().collect()),
+    );
     let app = router
         .routes()
         .merge(health::routes(vec![database_probe(db.clone())]))
