@@ -562,3 +562,36 @@ async fn interface_fields_that_live_in_other_subgraphs_are_asked_per_implementat
         ]})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interface_objects_resolve_fields_for_every_implementation() {
+    let media = support::media::Media::start().await;
+    let supergraph = junction_gateway::compose::compose(&media.sources()).unwrap();
+    let query = "{ media { title playCount ... on Book { reviewCount } } }";
+
+    let parsed = Supergraph::parse(&supergraph).unwrap();
+    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
+    let (normalized, _) =
+        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
+    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
+    assert_plan_snapshot("interface_object", &printed);
+
+    let (process, _dir) = gateway(&supergraph);
+    let body: Value = reqwest::Client::new()
+        .post(process.url("/graphql"))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(
+        body["data"],
+        json!({"media": [
+            {"title": "Dune", "playCount": 100, "reviewCount": 12},
+            {"title": "Alien", "playCount": 40},
+        ]})
+    );
+}

@@ -235,11 +235,76 @@ pub fn compose(subgraphs: &[SubgraphSource]) -> Result<String, CompositionErrors
         }
     }
 
+    add_interface_object_fields(&mut types);
     check(&types, &graphs, &declared, &mut errors);
     if !errors.is_empty() {
         return Err(CompositionErrors(errors));
     }
     Ok(print(&types, &graphs))
+}
+
+/// Fields an @interfaceObject subgraph adds to an interface belong to every implementation
+/// too, resolved by that subgraph.
+fn add_interface_object_fields(types: &mut IndexMap<Name, MergedType>) {
+    let mut additions: Vec<(Name, Name, MergedField)> = Vec::new();
+    for (interface_name, interface) in types.iter() {
+        if interface.kind != Kind::Interface {
+            continue;
+        }
+        let object_graphs: Vec<&String> = interface
+            .graphs
+            .iter()
+            .filter(|(_, g)| g.interface_object)
+            .map(|(graph, _)| graph)
+            .collect();
+        if object_graphs.is_empty() {
+            continue;
+        }
+        for (type_name, ty) in types.iter() {
+            if ty.kind != Kind::Object || !ty.implements.contains_key(interface_name) {
+                continue;
+            }
+            for (field_name, field) in &interface.fields {
+                let sources: IndexMap<String, FieldInGraph> = field
+                    .sources
+                    .iter()
+                    .filter(|(graph, source)| object_graphs.contains(graph) && !source.external)
+                    .map(|(graph, source)| {
+                        (
+                            graph.clone(),
+                            FieldInGraph {
+                                ty: source.ty.clone(),
+                                external: false,
+                                requires: source.requires.clone(),
+                                provides: source.provides.clone(),
+                                shareable: true,
+                                override_from: None,
+                                override_label: None,
+                            },
+                        )
+                    })
+                    .collect();
+                if sources.is_empty() || ty.fields.contains_key(field_name) {
+                    continue;
+                }
+                additions.push((
+                    type_name.clone(),
+                    field_name.clone(),
+                    MergedField {
+                        description: field.description.clone(),
+                        arguments: field.arguments.clone(),
+                        inaccessible: field.inaccessible,
+                        sources,
+                    },
+                ));
+            }
+        }
+    }
+    for (type_name, field_name, field) in additions {
+        if let Some(ty) = types.get_mut(&type_name) {
+            ty.fields.insert(field_name, field);
+        }
+    }
 }
 
 fn links_federation(directives: &DirectiveList) -> bool {
@@ -389,6 +454,10 @@ fn read_definition(
     let merged = types
         .entry(name.clone())
         .or_insert_with(|| MergedType::new(kind));
+    // An interface is an interface, also where a subgraph sees it as an @interfaceObject.
+    if kind == Kind::Interface {
+        merged.kind = Kind::Interface;
+    }
     if merged.description.is_none() {
         merged.description = description.cloned();
     }

@@ -272,8 +272,7 @@ async fn entity_fetch(
         let mut representations: Vec<Value> = Vec::new();
         let mut targets = Vec::new();
         for (location, object) in found {
-            let Some(representation) = represent(request.supergraph, &fetch.requires, object)
-            else {
+            let Some(representation) = represent(request.supergraph, fetch, object) else {
                 continue;
             };
             let index = match representations.iter().position(|r| r == &representation) {
@@ -333,11 +332,15 @@ async fn entity_fetch(
             continue;
         };
         uses[*index] -= 1;
-        let entity = if uses[*index] == 0 {
+        let mut entity = if uses[*index] == 0 {
             entity.take()
         } else {
             entity.clone()
         };
+        // The object keeps its own type: an @interfaceObject answers with the interface's.
+        if let Some(map) = entity.as_object_mut() {
+            map.remove("__typename");
+        }
         if let Some(object) = at_mut(&mut state.data, location) {
             deep_merge(object, entity);
         }
@@ -473,9 +476,9 @@ fn at_mut<'v>(value: &'v mut Value, location: &[Value]) -> Option<&'v mut Value>
 
 /// The representation of `object` for `requires` (`... on T { __typename key... }`), or
 /// `None` when the object is not of a type this fetch is for.
-fn represent(supergraph: &Supergraph, requires: &[Selection], object: &Value) -> Option<Value> {
+fn represent(supergraph: &Supergraph, fetch: &Fetch, object: &Value) -> Option<Value> {
     let typename = object.get("__typename")?.as_str()?;
-    for selection in requires {
+    for selection in &fetch.requires {
         if let Selection::Fragment(fragment) = selection {
             let matches = fragment.type_condition == typename
                 || supergraph
@@ -483,7 +486,17 @@ fn represent(supergraph: &Supergraph, requires: &[Selection], object: &Value) ->
                     .iter()
                     .any(|t| t == typename);
             if matches {
-                return Some(project(&fragment.selections, object));
+                let mut representation = project(&fragment.selections, object);
+                // A subgraph that knows the entity only as an @interfaceObject expects the
+                // interface's name.
+                if supergraph
+                    .type_in_graph(&fragment.type_condition, &fetch.graph)
+                    .is_some_and(|t| t.interface_object)
+                {
+                    representation["__typename"] =
+                        Value::String(fragment.type_condition.to_string());
+                }
+                return Some(representation);
             }
         }
     }

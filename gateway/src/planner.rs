@@ -358,6 +358,38 @@ impl Planner<'_> {
             self.entity_fetch(gid, target, parent, path, key, requires, field)?;
             return Ok(local);
         }
+        // Through an @interfaceObject: the target knows the entity only as one of its
+        // interfaces, by that interface's key.
+        for target in &ordered {
+            for interface in self.interfaces_of(parent) {
+                let Some(in_target) = self.supergraph.type_in_graph(&interface, target) else {
+                    continue;
+                };
+                if !in_target.interface_object {
+                    continue;
+                }
+                let requires = self
+                    .supergraph
+                    .field_source(&interface, &field.name, target)
+                    .map(|s| s.requires.clone())
+                    .unwrap_or_default();
+                let key = in_target
+                    .keys
+                    .iter()
+                    .filter(|k| k.resolvable)
+                    .find(|k| self.can_provide(parent, &k.selections, &graph))
+                    .map(|k| k.selections.clone());
+                let Some(key) = key else { continue };
+                if !self.can_provide(parent, &requires, &graph) {
+                    continue;
+                }
+                let mut local = vec![typename()];
+                selection::merge_all(&mut local, key.clone());
+                selection::merge_all(&mut local, requires.clone());
+                self.entity_fetch(gid, target, &interface, path, key, requires, field)?;
+                return Ok(local);
+            }
+        }
         // Through one other subgraph: reachable from here, it provides the target's key and
         // the requirements (another key of the entity, or fields that live there).
         for target in &ordered {
@@ -508,6 +540,21 @@ impl Planner<'_> {
         let child = self.new_group(graph.clone(), Some(entity_type.clone()), base.to_vec());
         self.groups[gid].children.push(child);
         child
+    }
+
+    /// The interfaces an object type implements.
+    fn interfaces_of(&self, type_name: &Name) -> Vec<Name> {
+        self.supergraph
+            .schema
+            .get_object(type_name)
+            .map(|object| {
+                object
+                    .implements_interfaces
+                    .iter()
+                    .map(|i| i.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A key of `entity` that `target` can look it up by and `from` can provide.

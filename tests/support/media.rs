@@ -1,6 +1,8 @@
 //! A third federation scenario, for interfaces: `library` serves `interface Media` with its
 //! implementations `Book` and `Movie`; `reviews` adds `reviewCount` to both entities and to the
-//! interface, so a field asked on the interface lives in another subgraph, per implementation.
+//! interface, so a field asked on the interface lives in another subgraph, per implementation;
+//! `stats` knows `Media` only as an `@interfaceObject` (no idea of books or movies) and adds
+//! `playCount` to every kind of media.
 
 use async_graphql::{
     EmptyMutation, EmptySubscription, ID, Interface, Object, Schema, SimpleObject,
@@ -11,6 +13,13 @@ use super::federation::{Subgraph, serve};
 pub struct Media {
     pub library: Subgraph,
     pub reviews: Subgraph,
+    pub stats: Subgraph,
+}
+
+fn stats_schema() -> Schema<stats::Query, EmptyMutation, EmptySubscription> {
+    Schema::build(stats::Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .finish()
 }
 
 fn library_schema() -> Schema<library::Query, EmptyMutation, EmptySubscription> {
@@ -31,6 +40,7 @@ impl Media {
         Self {
             library: serve(library_schema(), 0).await,
             reviews: serve(reviews_schema(), 0).await,
+            stats: serve(stats_schema(), 0).await,
         }
     }
 
@@ -48,6 +58,11 @@ impl Media {
                 "reviews",
                 &self.reviews,
                 reviews_schema().sdl_with_options(options),
+            ),
+            (
+                "stats",
+                &self.stats,
+                stats_schema().sdl_with_options(options),
             ),
         ]
         .into_iter()
@@ -178,6 +193,29 @@ pub mod reviews {
         #[graphql(entity)]
         async fn find_movie_by_id(&self, id: ID) -> Movie {
             Movie { id }
+        }
+    }
+}
+
+pub mod stats {
+    use super::*;
+
+    /// Any kind of media, by its id: this subgraph does not know the kinds.
+    #[derive(SimpleObject)]
+    #[graphql(interface_object)]
+    pub struct Media {
+        pub id: ID,
+        pub play_count: i32,
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        #[graphql(entity)]
+        async fn find_media_by_id(&self, id: ID) -> Media {
+            let play_count = if id.0 == "b1" { 100 } else { 40 };
+            Media { id, play_count }
         }
     }
 }
