@@ -425,12 +425,27 @@ impl Planner<'_> {
                 if !self.can_provide(parent, &requires, &middle) {
                     continue;
                 }
-                // The middle fetch brings the target's key and the requirements...
+                // The middle fetch brings the target's key and the requirements, and may
+                // itself require fields from here (requires on requires)...
                 let mut needed = target_key.clone();
                 selection::merge_all(&mut needed, requires.clone());
+                let mut middle_requires = Vec::new();
+                for selection in &needed {
+                    if let Selection::Field(needed_field) = selection
+                        && let Some(source) =
+                            self.supergraph
+                                .field_source(parent, &needed_field.name, &middle)
+                    {
+                        selection::merge_all(&mut middle_requires, source.requires.clone());
+                    }
+                }
+                if !self.can_provide(parent, &middle_requires, &graph) {
+                    continue;
+                }
                 let middle_group = self.child_group(gid, &middle, parent, path);
                 let mut representation = vec![typename()];
                 selection::merge_all(&mut representation, middle_key.clone());
+                selection::merge_all(&mut representation, middle_requires.clone());
                 selection::merge(
                     &mut self.groups[middle_group].requires,
                     Selection::Fragment(Fragment {
@@ -439,7 +454,8 @@ impl Planner<'_> {
                     }),
                 );
                 let mut brought = vec![typename()];
-                selection::merge_all(&mut brought, needed);
+                let planned = self.plan_in(middle_group, parent, &needed, path, None)?;
+                selection::merge_all(&mut brought, planned);
                 selection::merge(
                     &mut self.groups[middle_group].selections,
                     Selection::Fragment(Fragment {
@@ -459,6 +475,7 @@ impl Planner<'_> {
                 )?;
                 let mut local = vec![typename()];
                 selection::merge_all(&mut local, middle_key);
+                selection::merge_all(&mut local, middle_requires);
                 return Ok(local);
             }
         }
@@ -840,6 +857,40 @@ mod tests {
             "{ feed { ... on Post { title body } } }",
         );
         assert_eq!(fetches, 2, "{printed}");
+    }
+
+    #[test]
+    fn requires_on_requires_chain_through_the_subgraphs() {
+        let (printed, fetches) = plan(
+            &[
+                (
+                    "a",
+                    "type Query { item: Item } type Item @key(fields: \"id\") { id: ID! base: Int }",
+                ),
+                (
+                    "b",
+                    "type Item @key(fields: \"id\") { id: ID! base: Int @external doubled: Int @requires(fields: \"base\") }",
+                ),
+                (
+                    "c",
+                    "type Item @key(fields: \"id\") { id: ID! doubled: Int @external quadrupled: Int @requires(fields: \"doubled\") }",
+                ),
+            ],
+            "{ item { quadrupled } }",
+        );
+        assert_eq!(fetches, 3, "{printed}");
+        assert!(
+            printed.contains("{ item { __typename id base } }"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("{ ... on Item { __typename id base } }"),
+            "b gets base: {printed}"
+        );
+        assert!(
+            printed.contains("{ ... on Item { __typename id doubled } }"),
+            "c gets doubled: {printed}"
+        );
     }
 
     #[test]
