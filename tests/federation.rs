@@ -324,6 +324,16 @@ async fn get_requests_need_a_preflight_header_and_run_queries_only() {
     assert_eq!(preflighted.status(), 200);
     let body: Value = preflighted.json().await.unwrap();
     assert_eq!(body["data"]["me"]["name"], "Ada Lovelace");
+
+    // The stand-alone router stops promptly and cleanly on SIGTERM.
+    let stopping = std::time::Instant::now();
+    let (status, _) = router.process.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        stopping.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        stopping.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
