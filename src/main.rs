@@ -53,14 +53,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Gateway { supergraph, .. } => {
             commands::gateway::run(config, supergraph.clone()).await
         }
-
-        Command::Subgraph { name, listen } => {
-            let mut config = config;
-            if let Some(listen) = listen {
-                config.webhooks.listen = *listen;
-            }
-            commands::subgraph::run(config, *name).await
-        }
+        Command::Subgraph { name, listen } => commands::subgraph::run(config, *name, *listen).await,
         Command::Dispatcher => commands::dispatcher::run(config).await,
         Command::Migrate { action } => commands::migrate::run(&config, action).await,
         Command::Apikey { action } => commands::apikey::run(&config, action).await,

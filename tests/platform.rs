@@ -67,7 +67,8 @@ fn printed_key(text: &str) -> String {
 
 on_both_databases!(
     webhooks_through_the_router_end_to_end,
-    tenants_are_isolated_through_the_router
+    tenants_are_isolated_through_the_router,
+    delivery_history_dead_letters_and_replay_through_the_router,
 );
 
 async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
@@ -246,4 +247,106 @@ async fn tenants_are_isolated_through_the_router(db: TestDatabase) {
         )
         .await;
     assert_eq!(still["endpoint"]["enabled"], true);
+}
+
+async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDatabase) {
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("JUNCTION_DISPATCHER_RETRY_SCHEDULE", "[\"50ms\"]"));
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &settings);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let receiver = Receiver::start(&[], support::receiver::Answer::Status(500)).await;
+
+    client
+        .data(
+            &key,
+            "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
+            json!({}),
+        )
+        .await;
+    let created = client
+        .data(
+            &key,
+            "mutation($url: String!) { createEndpoint(input: {url: $url}) { endpoint { id } } }",
+            json!({"url": receiver.url()}),
+        )
+        .await;
+    let endpoint_id = created["createEndpoint"]["endpoint"]["id"].clone();
+    let published = client
+        .data(&key, "mutation { publishEvent(input: {eventType: \"order.created\", payload: {n: 1}}) { message { id } } }", json!({}))
+        .await;
+    let message_id = published["publishEvent"]["message"]["id"].clone();
+    receiver.wait_for(2, Duration::from_secs(20)).await;
+
+    // One query, two subgraphs: the endpoint's url (webhooks), its history (deliveries).
+    let history = "query($id: ID!) {
+        endpoint(id: $id) {
+            url
+            stats(window: LAST_HOUR) { deliveries delivered deadLettered successRate attempts failedAttempts }
+            attempts { edges { node { attempt statusCode succeeded errorKind } } }
+        }
+        deadLetters { id attempts reason message { id eventType deliveryStatus } }
+    }";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let data = loop {
+        let data = client.data(&key, history, json!({"id": endpoint_id})).await;
+        if data["deadLetters"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty())
+        {
+            break data;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dead letter: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let endpoint = &data["endpoint"];
+    assert_eq!(endpoint["url"], receiver.url());
+    assert_eq!(
+        endpoint["stats"],
+        json!({"deliveries": 1, "delivered": 0, "deadLettered": 1, "successRate": 0.0, "attempts": 2, "failedAttempts": 2})
+    );
+    let attempts: Vec<i64> = endpoint["attempts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [2, 1], "newest first");
+    assert_eq!(endpoint["attempts"]["edges"][0]["node"]["statusCode"], 500);
+    let dead = &data["deadLetters"][0];
+    assert_eq!(dead["reason"], "retries exhausted after 2 attempts");
+    assert_eq!(
+        dead["message"],
+        json!({"id": message_id, "eventType": "order.created", "deliveryStatus": "FAILED"})
+    );
+    let webhook_id = dead["id"].as_str().unwrap().to_owned();
+
+    // The endpoint recovers; a replay delivers under the same webhook-id.
+    receiver.answer_from_now_on(support::receiver::Answer::Status(200));
+    let replayed = client
+        .data(
+            &key,
+            "mutation($id: ID!) { replayMessage(input: {messageId: $id}) { requeued } }",
+            json!({"id": message_id}),
+        )
+        .await;
+    assert_eq!(replayed["replayMessage"]["requeued"], 1);
+    let requests = receiver.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(requests[2].header("webhook-id"), webhook_id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let data = client.data(&key, history, json!({"id": endpoint_id})).await;
+        if data["endpoint"]["stats"]["delivered"] == 1 {
+            assert_eq!(data["deadLetters"], json!([]));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replay not recorded: {data}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

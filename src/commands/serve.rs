@@ -53,26 +53,41 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let mut keys = vec![key.clone()];
     keys.extend(config.identity.previous_signing_keys.iter().cloned());
     let verifier = Arc::new(IdentityVerifier::new(keys, config.identity.max_age));
-    let webhooks = subgraph::webhooks_router(&config, &db, verifier);
-    let webhooks_listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot open a loopback port for the webhooks subgraph")?;
-    let webhooks_url = format!(
-        "http://{}/graphql",
-        webhooks_listener.local_addr().context("subgraph address")?
-    );
-    let webhooks_server = tokio::spawn(junction_gateway::server::serve(
-        webhooks_listener,
-        webhooks,
-        shutdown.clone().wait(),
-        config.gateway.shutdown_grace,
-    ));
-    let supergraph = compose::compose(&[SubgraphSource {
-        name: "webhooks".into(),
-        url: webhooks_url,
-        sdl: junction_webhooks::graphql::sdl(),
-    }])
-    .map_err(|e| anyhow::anyhow!("composing Junction's own subgraphs: {e}"))?;
+    let mut sources = Vec::new();
+    let mut subgraph_servers = Vec::new();
+    for (name, router, sdl) in [
+        (
+            "webhooks",
+            subgraph::webhooks_router(&config, &db, Arc::clone(&verifier)),
+            junction_webhooks::graphql::sdl(),
+        ),
+        (
+            "deliveries",
+            subgraph::deliveries_router(&config, &db, Arc::clone(&verifier)),
+            junction_deliveries::graphql::sdl(),
+        ),
+    ] {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .with_context(|| format!("cannot open a loopback port for the {name} subgraph"))?;
+        let url = format!(
+            "http://{}/graphql",
+            listener.local_addr().context("subgraph address")?
+        );
+        subgraph_servers.push(tokio::spawn(junction_gateway::server::serve(
+            listener,
+            router,
+            shutdown.clone().wait(),
+            config.gateway.shutdown_grace,
+        )));
+        sources.push(SubgraphSource {
+            name: name.into(),
+            url,
+            sdl,
+        });
+    }
+    let supergraph = compose::compose(&sources)
+        .map_err(|e| anyhow::anyhow!("composing Junction's own subgraphs: {e}"))?;
     let supergraph = Supergraph::parse(&supergraph)
         .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
     let client = SubgraphClient::new(
@@ -112,10 +127,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     .await
     .context("serving HTTP")?;
     worker.await.context("the dispatcher task failed")?;
-    webhooks_server
-        .await
-        .context("the webhooks subgraph task failed")?
-        .context("serving the webhooks subgraph")?;
+    for server in subgraph_servers {
+        server
+            .await
+            .context("a subgraph task failed")?
+            .context("serving a subgraph")?;
+    }
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

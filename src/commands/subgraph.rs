@@ -16,13 +16,17 @@ use crate::commands::{Failure, connect_migrated, serve::database_probe};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
-pub async fn run(config: Config, name: SubgraphName) -> Result<(), Failure> {
-    let SubgraphName::Webhooks = name else {
+pub async fn run(
+    config: Config,
+    name: SubgraphName,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<(), Failure> {
+    if let SubgraphName::Connectors = name {
         return Err(Failure::not_built(
             &format!("subgraph {name}"),
-            "this subgraph arrives with its own issue (connectors, deliveries)",
+            "the connectors subgraph arrives with its own issue",
         ));
-    };
+    }
     let Some(key) = config.identity.signing_key.clone() else {
         return Err(Failure::Usage(
             "identity.signing_key must be set (the same on the router and every subgraph) when a subgraph runs alone"
@@ -31,10 +35,16 @@ pub async fn run(config: Config, name: SubgraphName) -> Result<(), Failure> {
     };
     let db = connect_migrated(&config).await?;
     let verifier = Arc::new(verifier(key, &config));
-    let app = webhooks_router(&config, &db, verifier)
-        .merge(health::routes(vec![database_probe(db.clone())]))
-        .layer(TraceLayer::new_for_http());
-    let listen = config.webhooks.listen;
+    let app = match name {
+        SubgraphName::Deliveries => deliveries_router(&config, &db, verifier),
+        _ => webhooks_router(&config, &db, verifier),
+    }
+    .merge(health::routes(vec![database_probe(db.clone())]))
+    .layer(TraceLayer::new_for_http());
+    let listen = listen.unwrap_or(match name {
+        SubgraphName::Deliveries => std::net::SocketAddr::from(([127, 0, 0, 1], 4002)),
+        _ => config.webhooks.listen,
+    });
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -75,4 +85,22 @@ pub fn webhooks_router(
         rotation_grace: config.webhooks.secret_rotation_grace,
     });
     junction_webhooks::http::router(schema, verifier)
+}
+
+/// The deliveries subgraph's routes; replays go to the dispatcher's queue.
+pub fn deliveries_router(
+    config: &Config,
+    db: &DatabaseConnection,
+    verifier: Arc<IdentityVerifier>,
+) -> axum::Router {
+    let queue = Arc::new(junction_dispatcher::queue::EmbeddedQueue::new(
+        db.clone(),
+        config.dispatcher.lease,
+    ));
+    let schema =
+        junction_deliveries::graphql::schema(junction_deliveries::graphql::DeliveriesState {
+            db: db.clone(),
+            queue,
+        });
+    junction_deliveries::http::router(schema, verifier)
 }

@@ -1,4 +1,10 @@
-//! The deliveries subgraph: delivery attempts, stats, dead-letter inspection and replay, and the
-//! live subscription of delivery events.
+//! The deliveries subgraph: what happened to every event. Delivery attempts with filters and
+//! pagination, per-endpoint stats over 1 h, 24 h and 72 h windows, the dead-letter queue, and
+//! replay. It extends the webhooks subgraph's `Endpoint` and `Message` entities, so one query
+//! through the router gets an endpoint's url and its success rate.
 //!
-//! Empty until the delivery logs issue lands; `junction subgraph deliveries` says so.
+//! Live delivery subscriptions and retention arrive with the rest of their issue.
+
+pub mod graphql;
+pub mod http;
+pub mod stats;

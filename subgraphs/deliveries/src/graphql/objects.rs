@@ -1,0 +1,241 @@
+//! The types: attempts, dead letters, stats, and the webhooks subgraph's entities extended.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObject};
+use chrono::{DateTime, Duration, Utc};
+use junction_schema::entities::{delivery, delivery_attempt};
+
+use super::operations::{AttemptFilter, access, api, attempts_page};
+use crate::stats;
+
+/// One HTTP attempt to deliver a message to an endpoint.
+pub struct DeliveryAttempt(pub delivery_attempt::Model);
+
+#[Object]
+impl DeliveryAttempt {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    /// The `webhook-id` the endpoint saw; the same on every attempt.
+    async fn delivery_id(&self) -> ID {
+        ID(self.0.delivery_id.clone())
+    }
+
+    async fn message(&self) -> Message {
+        Message {
+            id: ID(self.0.message_id.clone()),
+        }
+    }
+
+    async fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            id: ID(self.0.endpoint_id.clone()),
+        }
+    }
+
+    /// 1 for the first attempt.
+    async fn attempt(&self) -> i32 {
+        self.0.attempt
+    }
+
+    async fn status_code(&self) -> Option<i32> {
+        self.0.status_code
+    }
+
+    async fn succeeded(&self) -> bool {
+        self.0.error_kind.is_none()
+    }
+
+    async fn duration_ms(&self) -> f64 {
+        self.0.duration_ms as f64
+    }
+
+    /// Why it failed: `status`, `timeout`, `connect`, `ssrf` or `request`.
+    async fn error_kind(&self) -> Option<&str> {
+        self.0.error_kind.as_deref()
+    }
+
+    async fn response_excerpt(&self) -> Option<&str> {
+        self.0.response_excerpt.as_deref()
+    }
+
+    async fn trace_id(&self) -> Option<&str> {
+        self.0.trace_id.as_deref()
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A delivery that ran out of retries (or whose endpoint was disabled), kept for replay.
+pub struct DeadLetter(pub delivery::Model);
+
+#[Object]
+impl DeadLetter {
+    /// The `webhook-id`; a replay keeps it.
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn message(&self) -> Message {
+        Message {
+            id: ID(self.0.message_id.clone()),
+        }
+    }
+
+    async fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            id: ID(self.0.endpoint_id.clone()),
+        }
+    }
+
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+
+    async fn reason(&self) -> Option<&str> {
+        self.0.last_error.as_deref()
+    }
+
+    async fn dead_at(&self) -> Option<DateTime<Utc>> {
+        self.0.dead_at
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum StatsWindow {
+    #[graphql(name = "LAST_HOUR")]
+    Hour,
+    #[graphql(name = "LAST_DAY")]
+    Day,
+    #[graphql(name = "LAST_3_DAYS")]
+    ThreeDays,
+}
+
+impl StatsWindow {
+    fn since(self) -> DateTime<Utc> {
+        Utc::now()
+            - match self {
+                StatsWindow::Hour => Duration::hours(1),
+                StatsWindow::Day => Duration::days(1),
+                StatsWindow::ThreeDays => Duration::days(3),
+            }
+    }
+}
+
+/// How an endpoint's deliveries went over a window.
+#[derive(SimpleObject)]
+pub struct EndpointStats {
+    pub deliveries: i32,
+    pub delivered: i32,
+    pub dead_lettered: i32,
+    /// Delivered over deliveries, from 0 to 1 (1 when there were none).
+    pub success_rate: f64,
+    pub attempts: i32,
+    pub failed_attempts: i32,
+    /// `retryDepth[n]`: deliveries that needed n + 1 attempts to succeed.
+    pub retry_depth: Vec<i32>,
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The webhooks subgraph's endpoint, with what this subgraph knows about it.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Endpoint {
+    pub id: ID,
+}
+
+#[ComplexObject]
+impl Endpoint {
+    /// Attempts to this endpoint, newest first.
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<super::operations::AttemptConnection> {
+        let filter = AttemptFilter {
+            endpoint_id: Some(self.id.clone()),
+            ..AttemptFilter::default()
+        };
+        attempts_page(ctx, first, after, filter).await
+    }
+
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "StatsWindow::Day")] window: StatsWindow,
+    ) -> Result<EndpointStats> {
+        let access = access(ctx)?;
+        let stats = api(stats::endpoint_stats(
+            &access.state.db,
+            access.tenant(),
+            &self.id,
+            window.since(),
+        )
+        .await)?;
+        Ok(EndpointStats {
+            deliveries: count(stats.deliveries),
+            delivered: count(stats.delivered),
+            dead_lettered: count(stats.dead_lettered),
+            success_rate: stats.success_rate(),
+            attempts: count(stats.attempts),
+            failed_attempts: count(stats.failed_attempts),
+            retry_depth: stats.retry_depth.iter().map(|n| count(*n)).collect(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum DeliveryStatus {
+    /// Every delivery succeeded (or the message went to no endpoint).
+    Delivered,
+    /// Some delivery is still being tried.
+    Pending,
+    /// Some delivery was dead-lettered.
+    Failed,
+}
+
+/// The webhooks subgraph's message, with what this subgraph knows about it.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Message {
+    pub id: ID,
+}
+
+#[ComplexObject]
+impl Message {
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<super::operations::AttemptConnection> {
+        let filter = AttemptFilter {
+            message_id: Some(self.id.clone()),
+            ..AttemptFilter::default()
+        };
+        attempts_page(ctx, first, after, filter).await
+    }
+
+    async fn delivery_status(&self, ctx: &Context<'_>) -> Result<DeliveryStatus> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let access = access(ctx)?;
+        let rows = api(delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(access.tenant()))
+            .filter(delivery::Column::MessageId.eq(self.id.as_str()))
+            .all(&access.state.db)
+            .await)?;
+        Ok(if rows.iter().any(|r| r.status == delivery::DEAD) {
+            DeliveryStatus::Failed
+        } else if rows.iter().any(|r| r.status == delivery::PENDING) {
+            DeliveryStatus::Pending
+        } else {
+            DeliveryStatus::Delivered
+        })
+    }
+}

@@ -1,0 +1,289 @@
+//! Queries and mutations, with the access rules and error codes every operation shares.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{
+    Context, Error, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use junction_dispatcher::replay;
+use junction_schema::Identity;
+use junction_schema::entities::{delivery, delivery_attempt};
+use junction_schema::error_code::ErrorCode;
+use junction_schema::tenants::ADMIN_SCOPE;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::DeliveriesState;
+use super::objects::{DeadLetter, DeliveryAttempt, Endpoint, Message};
+
+const READ: &[&str] = &[
+    "deliveries:read",
+    "deliveries:write",
+    "webhooks:read",
+    "webhooks:write",
+];
+const WRITE: &[&str] = &["deliveries:write", "webhooks:write"];
+const DEFAULT_PAGE: i32 = 20;
+const MAX_PAGE: i32 = 100;
+
+pub type AttemptConnection = Connection<String, DeliveryAttempt>;
+
+fn error(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
+}
+
+/// Database errors as INTERNAL, with the details in the logs only.
+pub fn api<T>(result: Result<T, DbErr>) -> Result<T> {
+    result.map_err(|db| {
+        tracing::error!(error = %db, "deliveries subgraph database error");
+        error(ErrorCode::Internal, "internal error")
+    })
+}
+
+pub struct Access<'a> {
+    pub identity: &'a Identity,
+    pub state: &'a DeliveriesState,
+}
+
+impl Access<'_> {
+    pub fn tenant(&self) -> &str {
+        &self.identity.tenant
+    }
+}
+
+fn allowed<'a>(ctx: &'a Context<'_>, scopes: &[&str]) -> Result<Access<'a>> {
+    let identity = ctx
+        .data::<Identity>()
+        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
+    let state = ctx.data::<Arc<DeliveriesState>>()?;
+    if !identity.scopes.contains(ADMIN_SCOPE) && !scopes.iter().any(|s| identity.scopes.contains(s))
+    {
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!(
+                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
+                scopes.join(", ")
+            ),
+        ));
+    }
+    Ok(Access { identity, state })
+}
+
+pub fn access<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>> {
+    allowed(ctx, READ)
+}
+
+fn page_limit(first: Option<i32>) -> Result<u64> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(error(
+            ErrorCode::BadUserInput,
+            format!("`first` must be between 0 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(first as u64 + 1)
+}
+
+fn cursor(after: Option<String>) -> Result<Option<String>> {
+    after
+        .map(|c| {
+            URL_SAFE_NO_PAD
+                .decode(c.as_bytes())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| error(ErrorCode::BadUserInput, "invalid cursor in `after`"))
+        })
+        .transpose()
+}
+
+#[derive(InputObject, Default)]
+pub struct AttemptFilter {
+    pub endpoint_id: Option<ID>,
+    pub message_id: Option<ID>,
+    /// Only successful (true) or failed (false) attempts.
+    pub succeeded: Option<bool>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A page of the caller's attempts, newest first.
+pub async fn attempts_page(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: AttemptFilter,
+) -> Result<AttemptConnection> {
+    let access = access(ctx)?;
+    let limit = page_limit(first)?;
+    let mut query = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::TenantId.eq(access.tenant()));
+    if let Some(after) = cursor(after)? {
+        query = query.filter(delivery_attempt::Column::Id.lt(after));
+    }
+    if let Some(endpoint) = &filter.endpoint_id {
+        query = query.filter(delivery_attempt::Column::EndpointId.eq(endpoint.as_str()));
+    }
+    if let Some(message) = &filter.message_id {
+        query = query.filter(delivery_attempt::Column::MessageId.eq(message.as_str()));
+    }
+    match filter.succeeded {
+        Some(true) => query = query.filter(delivery_attempt::Column::ErrorKind.is_null()),
+        Some(false) => query = query.filter(delivery_attempt::Column::ErrorKind.is_not_null()),
+        None => {}
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(delivery_attempt::Column::CreatedAt.gte(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(delivery_attempt::Column::CreatedAt.lt(until));
+    }
+    let rows = api(query
+        .order_by_desc(delivery_attempt::Column::Id)
+        .limit(limit)
+        .all(&access.state.db)
+        .await)?;
+    let has_next = rows.len() as u64 >= limit;
+    let mut connection = Connection::new(false, has_next);
+    connection.edges.extend(
+        rows.into_iter()
+            .take(limit.saturating_sub(1) as usize)
+            .map(|row| Edge::new(URL_SAFE_NO_PAD.encode(&row.id), DeliveryAttempt(row))),
+    );
+    Ok(connection)
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// The caller's delivery attempts, newest first.
+    async fn delivery_attempts(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AttemptFilter>,
+    ) -> Result<AttemptConnection> {
+        attempts_page(ctx, first, after, filter.unwrap_or_default()).await
+    }
+
+    /// The dead-letter queue, most recent first.
+    async fn dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        endpoint_id: Option<ID>,
+        #[graphql(default = 50)] first: i32,
+    ) -> Result<Vec<DeadLetter>> {
+        let access = access(ctx)?;
+        let limit = page_limit(Some(first))? - 1;
+        let mut query = delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(access.tenant()))
+            .filter(delivery::Column::Status.eq(delivery::DEAD));
+        if let Some(endpoint) = &endpoint_id {
+            query = query.filter(delivery::Column::EndpointId.eq(endpoint.as_str()));
+        }
+        let rows = api(query
+            .order_by_desc(delivery::Column::DeadAt)
+            .limit(limit)
+            .all(&access.state.db)
+            .await)?;
+        Ok(rows.into_iter().map(DeadLetter).collect())
+    }
+
+    #[graphql(entity)]
+    async fn find_endpoint_by_id(&self, id: ID) -> Endpoint {
+        Endpoint { id }
+    }
+
+    #[graphql(entity)]
+    async fn find_message_by_id(&self, id: ID) -> Message {
+        Message { id }
+    }
+}
+
+#[derive(InputObject)]
+pub struct ReplayMessageInput {
+    pub message_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct ReplayEndpointInput {
+    pub endpoint_id: ID,
+    /// Dead letters created from this time...
+    pub since: DateTime<Utc>,
+    /// ...until this one [default: now].
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(SimpleObject)]
+pub struct ReplayPayload {
+    /// Deliveries put back on the queue, each under its original `webhook-id`.
+    pub requeued: i32,
+}
+
+pub struct Mutation;
+
+fn replayed(result: Result<usize, replay::ReplayError>) -> Result<ReplayPayload> {
+    match result {
+        Ok(n) => Ok(ReplayPayload {
+            requeued: i32::try_from(n).unwrap_or(i32::MAX),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "replay failed");
+            Err(error(ErrorCode::Internal, "internal error"))
+        }
+    }
+}
+
+#[Object]
+impl Mutation {
+    /// Sends a message again to every endpoint it was delivered or dead-lettered to.
+    async fn replay_message(
+        &self,
+        ctx: &Context<'_>,
+        input: ReplayMessageInput,
+    ) -> Result<ReplayPayload> {
+        let access = allowed(ctx, WRITE)?;
+        let state = access.state;
+        replayed(
+            replay::replay_message(
+                &state.db,
+                state.queue.as_ref(),
+                access.tenant(),
+                &input.message_id,
+            )
+            .await,
+        )
+    }
+
+    /// Replays an endpoint's dead letters over a time range.
+    async fn replay_endpoint(
+        &self,
+        ctx: &Context<'_>,
+        input: ReplayEndpointInput,
+    ) -> Result<ReplayPayload> {
+        let access = allowed(ctx, WRITE)?;
+        let until = input.until.unwrap_or_else(Utc::now);
+        if until <= input.since {
+            return Err(error(
+                ErrorCode::BadUserInput,
+                "`until` must be after `since`",
+            ));
+        }
+        let state = access.state;
+        replayed(
+            replay::replay_endpoint(
+                &state.db,
+                state.queue.as_ref(),
+                access.tenant(),
+                &input.endpoint_id,
+                input.since,
+                until,
+            )
+            .await,
+        )
+    }
+}
