@@ -105,6 +105,35 @@ fn assert_plan_snapshot(name: &str, printed: &str) {
     );
 }
 
+/// Composes `sources`, checks the plan for `query` against its snapshot `name`, serves the
+/// supergraph with `junction gateway`, and returns the answer's data (asserting no errors).
+async fn compose_plan_and_answer(
+    sources: &[junction_gateway::compose::SubgraphSource],
+    query: &str,
+    name: &str,
+) -> Value {
+    let supergraph = junction_gateway::compose::compose(sources).unwrap();
+    let parsed = Supergraph::parse(&supergraph).unwrap();
+    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
+    let (normalized, _) =
+        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
+    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
+    assert_plan_snapshot(name, &printed);
+
+    let (process, _dir) = gateway(&supergraph);
+    let body: Value = reqwest::Client::new()
+        .post(process.url("/graphql"))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
 const DEEP: &str =
     "{ topProducts { name reviews { body author { name reviews { product { name } } } } } }";
 
@@ -475,30 +504,14 @@ async fn an_unavailable_subgraph_leaves_the_rest_of_the_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unions_composite_and_multiple_keys_across_subgraphs() {
     let catalog = support::catalog::Catalog::start().await;
-    let supergraph = junction_gateway::compose::compose(&catalog.sources()).unwrap();
-    let query =
-        "{ search { __typename ... on Book { title rating } ... on Movie { title director } } }";
-
-    let parsed = Supergraph::parse(&supergraph).unwrap();
-    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
-    let (normalized, _) =
-        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
-    assert_plan_snapshot("union_keys", &printed);
-
-    let (process, _dir) = gateway(&supergraph);
-    let body: Value = reqwest::Client::new()
-        .post(process.url("/graphql"))
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
+    let data = compose_plan_and_answer(
+        &catalog.sources(),
+        "{ search { __typename ... on Book { title rating } ... on Movie { title director } } }",
+        "union_keys",
+    )
+    .await;
     assert_eq!(
-        body["data"],
+        data,
         json!({"search": [
             {"__typename": "Book", "title": "Dune", "rating": 5},
             {"__typename": "Movie", "title": "Spirited Away", "director": "Hayao Miyazaki"},
@@ -543,29 +556,14 @@ async fn a_slow_subgraph_times_out_and_the_rest_still_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interface_fields_that_live_in_other_subgraphs_are_asked_per_implementation() {
     let media = support::media::Media::start().await;
-    let supergraph = junction_gateway::compose::compose(&media.sources()).unwrap();
-    let query = "{ media { __typename title reviewCount } }";
-
-    let parsed = Supergraph::parse(&supergraph).unwrap();
-    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
-    let (normalized, _) =
-        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
-    assert_plan_snapshot("interface", &printed);
-
-    let (process, _dir) = gateway(&supergraph);
-    let body: Value = reqwest::Client::new()
-        .post(process.url("/graphql"))
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
+    let data = compose_plan_and_answer(
+        &media.sources(),
+        "{ media { __typename title reviewCount } }",
+        "interface",
+    )
+    .await;
     assert_eq!(
-        body["data"],
+        data,
         json!({"media": [
             {"__typename": "Book", "title": "Dune", "reviewCount": 12},
             {"__typename": "Movie", "title": "Alien", "reviewCount": 3},
@@ -576,29 +574,14 @@ async fn interface_fields_that_live_in_other_subgraphs_are_asked_per_implementat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interface_objects_resolve_fields_for_every_implementation() {
     let media = support::media::Media::start().await;
-    let supergraph = junction_gateway::compose::compose(&media.sources()).unwrap();
-    let query = "{ media { title playCount ... on Book { reviewCount } } }";
-
-    let parsed = Supergraph::parse(&supergraph).unwrap();
-    let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
-    let (normalized, _) =
-        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
-    assert_plan_snapshot("interface_object", &printed);
-
-    let (process, _dir) = gateway(&supergraph);
-    let body: Value = reqwest::Client::new()
-        .post(process.url("/graphql"))
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(body.get("errors").is_none(), "{body}");
+    let data = compose_plan_and_answer(
+        &media.sources(),
+        "{ media { title playCount ... on Book { reviewCount } } }",
+        "interface_object",
+    )
+    .await;
     assert_eq!(
-        body["data"],
+        data,
         json!({"media": [
             {"title": "Dune", "playCount": 100, "reviewCount": 12},
             {"title": "Alien", "playCount": 40},

@@ -6,7 +6,7 @@
 
 use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject, Union};
 
-use super::federation::{Subgraph, serve};
+use super::federation::{Subgraph, federation_sdl, serve, sources};
 
 pub struct Catalog {
     pub search: Subgraph,
@@ -51,40 +51,12 @@ impl Catalog {
 
     /// Each subgraph's SDL, as `junction compose` would fetch it.
     pub fn sources(&self) -> Vec<junction_gateway::compose::SubgraphSource> {
-        let options = async_graphql::SDLExportOptions::new()
-            .federation()
-            .compose_directive();
-        [
-            (
-                "search",
-                &self.search,
-                search_schema().sdl_with_options(options),
-            ),
-            (
-                "books",
-                &self.books,
-                books_schema().sdl_with_options(options),
-            ),
-            (
-                "movies",
-                &self.movies,
-                movies_schema().sdl_with_options(options),
-            ),
-            (
-                "ratings",
-                &self.ratings,
-                ratings_schema().sdl_with_options(options),
-            ),
-        ]
-        .into_iter()
-        .map(
-            |(name, subgraph, sdl)| junction_gateway::compose::SubgraphSource {
-                name: name.into(),
-                url: subgraph.url.clone(),
-                sdl,
-            },
-        )
-        .collect()
+        sources(vec![
+            ("search", &self.search, federation_sdl(&search_schema())),
+            ("books", &self.books, federation_sdl(&books_schema())),
+            ("movies", &self.movies, federation_sdl(&movies_schema())),
+            ("ratings", &self.ratings, federation_sdl(&ratings_schema())),
+        ])
     }
 
     pub fn total_requests(&self) -> usize {

@@ -433,3 +433,33 @@ pub mod reviews {
         }
     }
 }
+
+/// Subgraphs as `junction compose` sees them: name, address, and SDL (as `_service` gives it).
+pub fn sources(
+    subgraphs: Vec<(&str, &Subgraph, String)>,
+) -> Vec<junction_gateway::compose::SubgraphSource> {
+    subgraphs
+        .into_iter()
+        .map(
+            |(name, subgraph, sdl)| junction_gateway::compose::SubgraphSource {
+                name: name.into(),
+                url: subgraph.url.clone(),
+                sdl,
+            },
+        )
+        .collect()
+}
+
+/// A schema's SDL with the federation directives, as its `_service { sdl }` answers.
+pub fn federation_sdl<Q, M, S>(schema: &Schema<Q, M, S>) -> String
+where
+    Q: async_graphql::ObjectType + 'static,
+    M: async_graphql::ObjectType + 'static,
+    S: async_graphql::SubscriptionType + 'static,
+{
+    schema.sdl_with_options(
+        async_graphql::SDLExportOptions::new()
+            .federation()
+            .compose_directive(),
+    )
+}

@@ -8,7 +8,7 @@ use async_graphql::{
     EmptyMutation, EmptySubscription, ID, Interface, Object, Schema, SimpleObject,
 };
 
-use super::federation::{Subgraph, serve};
+use super::federation::{Subgraph, federation_sdl, serve, sources};
 
 pub struct Media {
     pub library: Subgraph,
@@ -45,35 +45,11 @@ impl Media {
     }
 
     pub fn sources(&self) -> Vec<junction_gateway::compose::SubgraphSource> {
-        let options = async_graphql::SDLExportOptions::new()
-            .federation()
-            .compose_directive();
-        [
-            (
-                "library",
-                &self.library,
-                library_schema().sdl_with_options(options),
-            ),
-            (
-                "reviews",
-                &self.reviews,
-                reviews_schema().sdl_with_options(options),
-            ),
-            (
-                "stats",
-                &self.stats,
-                stats_schema().sdl_with_options(options),
-            ),
-        ]
-        .into_iter()
-        .map(
-            |(name, subgraph, sdl)| junction_gateway::compose::SubgraphSource {
-                name: name.into(),
-                url: subgraph.url.clone(),
-                sdl,
-            },
-        )
-        .collect()
+        sources(vec![
+            ("library", &self.library, federation_sdl(&library_schema())),
+            ("reviews", &self.reviews, federation_sdl(&reviews_schema())),
+            ("stats", &self.stats, federation_sdl(&stats_schema())),
+        ])
     }
 }
 
