@@ -3,17 +3,13 @@
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{
-    Context, Error, ErrorExtensions, ID, InputObject, Object, Result, SimpleObject,
-};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use junction_dispatcher::replay;
 use junction_schema::Identity;
 use junction_schema::entities::{delivery, delivery_attempt};
 use junction_schema::error_code::ErrorCode;
-use junction_schema::tenants::ADMIN_SCOPE;
+use junction_subgraph_kit::{caller, decode_cursor, encode_cursor, error, page_limit};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::DeliveriesState;
@@ -26,14 +22,8 @@ const READ: &[&str] = &[
     "webhooks:write",
 ];
 const WRITE: &[&str] = &["deliveries:write", "webhooks:write"];
-const DEFAULT_PAGE: i32 = 20;
-const MAX_PAGE: i32 = 100;
 
 pub type AttemptConnection = Connection<String, DeliveryAttempt>;
-
-fn error(code: ErrorCode, message: impl Into<String>) -> Error {
-    Error::new(message).extend_with(|_, e| e.set("code", code.as_str()))
-}
 
 /// Database errors as INTERNAL, with the details in the logs only.
 pub fn api<T>(result: Result<T, DbErr>) -> Result<T> {
@@ -55,48 +45,13 @@ impl Access<'_> {
 }
 
 fn allowed<'a>(ctx: &'a Context<'_>, scopes: &[&str]) -> Result<Access<'a>> {
-    let identity = ctx
-        .data::<Identity>()
-        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
+    let identity = caller(ctx, scopes)?;
     let state = ctx.data::<Arc<DeliveriesState>>()?;
-    if !identity.scopes.contains(ADMIN_SCOPE) && !scopes.iter().any(|s| identity.scopes.contains(s))
-    {
-        return Err(error(
-            ErrorCode::Forbidden,
-            format!(
-                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
-                scopes.join(", ")
-            ),
-        ));
-    }
     Ok(Access { identity, state })
 }
 
 pub fn access<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>> {
     allowed(ctx, READ)
-}
-
-fn page_limit(first: Option<i32>) -> Result<u64> {
-    let first = first.unwrap_or(DEFAULT_PAGE);
-    if !(0..=MAX_PAGE).contains(&first) {
-        return Err(error(
-            ErrorCode::BadUserInput,
-            format!("`first` must be between 0 and {MAX_PAGE}"),
-        ));
-    }
-    Ok(first as u64 + 1)
-}
-
-fn cursor(after: Option<String>) -> Result<Option<String>> {
-    after
-        .map(|c| {
-            URL_SAFE_NO_PAD
-                .decode(c.as_bytes())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| error(ErrorCode::BadUserInput, "invalid cursor in `after`"))
-        })
-        .transpose()
 }
 
 #[derive(InputObject, Default)]
@@ -120,7 +75,7 @@ pub async fn attempts_page(
     let limit = page_limit(first)?;
     let mut query = delivery_attempt::Entity::find()
         .filter(delivery_attempt::Column::TenantId.eq(access.tenant()));
-    if let Some(after) = cursor(after)? {
+    if let Some(after) = decode_cursor(after)? {
         query = query.filter(delivery_attempt::Column::Id.lt(after));
     }
     if let Some(endpoint) = &filter.endpoint_id {
@@ -150,7 +105,7 @@ pub async fn attempts_page(
     connection.edges.extend(
         rows.into_iter()
             .take(limit.saturating_sub(1) as usize)
-            .map(|row| Edge::new(URL_SAFE_NO_PAD.encode(&row.id), DeliveryAttempt(row))),
+            .map(|row| Edge::new(encode_cursor(&row.id), DeliveryAttempt(row))),
     );
     Ok(connection)
 }

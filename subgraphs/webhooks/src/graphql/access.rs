@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Error, ErrorExtensions};
+use async_graphql::{Context, Error};
 use junction_schema::Identity;
 use junction_schema::error_code::ErrorCode;
-use junction_schema::tenants::ADMIN_SCOPE;
 
 use super::WebhooksState;
 use crate::WebhookError;
@@ -13,9 +12,7 @@ use crate::WebhookError;
 pub const READ_SCOPE: &str = "webhooks:read";
 pub const WRITE_SCOPE: &str = "webhooks:write";
 
-pub fn error(code: ErrorCode, message: impl Into<String>) -> Error {
-    Error::new(message).extend_with(|_, extensions| extensions.set("code", code.as_str()))
-}
+pub use junction_subgraph_kit::error;
 
 /// Domain errors as API errors, with their `extensions.code`. (async-graphql converts any
 /// error with `?`, without a code; resolvers call `.api()` instead.)
@@ -48,21 +45,8 @@ impl Access<'_> {
 }
 
 fn access<'a>(ctx: &'a Context<'_>, allowed: &[&str]) -> Result<Access<'a>, Error> {
-    let identity = ctx
-        .data::<Identity>()
-        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
+    let identity = junction_subgraph_kit::caller(ctx, allowed)?;
     let state = ctx.data::<Arc<WebhooksState>>()?;
-    let permitted = identity.scopes.contains(ADMIN_SCOPE)
-        || allowed.iter().any(|s| identity.scopes.contains(s));
-    if !permitted {
-        return Err(error(
-            ErrorCode::Forbidden,
-            format!(
-                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
-                allowed.join(", ")
-            ),
-        ));
-    }
     Ok(Access { identity, state })
 }
 

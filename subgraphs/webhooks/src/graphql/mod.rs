@@ -4,7 +4,6 @@
 mod access;
 mod mutation;
 mod objects;
-mod pagination;
 mod query;
 
 use std::sync::Arc;

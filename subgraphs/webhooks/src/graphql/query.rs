@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 
 use super::access::{ApiResult, reader};
 use super::objects::{Endpoint, EventType, Message};
-use super::pagination::{decode, encode, limit};
 use crate::{WebhookError, endpoints, event_types, messages};
+use junction_subgraph_kit::{
+    decode_cursor as decode, encode_cursor as encode, page_limit as limit,
+};
 
 pub struct Query;
 

@@ -1,0 +1,83 @@
+//! What every Junction subgraph's GraphQL layer shares: errors with their `extensions.code`,
+//! the scope check on the caller's verified identity, and Relay cursors and page sizes.
+
+use async_graphql::{Context, Error, ErrorExtensions, Result};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use junction_schema::Identity;
+use junction_schema::error_code::ErrorCode;
+use junction_schema::tenants::ADMIN_SCOPE;
+
+pub const DEFAULT_PAGE: i32 = 20;
+pub const MAX_PAGE: i32 = 100;
+
+/// A GraphQL error with one of the API's codes.
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Error {
+    Error::new(message).extend_with(|_, extensions| extensions.set("code", code.as_str()))
+}
+
+/// The caller, if it holds `admin` or one of `allowed`.
+pub fn caller<'a>(ctx: &'a Context<'_>, allowed: &[&str]) -> Result<&'a Identity> {
+    let identity = ctx
+        .data::<Identity>()
+        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
+    let permitted = identity.scopes.contains(ADMIN_SCOPE)
+        || allowed.iter().any(|s| identity.scopes.contains(s));
+    if !permitted {
+        return Err(error(
+            ErrorCode::Forbidden,
+            format!(
+                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(identity)
+}
+
+/// An opaque cursor over a list's sort key.
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(key)
+}
+
+/// The sort key inside a cursor from `encode_cursor`.
+pub fn decode_cursor(cursor: Option<String>) -> Result<Option<String>> {
+    cursor
+        .map(|cursor| {
+            URL_SAFE_NO_PAD
+                .decode(cursor.as_bytes())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| error(ErrorCode::BadUserInput, "invalid cursor in `after`"))
+        })
+        .transpose()
+}
+
+/// How many rows to fetch for `first`: one more than the page, to learn whether more follow.
+pub fn page_limit(first: Option<i32>) -> Result<u64> {
+    let first = first.unwrap_or(DEFAULT_PAGE);
+    if !(0..=MAX_PAGE).contains(&first) {
+        return Err(error(
+            ErrorCode::BadUserInput,
+            format!("`first` must be between 0 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(first as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(
+            decode_cursor(Some(encode_cursor("abc"))).unwrap(),
+            Some("abc".into())
+        );
+        assert!(decode_cursor(Some("!!".into())).is_err());
+        assert_eq!(page_limit(None).unwrap(), 21);
+        assert!(page_limit(Some(101)).is_err());
+        assert!(page_limit(Some(-1)).is_err());
+    }
+}
