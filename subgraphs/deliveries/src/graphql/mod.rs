@@ -38,20 +38,11 @@ pub fn sdl() -> String {
 
 #[cfg(test)]
 mod tests {
-    /// The SDL under `schema/` is what the code generates (`UPDATE_SDL=1` rewrites it).
+    /// The SDL under `schema/graphql/` is what the code generates.
     #[test]
     fn checked_in_sdl_matches_the_code() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../schema/graphql/deliveries.graphql");
-        let generated = super::sdl();
-        if std::env::var_os("UPDATE_SDL").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            checked_in == generated,
-            "{} is out of date: run with UPDATE_SDL=1 and review",
-            path.display()
-        );
+        junction_subgraph_kit::assert_sdl_checked_in(&super::sdl(), &path);
     }
 }

@@ -47,22 +47,11 @@ pub fn sdl() -> String {
 
 #[cfg(test)]
 mod tests {
-    const CHECKED_IN: &str = "../../schema/graphql/webhooks.graphql";
-
-    /// The SDL under `schema/` is what the code generates. Run with `UPDATE_SDL=1` after a
-    /// deliberate change to write the new one, and review the diff.
+    /// The SDL under `schema/graphql/` is what the code generates.
     #[test]
     fn checked_in_sdl_matches_the_code() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(CHECKED_IN);
-        let generated = super::sdl();
-        if std::env::var_os("UPDATE_SDL").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            checked_in == generated,
-            "{} is out of date: run `UPDATE_SDL=1 cargo test -p junction-webhooks sdl` and review the diff",
-            path.display()
-        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../schema/graphql/webhooks.graphql");
+        junction_subgraph_kit::assert_sdl_checked_in(&super::sdl(), &path);
     }
 }
