@@ -572,13 +572,35 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
         "history kept: 3 failures, 1 success"
     );
 
+    // Dead letters can be replayed in bulk too: two more die, one call brings both back.
+    receiver.answer_from_now_on(Answer::Status(503));
+    let second = acme.publish(serde_json::json!({"x": 2})).await;
+    let third = acme.publish(serde_json::json!({"x": 3})).await;
+    wait_for_status(&db, &second.message.id, delivery::DEAD).await;
+    wait_for_status(&db, &third.message.id, delivery::DEAD).await;
+    receiver.answer_from_now_on(Answer::Status(200));
+    let bulk = replay::replay_dead_letters(
+        &db,
+        &queue,
+        &acme.id,
+        Some(&created.endpoint.id),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(bulk, 2);
+    wait_for_status(&db, &second.message.id, delivery::SUCCEEDED).await;
+    wait_for_status(&db, &third.message.id, delivery::SUCCEEDED).await;
+    let seen = receiver.requests().len();
+
     // Replaying one message sends it again, still under its id.
     let again = replay::replay_message(&db, &queue, &acme.id, &published.message.id)
         .await
         .unwrap();
     assert_eq!(again, 1);
-    let requests = receiver.wait_for(5, WAIT).await;
-    assert_eq!(requests[4].header("webhook-id"), failed_id);
+    let requests = receiver.wait_for(seen + 1, WAIT).await;
+    assert_eq!(requests[seen].header("webhook-id"), failed_id);
     running.stop().await;
 }
 

@@ -53,6 +53,32 @@ pub async fn replay_endpoint(
     requeue(db, queue, rows).await
 }
 
+/// Re-queues a tenant's dead-lettered deliveries, optionally of one endpoint and within
+/// `[since, until)` of their creation.
+pub async fn replay_dead_letters(
+    db: &impl ConnectionTrait,
+    queue: &dyn Queue,
+    tenant_id: &str,
+    endpoint_id: Option<&str>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<usize, ReplayError> {
+    let mut query = delivery::Entity::find()
+        .filter(delivery::Column::TenantId.eq(tenant_id))
+        .filter(delivery::Column::Status.eq(delivery::DEAD));
+    if let Some(endpoint_id) = endpoint_id {
+        query = query.filter(delivery::Column::EndpointId.eq(endpoint_id));
+    }
+    if let Some(since) = since {
+        query = query.filter(delivery::Column::CreatedAt.gte(since));
+    }
+    if let Some(until) = until {
+        query = query.filter(delivery::Column::CreatedAt.lt(until));
+    }
+    let rows = query.all(db).await?;
+    requeue(db, queue, rows).await
+}
+
 async fn requeue(
     db: &impl ConnectionTrait,
     queue: &dyn Queue,

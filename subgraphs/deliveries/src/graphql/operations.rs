@@ -173,6 +173,21 @@ pub struct ReplayEndpointInput {
     pub until: Option<DateTime<Utc>>,
 }
 
+#[derive(InputObject, Default)]
+pub struct DeadLetterFilter {
+    pub endpoint_id: Option<ID>,
+    /// Dead letters of deliveries created from this time...
+    pub since: Option<DateTime<Utc>>,
+    /// ...until this one.
+    pub until: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct ReplayDeadLettersInput {
+    #[graphql(default)]
+    pub filter: DeadLetterFilter,
+}
+
 #[derive(SimpleObject)]
 pub struct ReplayPayload {
     /// Deliveries put back on the queue, each under its original `webhook-id`.
@@ -209,6 +224,28 @@ impl Mutation {
                 state.queue.as_ref(),
                 access.tenant(),
                 &input.message_id,
+            )
+            .await,
+        )
+    }
+
+    /// Replays every dead letter matching the filter, in one go.
+    async fn replay_dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        input: ReplayDeadLettersInput,
+    ) -> Result<ReplayPayload> {
+        let access = allowed(ctx, WRITE)?;
+        let state = access.state;
+        let filter = input.filter;
+        replayed(
+            replay::replay_dead_letters(
+                &state.db,
+                state.queue.as_ref(),
+                access.tenant(),
+                filter.endpoint_id.as_ref().map(|id| id.as_str()),
+                filter.since,
+                filter.until,
             )
             .await,
         )
