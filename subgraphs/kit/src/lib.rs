@@ -65,6 +65,20 @@ pub fn page_limit(first: Option<i32>) -> Result<u64> {
     Ok(first as u64 + 1)
 }
 
+/// For a subgraph's tests: `generated` must equal the checked-in SDL at `path`. With
+/// `UPDATE_SDL=1` in the environment the file is rewritten first (review the diff).
+pub fn assert_sdl_checked_in(generated: &str, path: &std::path::Path) {
+    if std::env::var_os("UPDATE_SDL").is_some() {
+        std::fs::write(path, generated).expect("write the SDL");
+    }
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "{} is out of date: run the test with UPDATE_SDL=1 and review the diff",
+        path.display()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,18 +94,4 @@ mod tests {
         assert!(page_limit(Some(101)).is_err());
         assert!(page_limit(Some(-1)).is_err());
     }
-}
-
-/// For a subgraph's tests: `generated` must equal the checked-in SDL at `path`. With
-/// `UPDATE_SDL=1` in the environment the file is rewritten first (review the diff).
-pub fn assert_sdl_checked_in(generated: &str, path: &std::path::Path) {
-    if std::env::var_os("UPDATE_SDL").is_some() {
-        std::fs::write(path, generated).expect("write the SDL");
-    }
-    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "{} is out of date: run the test with UPDATE_SDL=1 and review the diff",
-        path.display()
-    );
 }
