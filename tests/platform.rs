@@ -316,6 +316,26 @@ async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDat
         .collect();
     assert_eq!(attempts, [2, 1], "newest first");
     assert_eq!(endpoint["attempts"]["edges"][0]["node"]["statusCode"], 500);
+    // The same numbers for the whole tenant, and the attempts' latency.
+    let tenant = client
+        .data(
+            &key,
+            "query($id: ID!) { deliveryStats(window: LAST_HOUR) { deliveries deadLettered attempts } endpoint(id: $id) { stats { latencyP50Ms latencyP99Ms } } }",
+            json!({"id": endpoint_id}),
+        )
+        .await;
+    assert_eq!(
+        tenant["deliveryStats"],
+        json!({"deliveries": 1, "deadLettered": 1, "attempts": 2})
+    );
+    assert!(
+        tenant["endpoint"]["stats"]["latencyP50Ms"].is_number(),
+        "{tenant}"
+    );
+    assert!(
+        tenant["endpoint"]["stats"]["latencyP99Ms"].is_number(),
+        "{tenant}"
+    );
     let dead = &data["deadLetters"][0];
     assert_eq!(dead["reason"], "retries exhausted after 2 attempts");
     assert_eq!(

@@ -124,9 +124,9 @@ impl StatsWindow {
     }
 }
 
-/// How an endpoint's deliveries went over a window.
+/// How deliveries went over a window (one endpoint's, or a tenant's).
 #[derive(SimpleObject)]
-pub struct EndpointStats {
+pub struct DeliveryStats {
     pub deliveries: i32,
     pub delivered: i32,
     pub dead_lettered: i32,
@@ -136,6 +136,40 @@ pub struct EndpointStats {
     pub failed_attempts: i32,
     /// `retryDepth[n]`: deliveries that needed n + 1 attempts to succeed.
     pub retry_depth: Vec<i32>,
+    /// Attempt durations, in milliseconds; null without attempts.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+impl DeliveryStats {
+    pub(super) async fn load(
+        ctx: &Context<'_>,
+        endpoint_id: Option<&str>,
+        window: StatsWindow,
+    ) -> Result<Self> {
+        let access = access(ctx)?;
+        let stats = api(stats::delivery_stats(
+            &access.state.db,
+            access.tenant(),
+            endpoint_id,
+            window.since(),
+        )
+        .await)?;
+        let latency = |i: usize| stats.latency_ms.map(|l| l[i] as f64);
+        Ok(Self {
+            deliveries: count(stats.deliveries),
+            delivered: count(stats.delivered),
+            dead_lettered: count(stats.dead_lettered),
+            success_rate: stats.success_rate(),
+            attempts: count(stats.attempts),
+            failed_attempts: count(stats.failed_attempts),
+            retry_depth: stats.retry_depth.iter().map(|n| count(*n)).collect(),
+            latency_p50_ms: latency(0),
+            latency_p95_ms: latency(1),
+            latency_p99_ms: latency(2),
+        })
+    }
 }
 
 fn count(n: u64) -> i32 {
@@ -169,24 +203,8 @@ impl Endpoint {
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "StatsWindow::Day")] window: StatsWindow,
-    ) -> Result<EndpointStats> {
-        let access = access(ctx)?;
-        let stats = api(stats::endpoint_stats(
-            &access.state.db,
-            access.tenant(),
-            &self.id,
-            window.since(),
-        )
-        .await)?;
-        Ok(EndpointStats {
-            deliveries: count(stats.deliveries),
-            delivered: count(stats.delivered),
-            dead_lettered: count(stats.dead_lettered),
-            success_rate: stats.success_rate(),
-            attempts: count(stats.attempts),
-            failed_attempts: count(stats.failed_attempts),
-            retry_depth: stats.retry_depth.iter().map(|n| count(*n)).collect(),
-        })
+    ) -> Result<DeliveryStats> {
+        DeliveryStats::load(ctx, Some(&self.id), window).await
     }
 }
 

@@ -13,7 +13,7 @@ use junction_subgraph_kit::{caller, decode_cursor, encode_cursor, error, page_li
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::DeliveriesState;
-use super::objects::{DeadLetter, DeliveryAttempt, Endpoint, Message};
+use super::objects::{DeadLetter, DeliveryAttempt, DeliveryStats, Endpoint, Message, StatsWindow};
 
 const READ: &[&str] = &[
     "deliveries:read",
@@ -123,6 +123,15 @@ impl Query {
         filter: Option<AttemptFilter>,
     ) -> Result<AttemptConnection> {
         attempts_page(ctx, first, after, filter.unwrap_or_default()).await
+    }
+
+    /// How all of the caller's deliveries went over a window.
+    async fn delivery_stats(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "StatsWindow::Day")] window: StatsWindow,
+    ) -> Result<DeliveryStats> {
+        DeliveryStats::load(ctx, None, window).await
     }
 
     /// The dead-letter queue, most recent first.
