@@ -191,6 +191,7 @@ on_both_databases!(
     endpoints_failing_too_long_are_disabled,
     a_dead_endpoint_does_not_hold_up_the_others,
     ed25519_signatures_verify_with_the_public_key_alone,
+    stats_match_a_scripted_history_exactly,
 );
 
 async fn ed25519_signatures_verify_with_the_public_key_alone(db: TestDatabase) {
@@ -848,4 +849,64 @@ async fn tenants_cannot_reach_each_others_endpoints(db: TestDatabase) {
         0
     );
     assert!(endpoints::get(&db, &a.id, id).await.unwrap().enabled);
+}
+
+async fn stats_match_a_scripted_history_exactly(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let created = acme.endpoint(&receiver.url()).await;
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let running = Running::start(&db, config(&[50]));
+
+    // First message: delivered at once.
+    let first = acme.publish(serde_json::json!({"n": 1})).await;
+    wait_for_status(&db, &first.message.id, delivery::SUCCEEDED).await;
+    // Second: one failure, then delivered.
+    receiver.answer_from_now_on(Answer::Status(500));
+    let second = acme.publish(serde_json::json!({"n": 2})).await;
+    receiver.wait_for(2, WAIT).await;
+    receiver.answer_from_now_on(Answer::Status(200));
+    wait_for_status(&db, &second.message.id, delivery::SUCCEEDED).await;
+    // Third: fails twice and is dead-lettered.
+    receiver.answer_from_now_on(Answer::Status(503));
+    let third = acme.publish(serde_json::json!({"n": 3})).await;
+    wait_for_status(&db, &third.message.id, delivery::DEAD).await;
+    running.stop().await;
+
+    let stats = junction_deliveries::stats::delivery_stats(
+        &db,
+        &acme.id,
+        Some(&created.endpoint.id),
+        since,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            stats.deliveries,
+            stats.delivered,
+            stats.dead_lettered,
+            stats.attempts,
+            stats.failed_attempts
+        ),
+        (3, 2, 1, 5, 3)
+    );
+    assert_eq!(
+        stats.retry_depth,
+        [1, 1],
+        "one delivered at the first attempt, one at the second"
+    );
+    assert!((stats.success_rate() - 2.0 / 3.0).abs() < 1e-9);
+    // Another tenant's view of the same endpoint id is empty.
+    let other = tenant(&db, "other").await;
+    let none = junction_deliveries::stats::delivery_stats(
+        &db,
+        &other.id,
+        Some(&created.endpoint.id),
+        since,
+    )
+    .await
+    .unwrap();
+    assert_eq!(none.deliveries, 0);
 }
