@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use junction_deliveries::retention::DeliveriesConfig;
 use junction_dispatcher::DispatcherConfig;
 use junction_gateway::GatewayConfig;
 use junction_schema::database::DatabaseConfig;
@@ -36,6 +37,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     #[serde(default)]
     pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub deliveries: DeliveriesConfig,
     #[serde(default)]
     pub dispatcher: DispatcherConfig,
     #[serde(default)]
@@ -329,6 +332,12 @@ mod tests {
         assert_eq!(
             config.gateway.subgraph_timeout,
             std::time::Duration::from_secs(30)
+        );
+        let deliveries = DeliveriesConfig::default();
+        assert_eq!(config.deliveries.retention, deliveries.retention);
+        assert_eq!(
+            config.deliveries.cleanup_interval,
+            deliveries.cleanup_interval
         );
         let webhooks = junction_webhooks::WebhooksConfig::default();
         assert_eq!(config.webhooks.listen, webhooks.listen);

@@ -192,6 +192,7 @@ on_both_databases!(
     a_dead_endpoint_does_not_hold_up_the_others,
     ed25519_signatures_verify_with_the_public_key_alone,
     stats_match_a_scripted_history_exactly,
+    retention_removes_old_history_but_keeps_what_is_still_delivering,
 );
 
 async fn ed25519_signatures_verify_with_the_public_key_alone(db: TestDatabase) {
@@ -909,4 +910,56 @@ async fn stats_match_a_scripted_history_exactly(db: TestDatabase) {
     .await
     .unwrap();
     assert_eq!(none.deliveries, 0);
+}
+
+async fn retention_removes_old_history_but_keeps_what_is_still_delivering(db: TestDatabase) {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel, PaginatorTrait};
+
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    acme.endpoint(&receiver.url()).await;
+    let old = acme.publish(serde_json::json!({"old": true})).await;
+    let running = Running::start(&db, config(&[50]));
+    wait_for_status(&db, &old.message.id, delivery::SUCCEEDED).await;
+    running.stop().await;
+    // A second message, never delivered (no dispatcher runs now): still pending.
+    let pending = acme.publish(serde_json::json!({"pending": true})).await;
+
+    // Both are made 40 days old.
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(40);
+    for id in [&old.message.id, &pending.message.id] {
+        let mut row = junction_schema::entities::message::Entity::find_by_id(id.clone())
+            .one(&db)
+            .await
+            .unwrap()
+            .unwrap()
+            .into_active_model();
+        row.created_at = Set(long_ago);
+        row.update(&db).await.unwrap();
+    }
+    for attempt in delivery_attempt::Entity::find().all(&db).await.unwrap() {
+        let mut row = attempt.into_active_model();
+        row.created_at = Set(long_ago);
+        row.update(&db).await.unwrap();
+    }
+
+    let before = chrono::Utc::now() - chrono::Duration::days(30);
+    let removed = junction_deliveries::retention::cleanup(&db, before)
+        .await
+        .unwrap();
+    assert_eq!((removed.attempts, removed.messages), (1, 1));
+    let left: Vec<String> = junction_schema::entities::message::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(left, vec![pending.message.id], "the pending message stays");
+    assert_eq!(
+        delivery::Entity::find().count(&db).await.unwrap(),
+        1,
+        "its delivery stays too"
+    );
 }

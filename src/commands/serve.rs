@@ -37,6 +37,11 @@ pub async fn run(config: Config) -> Result<(), Failure> {
 
     let shutdown = Shutdown::on_signal();
     let worker = dispatcher::start(&config, &db)?;
+    let cleanup = tokio::spawn(junction_deliveries::retention::run(
+        db.clone(),
+        config.deliveries.clone(),
+        shutdown.clone().wait(),
+    ));
     let worker = tokio::spawn({
         let shutdown = shutdown.clone();
         async move { worker.run(shutdown.wait()).await }
@@ -127,6 +132,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     .await
     .context("serving HTTP")?;
     worker.await.context("the dispatcher task failed")?;
+    cleanup.await.context("the retention task failed")?;
     for server in subgraph_servers {
         server
             .await

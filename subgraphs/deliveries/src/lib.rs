@@ -3,8 +3,10 @@
 //! replay. It extends the webhooks subgraph's `Endpoint` and `Message` entities, so one query
 //! through the router gets an endpoint's url and its success rate.
 //!
-//! Live delivery subscriptions and retention arrive with the rest of their issue.
+//! [`retention`] deletes old attempts and settled messages. Live delivery subscriptions arrive
+//! with the rest of their issue.
 
 pub mod graphql;
 pub mod http;
+pub mod retention;
 pub mod stats;
