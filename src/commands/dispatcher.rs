@@ -15,7 +15,15 @@ use crate::shutdown::Shutdown;
 pub async fn run(config: Config) -> Result<(), Failure> {
     let db = connect_migrated(&config).await?;
     let dispatcher = start(&config, &db)?;
-    dispatcher.run(Shutdown::on_signal().wait()).await;
+    let shutdown = Shutdown::on_signal();
+    // Every dispatcher runs the retention cleanup too: its deletes are idempotent.
+    let cleanup = tokio::spawn(junction_deliveries::retention::run(
+        db.clone(),
+        config.deliveries.clone(),
+        shutdown.clone().wait(),
+    ));
+    dispatcher.run(shutdown.wait()).await;
+    cleanup.await.context("the retention task failed")?;
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())
