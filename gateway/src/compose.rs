@@ -313,6 +313,34 @@ fn links_federation(directives: &DirectiveList) -> bool {
     })
 }
 
+/// The merged type `name` of `kind`, noted as defined in `graph` (with its description and
+/// `@inaccessible`); `None` for the types composition leaves out.
+fn merged_in<'t>(
+    types: &'t mut IndexMap<Name, MergedType>,
+    name: &Name,
+    kind: Kind,
+    graph: &str,
+    description: Option<&Node<str>>,
+    directives: &DirectiveList,
+) -> Option<&'t mut MergedType> {
+    if skipped(name) || (kind == Kind::Scalar && BUILT_IN_SCALARS.contains(&name.as_str())) {
+        return None;
+    }
+    let merged = types
+        .entry(name.clone())
+        .or_insert_with(|| MergedType::new(kind));
+    // An interface is an interface, also where a subgraph sees it as an @interfaceObject.
+    if kind == Kind::Interface {
+        merged.kind = Kind::Interface;
+    }
+    if merged.description.is_none() {
+        merged.description = description.cloned();
+    }
+    merged.inaccessible |= has(directives, "inaccessible");
+    merged.graphs.entry(graph.to_owned()).or_default();
+    Some(merged)
+}
+
 /// An object or interface definition or extension, read uniformly.
 struct Composite<'a> {
     kind: Kind,
@@ -369,15 +397,16 @@ fn read_definition(
             extension: true,
         },
         Definition::UnionTypeDefinition(d) => {
-            if skipped(&d.name) {
+            let Some(merged) = merged_in(
+                types,
+                &d.name,
+                Kind::Union,
+                graph,
+                d.description.as_ref(),
+                &d.directives,
+            ) else {
                 return;
-            }
-            let merged = types
-                .entry(d.name.clone())
-                .or_insert_with(|| MergedType::new(Kind::Union));
-            merged.description = merged.description.take().or_else(|| d.description.clone());
-            merged.graphs.entry(graph.to_owned()).or_default();
-            merged.inaccessible |= has(&d.directives, "inaccessible");
+            };
             for member in &d.members {
                 merged
                     .members
@@ -388,15 +417,16 @@ fn read_definition(
             return;
         }
         Definition::EnumTypeDefinition(d) => {
-            if skipped(&d.name) {
+            let Some(merged) = merged_in(
+                types,
+                &d.name,
+                Kind::Enum,
+                graph,
+                d.description.as_ref(),
+                &d.directives,
+            ) else {
                 return;
-            }
-            let merged = types
-                .entry(d.name.clone())
-                .or_insert_with(|| MergedType::new(Kind::Enum));
-            merged.description = merged.description.take().or_else(|| d.description.clone());
-            merged.graphs.entry(graph.to_owned()).or_default();
-            merged.inaccessible |= has(&d.directives, "inaccessible");
+            };
             for value in &d.values {
                 let entry = merged
                     .values
@@ -408,14 +438,16 @@ fn read_definition(
             return;
         }
         Definition::InputObjectTypeDefinition(d) => {
-            if skipped(&d.name) {
+            let Some(merged) = merged_in(
+                types,
+                &d.name,
+                Kind::Input,
+                graph,
+                d.description.as_ref(),
+                &d.directives,
+            ) else {
                 return;
-            }
-            let merged = types
-                .entry(d.name.clone())
-                .or_insert_with(|| MergedType::new(Kind::Input));
-            merged.description = merged.description.take().or_else(|| d.description.clone());
-            merged.graphs.entry(graph.to_owned()).or_default();
+            };
             for field in &d.fields {
                 merged
                     .input_fields
@@ -427,14 +459,14 @@ fn read_definition(
             return;
         }
         Definition::ScalarTypeDefinition(d) => {
-            if skipped(&d.name) || BUILT_IN_SCALARS.contains(&d.name.as_str()) {
-                return;
-            }
-            let merged = types
-                .entry(d.name.clone())
-                .or_insert_with(|| MergedType::new(Kind::Scalar));
-            merged.description = merged.description.take().or_else(|| d.description.clone());
-            merged.graphs.entry(graph.to_owned()).or_default();
+            merged_in(
+                types,
+                &d.name,
+                Kind::Scalar,
+                graph,
+                d.description.as_ref(),
+                &d.directives,
+            );
             return;
         }
         _ => return,
@@ -448,20 +480,9 @@ fn read_definition(
         implements,
         extension,
     } = composite;
-    if skipped(name) {
+    let Some(merged) = merged_in(types, name, kind, graph, description, directives) else {
         return;
-    }
-    let merged = types
-        .entry(name.clone())
-        .or_insert_with(|| MergedType::new(kind));
-    // An interface is an interface, also where a subgraph sees it as an @interfaceObject.
-    if kind == Kind::Interface {
-        merged.kind = Kind::Interface;
-    }
-    if merged.description.is_none() {
-        merged.description = description.cloned();
-    }
-    merged.inaccessible |= has(directives, "inaccessible");
+    };
     let in_graph = merged.graphs.entry(graph.to_owned()).or_default();
     in_graph.extension |= extension || has(directives, "extends");
     in_graph.interface_object |= has(directives, "interfaceObject");
