@@ -50,6 +50,32 @@ impl Client {
         (response.status().as_u16(), response.json().await.unwrap())
     }
 
+    /// Creates the event type `order.created`, as the tests' tenants publish it.
+    async fn create_order_event_type(&self, key: &str) {
+        self.data(
+            key,
+            "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
+            json!({}),
+        )
+        .await;
+    }
+
+    /// Creates an endpoint for `url`; returns its id and its signing secret.
+    async fn create_endpoint(&self, key: &str, url: &str) -> (Value, String) {
+        let created = self
+            .data(
+                key,
+                "mutation($url: String!) { createEndpoint(input: {url: $url}) { secret endpoint { id } } }",
+                json!({"url": url}),
+            )
+            .await;
+        let secret = created["createEndpoint"]["secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (created["createEndpoint"]["endpoint"]["id"].clone(), secret)
+    }
+
     async fn data(&self, key: &str, query: &str, variables: Value) -> Value {
         let (status, body) = self.call(Some(key), query, variables, &[]).await;
         assert_eq!(status, 200, "{body}");
@@ -77,24 +103,8 @@ async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
     let client = Client::new(&junction);
     let receiver = Receiver::ok().await;
 
-    client
-        .data(
-            &key,
-            "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
-            json!({}),
-        )
-        .await;
-    let created = client
-        .data(
-            &key,
-            "mutation($url: String!) { createEndpoint(input: {url: $url}) { secret endpoint { id url } } }",
-            json!({"url": receiver.url()}),
-        )
-        .await;
-    let secret = created["createEndpoint"]["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    client.create_order_event_type(&key).await;
+    let (_, secret) = client.create_endpoint(&key, &receiver.url()).await;
     // The caller's trace context travels router -> subgraph -> message -> dispatcher -> endpoint.
     let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let (status, published) = client
@@ -187,18 +197,9 @@ async fn tenants_are_isolated_through_the_router(db: TestDatabase) {
     let receiver = Receiver::ok().await;
 
     for key in [&a_key, &b_key] {
-        client
-            .data(key, "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }", json!({}))
-            .await;
+        client.create_order_event_type(key).await;
     }
-    let created = client
-        .data(
-            &a_key,
-            "mutation($url: String!) { createEndpoint(input: {url: $url}) { endpoint { id } } }",
-            json!({"url": receiver.url()}),
-        )
-        .await;
-    let id = created["createEndpoint"]["endpoint"]["id"].clone();
+    let (id, _) = client.create_endpoint(&a_key, &receiver.url()).await;
 
     let seen = client
         .data(
@@ -257,21 +258,8 @@ async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDat
     let client = Client::new(&junction);
     let receiver = Receiver::start(&[], support::receiver::Answer::Status(500)).await;
 
-    client
-        .data(
-            &key,
-            "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
-            json!({}),
-        )
-        .await;
-    let created = client
-        .data(
-            &key,
-            "mutation($url: String!) { createEndpoint(input: {url: $url}) { endpoint { id } } }",
-            json!({"url": receiver.url()}),
-        )
-        .await;
-    let endpoint_id = created["createEndpoint"]["endpoint"]["id"].clone();
+    client.create_order_event_type(&key).await;
+    let (endpoint_id, _) = client.create_endpoint(&key, &receiver.url()).await;
     let published = client
         .data(&key, "mutation { publishEvent(input: {eventType: \"order.created\", payload: {n: 1}}) { message { id } } }", json!({}))
         .await;
