@@ -186,7 +186,6 @@ impl Dispatcher {
 }
 
 /// What one delivery needs from the database.
-#[derive(Clone)]
 struct Context {
     endpoint: Arc<endpoint::Model>,
     message: Arc<message::Model>,

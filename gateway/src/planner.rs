@@ -355,7 +355,14 @@ impl Planner<'_> {
             let mut local = vec![typename()];
             selection::merge_all(&mut local, key.clone());
             selection::merge_all(&mut local, requires.clone());
-            self.entity_fetch(gid, target, parent, path, key, requires, field)?;
+            self.entity_fetch(
+                gid,
+                target,
+                parent,
+                path,
+                selection::union(key, requires),
+                field,
+            )?;
             return Ok(local);
         }
         // Through an @interfaceObject: the target knows the entity only as one of its
@@ -386,7 +393,14 @@ impl Planner<'_> {
                 let mut local = vec![typename()];
                 selection::merge_all(&mut local, key.clone());
                 selection::merge_all(&mut local, requires.clone());
-                self.entity_fetch(gid, target, &interface, path, key, requires, field)?;
+                self.entity_fetch(
+                    gid,
+                    target,
+                    &interface,
+                    path,
+                    selection::union(key, requires),
+                    field,
+                )?;
                 return Ok(local);
             }
         }
@@ -469,8 +483,7 @@ impl Planner<'_> {
                     target,
                     parent,
                     path,
-                    target_key,
-                    requires,
+                    selection::union(target_key, requires),
                     field,
                 )?;
                 let mut local = vec![typename()];
@@ -497,22 +510,19 @@ impl Planner<'_> {
     }
 
     /// Adds `field` to the entity fetch of `target` that runs after group `after`, whose
-    /// representations carry `key` and `requires`.
-    #[allow(clippy::too_many_arguments)]
+    /// representations carry `carried` (a key and what the field requires).
     fn entity_fetch(
         &mut self,
         after: usize,
         target: &Name,
         parent: &Name,
         path: &[PathElement],
-        key: Vec<Selection>,
-        requires: Vec<Selection>,
+        carried: Vec<Selection>,
         field: &Field,
     ) -> Result<(), PlanError> {
         let child = self.child_group(after, target, parent, path);
         let mut representation = vec![typename()];
-        selection::merge_all(&mut representation, key);
-        selection::merge_all(&mut representation, requires);
+        selection::merge_all(&mut representation, carried);
         selection::merge(
             &mut self.groups[child].requires,
             Selection::Fragment(Fragment {

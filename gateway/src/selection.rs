@@ -87,6 +87,12 @@ pub fn merge_all(selections: &mut Vec<Selection>, more: impl IntoIterator<Item =
     }
 }
 
+/// `a` with `b` merged into it.
+pub fn union(mut a: Vec<Selection>, b: Vec<Selection>) -> Vec<Selection> {
+    merge_all(&mut a, b);
+    a
+}
+
 /// `{ a b: c(x: 1) { d } ... on T { e } }`
 pub fn print(selections: &[Selection]) -> String {
     let mut out = String::new();
