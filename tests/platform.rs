@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::graphql_ws::{LEGACY_WS, Received, TRANSPORT_WS, WsClient};
 use support::receiver::Receiver;
 use support::{Junction, TestDatabase, cli};
 
@@ -95,6 +96,7 @@ on_both_databases!(
     webhooks_through_the_router_end_to_end,
     tenants_are_isolated_through_the_router,
     delivery_history_dead_letters_and_replay_through_the_router,
+    live_delivery_events_through_the_router,
 );
 
 async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
@@ -357,4 +359,136 @@ async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Subscriptions through the router over WebSocket: refused without credentials at
+/// `connection_init`; once in, attempt events arrive completed with the endpoint's url from the
+/// webhooks subgraph, and dead letters on the legacy protocol.
+async fn live_delivery_events_through_the_router(db: TestDatabase) {
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("JUNCTION_DISPATCHER_RETRY_SCHEDULE", "[\"50ms\"]"));
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &settings);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let url = junction.url("/graphql");
+
+    // No credentials, or bad ones: the socket is closed at connection_init with 4403.
+    for payload in [
+        json!({}),
+        json!({"Authorization": "Bearer jk_live_aaaaaaaaaaaa_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+    ] {
+        let mut socket = WsClient::open(&url, TRANSPORT_WS).await;
+        socket
+            .send(json!({"type": "connection_init", "payload": payload}))
+            .await;
+        match socket.receive().await {
+            Received::Closed(code, _) => assert_eq!(code, 4403),
+            other => panic!("expected the socket closed, got {other:?}"),
+        }
+    }
+
+    let ok = Receiver::ok().await;
+    let failing = Receiver::start(&[], support::receiver::Answer::Status(500)).await;
+    client.create_order_event_type(&key).await;
+    let (ok_endpoint, _) = client.create_endpoint(&key, &ok.url()).await;
+    let (failing_endpoint, _) = client.create_endpoint(&key, &failing.url()).await;
+
+    let auth = json!({"Authorization": format!("Bearer {key}")});
+    let mut dead = WsClient::connect(&url, LEGACY_WS, auth.clone()).await;
+    dead.subscribe(
+        "dead",
+        "subscription { deadLetters { id attempts reason endpoint { id url } message { id eventType } } }",
+        json!({}),
+    )
+    .await;
+    let mut live = WsClient::connect(&url, TRANSPORT_WS, json!({"headers": auth})).await;
+    live.subscribe(
+        "ok",
+        "subscription($e: ID) { deliveryAttempts(endpointId: $e) { status attempt { attempt statusCode succeeded endpoint { id url } message { id } } } }",
+        json!({"e": ok_endpoint}),
+    )
+    .await;
+
+    // The subscription is live once the subgraph has it; publish until an event comes.
+    let mut published = Vec::new();
+    let event = loop {
+        assert!(
+            published.len() < 20,
+            "no live event after {} messages",
+            published.len()
+        );
+        let data = client
+            .data(&key, "mutation { publishEvent(input: {eventType: \"order.created\", payload: {n: 1}}) { message { id } } }", json!({}))
+            .await;
+        published.push(data["publishEvent"]["message"]["id"].clone());
+        if let Some(received) = live.receive_within(Duration::from_secs(1)).await {
+            break received;
+        }
+    };
+    let Received::Message(event) = event else {
+        panic!("expected an event, got {event:?}");
+    };
+    assert_eq!(event["type"], "next", "{event}");
+    assert_eq!(event["id"], "ok");
+    let payload = &event["payload"];
+    assert!(payload.get("errors").is_none(), "{payload}");
+    let attempt = &payload["data"]["deliveryAttempts"];
+    assert_eq!(attempt["status"], "SUCCEEDED");
+    assert_eq!(attempt["attempt"]["attempt"], 1);
+    assert_eq!(attempt["attempt"]["statusCode"], 200);
+    assert_eq!(attempt["attempt"]["succeeded"], true);
+    // Joined by the router from the webhooks subgraph, for this event.
+    assert_eq!(
+        attempt["attempt"]["endpoint"],
+        json!({"id": ok_endpoint, "url": ok.url()})
+    );
+    assert!(
+        published.contains(&attempt["attempt"]["message"]["id"]),
+        "{event}"
+    );
+
+    // Only the filtered endpoint's attempts arrive: the failing one's never do.
+    while let Some(Received::Message(next)) = live.receive_within(Duration::from_millis(500)).await
+    {
+        assert_eq!(
+            next["payload"]["data"]["deliveryAttempts"]["attempt"]["endpoint"]["id"], ok_endpoint,
+            "{next}"
+        );
+    }
+
+    // Dead letters arrive on the legacy protocol as `data`.
+    let letter = dead.message().await;
+    assert_eq!(letter["type"], "data", "{letter}");
+    assert_eq!(letter["id"], "dead");
+    let letter = &letter["payload"]["data"]["deadLetters"];
+    assert_eq!(letter["attempts"], 2, "{letter}");
+    assert_eq!(
+        letter["endpoint"],
+        json!({"id": failing_endpoint, "url": failing.url()})
+    );
+    assert_eq!(letter["message"]["eventType"], "order.created");
+    assert!(published.contains(&letter["message"]["id"]), "{letter}");
+
+    // Stopping one operation leaves the connection usable.
+    dead.complete("dead").await;
+    assert_eq!(
+        dead.message().await,
+        json!({"id": "dead", "type": "complete"})
+    );
+    dead.subscribe("q", "{ endpoints { edges { node { id } } } }", json!({}))
+        .await;
+    let answer = dead.message().await;
+    assert_eq!(answer["type"], "data", "{answer}");
+    assert_eq!(
+        answer["payload"]["data"]["endpoints"]["edges"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(dead.message().await, json!({"id": "q", "type": "complete"}));
+
+    live.close().await;
+    dead.close().await;
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success());
 }

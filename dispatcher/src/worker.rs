@@ -109,6 +109,11 @@ impl Dispatcher {
         self.inner.events.subscribe()
     }
 
+    /// The event channel itself, for consumers that subscribe later (live GraphQL subscriptions).
+    pub fn events(&self) -> broadcast::Sender<DeliveryEvent> {
+        self.inner.events.clone()
+    }
+
     /// Delivers until `shutdown` resolves, then lets attempts in flight finish (within the
     /// lease; anything cut off is retried by whoever takes the task next).
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
@@ -510,6 +515,8 @@ impl Inner {
             status_code: record.status_code,
             error_kind: record.error_kind,
             duration_ms: record.duration_ms,
+            response_excerpt: record.response_excerpt,
+            trace_id: record.trace_id,
             next_attempt_at,
             at: record.created_at,
         });

@@ -27,6 +27,33 @@ pub struct GatewayConfig {
     /// Progressive-override labels to switch on (`percent(N)` labels are drawn per request).
     #[serde(default)]
     pub override_labels: Vec<String>,
+    #[serde(default)]
+    pub subscriptions: SubscriptionConfig,
+}
+
+/// `[gateway.subscriptions]`: live operations over WebSocket and server-sent events.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionConfig {
+    /// How often the router pings an idle client (WebSocket pings, SSE comments).
+    #[serde(with = "humantime_serde")]
+    pub keepalive: Duration,
+    /// How long a WebSocket client may take to send `connection_init`.
+    #[serde(with = "humantime_serde")]
+    pub init_timeout: Duration,
+    /// The most operations one client (one identity, or one anonymous connection) runs at
+    /// once, over all its connections.
+    pub max_per_client: usize,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        Self {
+            keepalive: Duration::from_secs(15),
+            init_timeout: Duration::from_secs(10),
+            max_per_client: 100,
+        }
+    }
 }
 
 fn default_subgraph_timeout() -> Duration {
@@ -50,6 +77,7 @@ impl Default for GatewayConfig {
             subgraph_timeout: default_subgraph_timeout(),
             limits: crate::operation::Limits::default(),
             override_labels: Vec::new(),
+            subscriptions: SubscriptionConfig::default(),
         }
     }
 }

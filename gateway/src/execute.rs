@@ -8,7 +8,7 @@ use std::time::Duration;
 use apollo_compiler::ast::Type;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
 use junction_schema::Identity;
-use junction_schema::identity::{IdentitySigner, strip_identity_headers};
+use junction_schema::identity::IdentitySigner;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
@@ -25,18 +25,22 @@ pub struct SubgraphClient {
     signer: Option<IdentitySigner>,
 }
 
-/// An HTTP client for subgraphs: keep-alive, a timeout, TLS with the webpki roots.
-pub(crate) fn plain_client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// TLS to subgraphs: ring, the webpki roots.
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// An HTTP client for subgraphs: keep-alive, a timeout, TLS with the webpki roots.
+pub(crate) fn plain_client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(tls_config()?)
         .timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
@@ -53,24 +57,32 @@ impl SubgraphClient {
         })
     }
 
+    /// What every request to a subgraph carries: the caller's signed identity (and nothing a
+    /// client claimed), and the trace context.
+    pub(crate) fn downstream_headers(
+        &self,
+        identity: Option<&Identity>,
+        traceparent: Option<&str>,
+    ) -> HeaderMap {
+        // A fresh map: no header a client sent is passed on.
+        let mut headers = HeaderMap::new();
+        if let (Some(signer), Some(identity)) = (&self.signer, identity) {
+            signer.apply(identity, &mut headers);
+        }
+        if let Some(traceparent) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
+            headers.insert("traceparent", traceparent);
+        }
+        headers
+    }
+
     async fn post(
         &self,
         url: &str,
         body: String,
         request: &RequestContext<'_>,
     ) -> Result<Value, String> {
-        let mut headers = HeaderMap::new();
+        let mut headers = self.downstream_headers(request.identity, request.traceparent);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        strip_identity_headers(&mut headers);
-        if let (Some(signer), Some(identity)) = (&self.signer, request.identity) {
-            signer.apply(identity, &mut headers);
-        }
-        if let Some(traceparent) = request
-            .traceparent
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            headers.insert("traceparent", traceparent);
-        }
         let response = self
             .http
             .post(url)
@@ -121,12 +133,22 @@ pub async fn execute(
     request: &RequestContext<'_>,
     initial: Option<Value>,
 ) -> Value {
+    execute_from(client, plan, request, initial, Vec::new()).await
+}
+
+/// Runs `plan` on top of data already fetched (a subscription event), keeping its errors.
+pub async fn execute_from(
+    client: &SubgraphClient,
+    plan: &QueryPlan,
+    request: &RequestContext<'_>,
+    data: Option<Value>,
+    errors: Vec<Value>,
+) -> Value {
     let state = Mutex::new(State {
-        data: initial
+        data: data
             .filter(Value::is_object)
             .unwrap_or_else(|| Value::Object(Map::new())),
-
-        errors: Vec::new(),
+        errors,
     });
     if let Some(root) = &plan.root {
         run(client, root, request, &state).await;
@@ -402,7 +424,7 @@ fn at<'v>(value: &'v Value, path: &[Value]) -> Option<&'v Value> {
     })
 }
 
-fn tag_service(mut error: Value, service: &str) -> Value {
+pub(crate) fn tag_service(mut error: Value, service: &str) -> Value {
     if let Some(map) = error.as_object_mut() {
         let extensions = map.entry("extensions").or_insert_with(|| json!({}));
         if let Some(extensions) = extensions.as_object_mut() {

@@ -17,6 +17,7 @@ pub mod planner;
 pub mod router;
 pub mod selection;
 pub mod server;
+mod subscription;
 pub mod supergraph;
 
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, SubscriptionConfig};

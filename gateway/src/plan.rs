@@ -128,6 +128,28 @@ impl QueryPlan {
     pub fn fetch_count(&self) -> usize {
         self.root.as_ref().map_or(0, PlanNode::fetch_count)
     }
+
+    /// A subscription's plan in its two parts: the subscription opened on one subgraph, and
+    /// what runs for every event it sends (fetches of fields other subgraphs own).
+    pub fn split_subscription(&self) -> Option<(&Fetch, QueryPlan)> {
+        match self.root.as_ref()? {
+            PlanNode::Fetch(fetch) if fetch.kind == OperationType::Subscription => {
+                Some((fetch, QueryPlan { root: None }))
+            }
+            PlanNode::Sequence(nodes) => match nodes.split_first()? {
+                (PlanNode::Fetch(fetch), rest) if fetch.kind == OperationType::Subscription => {
+                    let root = match rest {
+                        [] => None,
+                        [one] => Some(one.clone()),
+                        more => Some(PlanNode::Sequence(more.to_vec())),
+                    };
+                    Some((fetch, QueryPlan { root }))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for QueryPlan {

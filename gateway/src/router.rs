@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use apollo_compiler::ExecutableDocument;
+use apollo_compiler::ast::OperationType;
 use apollo_compiler::validation::Valid;
 use axum::Json;
-use axum::extract::{Query as UrlQuery, State};
+use axum::extract::{FromRequestParts, Query as UrlQuery, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,10 +20,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::SubscriptionConfig;
 use crate::execute::{RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::plan::QueryPlan;
 use crate::planner;
+use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
 
 const PLAN_CACHE_CAPACITY: usize = 10_000;
@@ -48,6 +51,8 @@ pub struct GraphRouter {
     /// Every progressive-override label of the supergraph.
     override_labels: Labels,
     active_labels: Labels,
+    subscriptions: SubscriptionConfig,
+    client_limits: Arc<ClientLimits>,
 }
 
 /// `percent(25)` -> 25.0
@@ -77,7 +82,26 @@ impl GraphRouter {
             authenticator,
             plans: Mutex::new(HashMap::new()),
             documents: Mutex::new(HashMap::new()),
+            subscriptions: SubscriptionConfig::default(),
+            client_limits: Arc::default(),
         }
+    }
+
+    pub fn with_subscriptions(mut self, config: SubscriptionConfig) -> Self {
+        self.subscriptions = config;
+        self
+    }
+
+    pub(crate) fn subscription_config(&self) -> &SubscriptionConfig {
+        &self.subscriptions
+    }
+
+    pub(crate) fn client_limits(&self) -> &Arc<ClientLimits> {
+        &self.client_limits
+    }
+
+    pub(crate) fn client(&self) -> &SubgraphClient {
+        &self.client
     }
 
     pub fn routes(self: Arc<Self>) -> axum::Router {
@@ -165,109 +189,227 @@ impl GraphRouter {
         Ok(plan)
     }
 
-    async fn handle(
+    /// The caller's identity from request headers (or a WebSocket's `connection_init`);
+    /// `Ok(None)` when the router runs without authentication.
+    pub(crate) async fn authenticate(
         &self,
         headers: &HeaderMap,
-        request: GraphQLRequest,
-        method: &Method,
-    ) -> Response {
-        let identity = match &self.authenticator {
-            None => None,
-            Some(authenticator) => match authenticator.authenticate(headers).await {
-                Ok(Some(identity)) => Some(identity),
-                Ok(None) => {
-                    return error(
-                        StatusCode::UNAUTHORIZED,
-                        "UNAUTHENTICATED",
-                        "credentials required: send an API key as `Authorization: Bearer <key>`",
-                    );
-                }
-                Err(why) => return error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &why),
-            },
+    ) -> Result<Option<Identity>, Rejection> {
+        let Some(authenticator) = &self.authenticator else {
+            return Ok(None);
         };
+        match authenticator.authenticate(headers).await {
+            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(None) => Err(Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "credentials required: send an API key as `Authorization: Bearer <key>`",
+            )),
+            Err(why) => Err(Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                &why,
+            )),
+        }
+    }
+
+    /// Everything before execution: parsed, validated, limits checked, variables coerced,
+    /// planned. Nothing reaches a subgraph before this succeeds.
+    pub(crate) fn prepare(&self, request: GraphQLRequest) -> Result<Prepared, Rejection> {
         let Some(query) = request.query.filter(|q| !q.trim().is_empty()) else {
-            return error(
+            return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 "BAD_USER_INPUT",
                 "the request has no `query`",
-            );
+            ));
         };
         let variables = match request.variables {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
             Some(_) => {
-                return error(
+                return Err(Rejection::new(
                     StatusCode::BAD_REQUEST,
                     "BAD_USER_INPUT",
                     "`variables` must be an object",
-                );
+                ));
             }
         };
         let api = &self.supergraph.api;
-        let document = match self.document(&query) {
-            Ok(document) => document,
-            Err(e) => return operation_error(e),
-        };
-        let (operation, conditions) = match operation::normalize(
+        let document = self.document(&query).map_err(Rejection::from)?;
+        let (operation, conditions) = operation::normalize(
             &document,
             request.operation_name.as_deref(),
             &variables,
             &self.limits,
-        ) {
-            Ok(normalized) => normalized,
-            Err(e) => return operation_error(e),
-        };
-        if method == Method::GET && operation.kind != apollo_compiler::ast::OperationType::Query {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_USER_INPUT",
-                "only queries may be sent with GET; use POST",
-            );
-        }
+        )
+        .map_err(Rejection::from)?;
         let Ok(selected) = document.operations.get(request.operation_name.as_deref()) else {
-            return error(
+            return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
                 "BAD_USER_INPUT",
                 "no such operation in the document",
-            );
+            ));
         };
-        let coerced = match apollo_compiler::request::coerce_variable_values(
+        let coerced = apollo_compiler::request::coerce_variable_values(
             api,
             selected,
             &to_bytes_map(&variables),
-        ) {
-            Ok(coerced) => coerced,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "BAD_USER_INPUT",
-                    &e.message().to_string(),
-                );
-            }
-        };
+        )
+        .map_err(|e| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &e.message().to_string(),
+            )
+        })?;
         let introspection = introspect(&self.supergraph, &document, selected, &coerced);
         let labels = self.labels_for_request();
-        let plan = match self.plan(&query, &operation, &conditions, &labels) {
-            Ok(plan) => plan,
-            Err(e) => {
+        let plan = self
+            .plan(&query, &operation, &conditions, &labels)
+            .map_err(|e| {
                 tracing::warn!(error = %e, "cannot plan an operation");
-                return error(
+                Rejection::new(
                     StatusCode::OK,
                     "INTERNAL",
                     &format!("cannot plan this operation: {e}"),
-                );
-            }
-        };
+                )
+            })?;
+        Ok(Prepared {
+            operation,
+            variables,
+            plan,
+            introspection,
+        })
+    }
+
+    /// Runs a prepared query or mutation to its response body.
+    pub(crate) async fn execute(
+        &self,
+        prepared: Prepared,
+        identity: Option<&Identity>,
+        traceparent: Option<&str>,
+    ) -> Value {
         let context = RequestContext {
             supergraph: &self.supergraph,
-            operation: &operation,
-            variables: &variables,
-            identity: identity.as_ref(),
-            traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+            operation: &prepared.operation,
+            variables: &prepared.variables,
+            identity,
+            traceparent,
         };
-        let body = execute(&self.client, &plan, &context, introspection).await;
+        execute(
+            &self.client,
+            &prepared.plan,
+            &context,
+            prepared.introspection,
+        )
+        .await
+    }
+
+    async fn handle(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        request: GraphQLRequest,
+        method: &Method,
+    ) -> Response {
+        let identity = match self.authenticate(headers).await {
+            Ok(identity) => identity,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let prepared = match self.prepare(request) {
+            Ok(prepared) => prepared,
+            Err(rejection) => return rejection.into_response(),
+        };
+        if method == Method::GET && prepared.operation.kind != OperationType::Query {
+            return Rejection::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_USER_INPUT",
+                "only queries may be sent with GET; use POST",
+            )
+            .into_response();
+        }
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        if accepts_event_stream(headers) {
+            return sse::respond(
+                Arc::clone(self),
+                prepared,
+                identity,
+                traceparent.map(str::to_owned),
+            );
+        }
+        if prepared.operation.kind == OperationType::Subscription {
+            return Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "subscriptions need a WebSocket (graphql-transport-ws, graphql-ws) or \
+                 `Accept: text/event-stream`",
+            )
+            .into_response();
+        }
+        let body = self.execute(prepared, identity.as_ref(), traceparent).await;
         (StatusCode::OK, Json(body)).into_response()
     }
+}
+
+/// An operation ready to run.
+pub(crate) struct Prepared {
+    pub operation: operation::Operation,
+    pub variables: Map<String, Value>,
+    pub plan: Arc<QueryPlan>,
+    /// Answers to `__schema`/`__type`, merged into the data.
+    pub introspection: Option<Value>,
+}
+
+/// A request refused before execution: an HTTP status and GraphQL errors.
+#[derive(Debug)]
+pub(crate) struct Rejection {
+    pub status: StatusCode,
+    pub errors: Vec<Value>,
+}
+
+impl Rejection {
+    pub fn new(status: StatusCode, code: &str, message: &str) -> Self {
+        Self {
+            status,
+            errors: vec![json!({"message": message, "extensions": {"code": code}})],
+        }
+    }
+}
+
+impl From<OperationError> for Rejection {
+    fn from(failure: OperationError) -> Self {
+        match failure {
+            OperationError::Invalid(errors) => Self {
+                status: StatusCode::BAD_REQUEST,
+                errors: errors
+                    .into_iter()
+                    .map(|e| {
+                        let mut value = serde_json::to_value(&e)
+                            .unwrap_or_else(|_| json!({"message": e.message}));
+                        value["extensions"] = json!({"code": "BAD_USER_INPUT"});
+                        value
+                    })
+                    .collect(),
+            },
+            OperationError::UnknownOperation(message) | OperationError::OverLimit(message) => {
+                Self::new(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &message)
+            }
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"errors": self.errors}))).into_response()
+    }
+}
+
+/// graphql-sse: the client asks for a stream of results.
+fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
 }
 
 fn to_bytes_map(variables: &Map<String, Value>) -> apollo_compiler::response::JsonMap {
@@ -304,10 +446,10 @@ fn introspect(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GraphQLRequest {
-    query: Option<String>,
-    operation_name: Option<String>,
-    variables: Option<Value>,
+pub(crate) struct GraphQLRequest {
+    pub query: Option<String>,
+    pub operation_name: Option<String>,
+    pub variables: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -336,11 +478,30 @@ async fn graphql_post(
     router.handle(&headers, request, &Method::POST).await
 }
 
-async fn graphql_get(
-    State(router): State<Arc<GraphRouter>>,
-    headers: HeaderMap,
-    UrlQuery(params): UrlQuery<GetParams>,
-) -> Response {
+async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let upgrading = parts
+        .headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if upgrading {
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => websocket::upgrade(router, upgrade, parts.headers),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let params = match UrlQuery::<GetParams>::from_request_parts(&mut parts, &()).await {
+        Ok(UrlQuery(params)) => params,
+        Err(rejection) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &rejection.body_text(),
+            );
+        }
+    };
+    let headers = parts.headers;
     // CSRF prevention: a browser cannot send these from a plain form or image tag.
     let preflighted = headers
         .get("content-type")
@@ -383,31 +544,7 @@ async fn graphql_get(
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"errors": [{"message": message, "extensions": {"code": code}}]})),
-    )
-        .into_response()
-}
-
-fn operation_error(failure: OperationError) -> Response {
-    match failure {
-        OperationError::Invalid(errors) => {
-            let errors: Vec<Value> = errors
-                .into_iter()
-                .map(|e| {
-                    let mut value =
-                        serde_json::to_value(&e).unwrap_or_else(|_| json!({"message": e.message}));
-                    value["extensions"] = json!({"code": "BAD_USER_INPUT"});
-                    value
-                })
-                .collect();
-            (StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response()
-        }
-        OperationError::UnknownOperation(message) | OperationError::OverLimit(message) => {
-            error(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &message)
-        }
-    }
+    Rejection::new(status, code, message).into_response()
 }
 
 #[cfg(test)]

@@ -43,6 +43,28 @@ pub struct DeliveryEvent {
     pub status_code: Option<i32>,
     pub error_kind: Option<String>,
     pub duration_ms: i64,
+    pub response_excerpt: Option<String>,
+    pub trace_id: Option<String>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
+}
+
+impl DeliveryEvent {
+    /// The attempt as it was recorded.
+    pub fn to_attempt(&self) -> crate::entities::delivery_attempt::Model {
+        crate::entities::delivery_attempt::Model {
+            id: self.attempt_id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            delivery_id: self.delivery_id.clone(),
+            message_id: self.message_id.clone(),
+            endpoint_id: self.endpoint_id.clone(),
+            attempt: self.attempt,
+            status_code: self.status_code,
+            duration_ms: self.duration_ms,
+            response_excerpt: self.response_excerpt.clone(),
+            error_kind: self.error_kind.clone(),
+            trace_id: self.trace_id.clone(),
+            created_at: self.at,
+        }
+    }
 }

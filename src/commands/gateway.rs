@@ -43,7 +43,8 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
             config.gateway.limits.clone(),
             None,
         )
-        .with_active_labels(config.gateway.override_labels.iter().cloned().collect()),
+        .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
+        .with_subscriptions(config.gateway.subscriptions.clone()),
     );
     let app = router
         .routes()

@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
 
     let shutdown = Shutdown::on_signal();
     let worker = dispatcher::start(&config, &db)?;
+    let worker_events = worker.events();
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
         db.clone(),
         config.deliveries.clone(),
@@ -68,7 +69,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         ),
         (
             "deliveries",
-            subgraph::deliveries_router(&config, &db, Arc::clone(&verifier)),
+            subgraph::deliveries_router(
+                &config,
+                &db,
+                Arc::clone(&verifier),
+                Some(worker_events.clone()),
+            ),
             junction_deliveries::graphql::sdl(),
         ),
     ] {
@@ -108,7 +114,8 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             config.gateway.limits.clone(),
             Some(authenticator),
         )
-        .with_active_labels(config.gateway.override_labels.iter().cloned().collect()),
+        .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
+        .with_subscriptions(config.gateway.subscriptions.clone()),
     );
     let app = router
         .routes()

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use junction_gateway::health;
+use junction_schema::envelope::DeliveryEvent;
 use junction_schema::identity::{IdentityKey, IdentityVerifier};
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::graphql::{self, WebhooksState};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio::sync::broadcast;
 use tower_http::trace::TraceLayer;
 
 use crate::cli::SubgraphName;
@@ -36,7 +38,7 @@ pub async fn run(
     let db = connect_migrated(&config).await?;
     let verifier = Arc::new(verifier(key, &config));
     let app = match name {
-        SubgraphName::Deliveries => deliveries_router(&config, &db, verifier),
+        SubgraphName::Deliveries => deliveries_router(&config, &db, verifier, None),
         _ => webhooks_router(&config, &db, verifier),
     }
     .merge(health::routes(vec![database_probe(db.clone())]))
@@ -87,11 +89,13 @@ pub fn webhooks_router(
     junction_webhooks::http::router(schema, verifier)
 }
 
-/// The deliveries subgraph's routes; replays go to the dispatcher's queue.
+/// The deliveries subgraph's routes; replays go to the dispatcher's queue, and live
+/// subscriptions take `events` (the dispatcher's, when it runs in this process).
 pub fn deliveries_router(
     config: &Config,
     db: &DatabaseConnection,
     verifier: Arc<IdentityVerifier>,
+    events: Option<broadcast::Sender<DeliveryEvent>>,
 ) -> axum::Router {
     let queue = Arc::new(junction_dispatcher::queue::EmbeddedQueue::new(
         db.clone(),
@@ -101,6 +105,7 @@ pub fn deliveries_router(
         junction_deliveries::graphql::schema(junction_deliveries::graphql::DeliveriesState {
             db: db.clone(),
             queue,
+            events,
         });
     junction_deliveries::http::router(schema, verifier)
 }

@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod database;
 pub mod federation;
+pub mod graphql_ws;
 pub mod media;
 
 pub mod process;

@@ -1,28 +1,35 @@
 //! The GraphQL face of the deliveries subgraph (Apollo Federation v2).
 
+mod live;
 mod objects;
 mod operations;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{SDLExportOptions, Schema};
 use junction_dispatcher::Queue;
+use junction_schema::envelope::DeliveryEvent;
 use sea_orm::DatabaseConnection;
+use tokio::sync::broadcast;
 
+pub use live::Subscription;
 pub use operations::{Mutation, Query};
 
-pub type DeliveriesSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type DeliveriesSchema = Schema<Query, Mutation, Subscription>;
 
 #[derive(Clone)]
 pub struct DeliveriesState {
     pub db: DatabaseConnection,
     /// Where replays go: the queue the dispatcher takes from.
     pub queue: Arc<dyn Queue>,
+    /// Where live subscriptions take their events; `None` without a dispatcher in reach.
+    pub events: Option<broadcast::Sender<DeliveryEvent>>,
 }
 
 pub fn schema(state: DeliveriesState) -> DeliveriesSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .enable_federation()
+        .enable_subscription_in_federation()
         .data(Arc::new(state))
         .limit_depth(16)
         .limit_complexity(2_000)
@@ -30,8 +37,9 @@ pub fn schema(state: DeliveriesState) -> DeliveriesSchema {
 }
 
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .enable_federation()
+        .enable_subscription_in_federation()
         .finish()
         .sdl_with_options(SDLExportOptions::new().federation().compose_directive())
 }
