@@ -7,13 +7,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::StatusCode;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, Stream};
 use junction_schema::Identity;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::{Event, OperationId, Outgoing, client_key, too_many};
 use crate::router::{GraphRouter, Prepared, Rejection};
@@ -55,33 +58,42 @@ pub fn respond(
         async move { watcher.closed().await },
         slot,
     ));
-    Sse::new(event_stream(events))
-        .keep_alive(KeepAlive::new().interval(settings.keepalive))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(event_stream(events, settings.keepalive)),
+    )
         .into_response()
 }
 
+/// The operation's events as SSE text, with a comment line as keep-alive when idle.
 fn event_stream(
     events: mpsc::Receiver<Outgoing>,
-) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-    stream::unfold(Some(events), |events| async move {
-        let mut events = events?;
-        let (out, last) = match events.recv().await.map(|o| o.event) {
-            Some(Event::Next(body)) => (vec![next(&body)], false),
-            Some(Event::Error(errors)) => {
-                (vec![next(&json!({ "errors": errors })), complete()], true)
-            }
-            Some(Event::Complete) | None => (vec![complete()], true),
+    keepalive: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
+    let mut ticks = interval_at(Instant::now() + keepalive, keepalive);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    stream::unfold(Some((events, ticks)), |state| async move {
+        let (mut events, mut ticks) = state?;
+        let (text, last) = tokio::select! {
+            event = events.recv() => match event.map(|o| o.event) {
+                Some(Event::Next(body)) => (next(&body), false),
+                Some(Event::Error(errors)) => {
+                    (next(&json!({ "errors": errors })) + COMPLETE, true)
+                }
+                Some(Event::Complete) | None => (COMPLETE.to_owned(), true),
+            },
+            _ = ticks.tick() => (":\n\n".to_owned(), false),
         };
-        Some((stream::iter(out), (!last).then_some(events)))
+        Some((Ok(Bytes::from(text)), (!last).then_some((events, ticks))))
     })
-    .flatten()
-    .map(Ok)
 }
 
-fn next(body: &serde_json::Value) -> SseEvent {
-    SseEvent::default().event("next").data(body.to_string())
+/// JSON has no raw newlines, so one `data:` line carries it.
+fn next(body: &serde_json::Value) -> String {
+    format!("event: next\ndata: {body}\n\n")
 }
 
-fn complete() -> SseEvent {
-    SseEvent::default().event("complete").data("")
-}
+const COMPLETE: &str = "event: complete\ndata:\n\n";
