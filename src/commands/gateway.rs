@@ -48,6 +48,7 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
     );
     let app = router
         .routes()
+        .merge(junction_playground::routes())
         .merge(health::routes(Vec::new()))
         .layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;

@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     );
     let app = router
         .routes()
+        .merge(junction_playground::routes())
         .merge(health::routes(vec![database_probe(db.clone())]))
         .layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;

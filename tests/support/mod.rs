@@ -2,6 +2,7 @@
 //! `junction` binary run as a user runs it.
 #![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
+pub mod browser;
 pub mod catalog;
 pub mod database;
 pub mod federation;

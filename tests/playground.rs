@@ -1,0 +1,142 @@
+//! The playground in a real headless Chromium against `junction serve`: the page loads from
+//! the binary alone, runs a query with the API key typed into its header editor, shows the
+//! result, streams a live subscription over WebSocket, and requests nothing from anywhere but
+//! this router.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::browser::Browser;
+use support::receiver::Receiver;
+use support::{Junction, TestDatabase};
+
+const SETTINGS: &[(&str, &str)] = &[
+    ("JUNCTION_DISPATCHER_ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]"),
+    ("JUNCTION_DISPATCHER_POLL_INTERVAL", "20ms"),
+];
+
+async fn graphql(junction: &Junction, key: &str, query: &str) -> Value {
+    let body: Value = reqwest::Client::new()
+        .post(junction.url("/graphql"))
+        .bearer_auth(key)
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+/// The text GraphiQL shows in its result pane once it contains `needle`; "" until then.
+fn result_containing(needle: &str) -> String {
+    format!(
+        "(() => {{ const pane = document.querySelector('.graphiql-response .CodeMirror'); \
+         const text = pane && pane.CodeMirror ? pane.CodeMirror.getValue() : ''; \
+         return text.includes({needle:?}) ? text : ''; }})()"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_playground_runs_queries_and_subscriptions_offline() {
+    let db = TestDatabase::sqlite().await;
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), SETTINGS);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = junction
+        .stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("jk_live_"))
+        .expect("the admin key is printed")
+        .to_owned();
+    let receiver = Receiver::ok().await;
+    graphql(
+        &junction,
+        &key,
+        "mutation { createEventType(input: {name: \"order.created\"}) { eventType { name } } }",
+    )
+    .await;
+    graphql(
+        &junction,
+        &key,
+        &format!(
+            "mutation {{ createEndpoint(input: {{url: {:?}}}) {{ endpoint {{ id }} }} }}",
+            receiver.url()
+        ),
+    )
+    .await;
+
+    let mut browser = Browser::launch().await;
+    // A returning user: GraphiQL keeps the header editor and the query in local storage.
+    browser
+        .navigate(&junction.url("/playground/assets/playground.css"))
+        .await;
+    browser
+        .evaluate(&format!(
+            "localStorage.setItem('graphiql:headers', {:?}); \
+             localStorage.setItem('graphiql:query', '{{ endpoints {{ edges {{ node {{ url }} }} }} }}'); true",
+            json!({"Authorization": format!("Bearer {key}")}).to_string()
+        ))
+        .await;
+    browser.navigate(&junction.url("/playground")).await;
+    browser
+        .wait_for("!!document.querySelector('.graphiql-execute-button')")
+        .await;
+    browser
+        .evaluate("document.querySelector('.graphiql-execute-button').click(); true")
+        .await;
+    let shown = browser.wait_for(&result_containing(&receiver.url())).await;
+    let shown: Value = serde_json::from_str(shown.as_str().unwrap()).unwrap();
+    assert_eq!(
+        shown,
+        json!({"data": {"endpoints": {"edges": [{"node": {"url": receiver.url()}}]}}})
+    );
+
+    // A subscription from the page: attempt events stream in over the router's WebSocket.
+    browser
+        .evaluate(
+            "document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(\
+             'subscription { deliveryAttempts { status attempt { statusCode endpoint { url } } } }'); \
+             document.querySelector('.graphiql-execute-button').click(); true",
+        )
+        .await;
+    let mut shown = Value::Null;
+    for _ in 0..20 {
+        graphql(
+            &junction,
+            &key,
+            "mutation { publishEvent(input: {eventType: \"order.created\", payload: {n: 1}}) { deliveryCount } }",
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        shown = browser.evaluate(&result_containing("SUCCEEDED")).await;
+        if shown != json!("") {
+            break;
+        }
+    }
+    let shown: Value = serde_json::from_str(shown.as_str().expect("a live event shown"))
+        .expect("the result pane holds JSON");
+    assert_eq!(
+        shown["data"]["deliveryAttempts"],
+        json!({"status": "SUCCEEDED", "attempt": {"statusCode": 200, "endpoint": {"url": receiver.url()}}})
+    );
+
+    // Nothing left the machine: every request went to this router.
+    let origin = junction.url("");
+    let socket_origin = origin.replacen("http://", "ws://", 1);
+    let requested = browser.requested_urls();
+    assert!(
+        requested.iter().any(|u| u.starts_with(&socket_origin)),
+        "the subscription used a WebSocket: {requested:?}"
+    );
+    for url in &requested {
+        assert!(
+            url.starts_with(&origin) || url.starts_with(&socket_origin) || url.starts_with("data:"),
+            "the page requested {url}"
+        );
+    }
+    assert_eq!(browser.page_errors(), Vec::<Value>::new());
+}
