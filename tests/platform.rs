@@ -359,6 +359,66 @@ async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDat
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // Dead letters in bulk: a replay job, whose progress is there to query.
+    receiver.answer_from_now_on(support::receiver::Answer::Status(500));
+    for n in 2..4 {
+        client
+            .data(&key, "mutation($p: JSON!) { publishEvent(input: {eventType: \"order.created\", payload: $p}) { deliveryCount } }", json!({"p": {"n": n}}))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.data(&key, history, json!({"id": endpoint_id})).await["deadLetters"]
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "no dead letters");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    receiver.answer_from_now_on(support::receiver::Answer::Status(200));
+    let started = client
+        .data(
+            &key,
+            "mutation($e: ID!) { replayDeadLetters(input: {filter: {endpointId: $e}}) { job { id total } } }",
+            json!({"e": endpoint_id}),
+        )
+        .await;
+    let job = &started["replayDeadLetters"]["job"];
+    assert_eq!(job["total"], 2.0, "{started}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let job = loop {
+        let data = client
+            .data(
+                &key,
+                "query($id: ID!) { replayJob(id: $id) { status total requeued progress error endpoint { url } } }",
+                json!({"id": job["id"]}),
+            )
+            .await;
+        if data["replayJob"]["status"] != "RUNNING" {
+            break data["replayJob"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{data}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        job,
+        json!({"status": "SUCCEEDED", "total": 2.0, "requeued": 2.0, "progress": 1.0, "error": null, "endpoint": {"url": receiver.url()}})
+    );
+    receiver.wait_for(9, Duration::from_secs(20)).await;
+    let bad = client
+        .call(
+            Some(&key),
+            "mutation { replayDeadLetters(input: {filter: {since: \"2026-01-02T00:00:00Z\", until: \"2026-01-01T00:00:00Z\"}}) { job { id } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        bad.1["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{}",
+        bad.1
+    );
 }
 
 /// Subscriptions through the router over WebSocket: refused without credentials at

@@ -10,14 +10,18 @@ use std::time::Duration;
 
 use junction_dispatcher::queue::EmbeddedQueue;
 use junction_dispatcher::{Dispatcher, DispatcherConfig, replay};
-use junction_schema::entities::{delivery, delivery_attempt, endpoint};
+use junction_schema::entities::{delivery, delivery_attempt, endpoint, replay_job};
 use junction_schema::tenants;
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::WebhookError;
 use junction_webhooks::endpoints::{self, NewEndpoint};
 use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent, Published};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 use support::TestDatabase;
 use support::receiver::{Answer, Receiver, verify_v1};
 use tokio::sync::oneshot;
@@ -192,6 +196,7 @@ on_both_databases!(
     a_dead_endpoint_does_not_hold_up_the_others,
     ed25519_signatures_verify_with_the_public_key_alone,
     stats_match_a_scripted_history_exactly,
+    bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over,
     retention_removes_old_history_but_keeps_what_is_still_delivering,
 );
 
@@ -559,11 +564,16 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
     let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
     let since = published.message.created_at - chrono::Duration::minutes(1);
     let until = chrono::Utc::now() + chrono::Duration::minutes(1);
-    let replayed =
-        replay::replay_endpoint(&db, &queue, &acme.id, &created.endpoint.id, since, until)
-            .await
-            .unwrap();
-    assert_eq!(replayed, 1);
+    let endpoint_filter = replay::DeadLetterFilter {
+        endpoint_id: Some(created.endpoint.id.clone()),
+        since: Some(since),
+        until: Some(until),
+    };
+    let replayed = replay::replay_dead_letters(&db, &queue, &acme.id, &endpoint_filter)
+        .await
+        .unwrap();
+    assert_eq!((replayed.total, replayed.requeued), (1, 1));
+    assert_eq!(replayed.status, replay_job::SUCCEEDED);
     let delivered = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
     let last = receiver.requests().last().cloned().unwrap();
     assert_eq!(last.header("webhook-id"), failed_id);
@@ -585,13 +595,14 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
         &db,
         &queue,
         &acme.id,
-        Some(&created.endpoint.id),
-        None,
-        None,
+        &replay::DeadLetterFilter {
+            endpoint_id: Some(created.endpoint.id.clone()),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
-    assert_eq!(bulk, 2);
+    assert_eq!(bulk.requeued, 2);
     wait_for_status(&db, &second.message.id, delivery::SUCCEEDED).await;
     wait_for_status(&db, &third.message.id, delivery::SUCCEEDED).await;
     let seen = receiver.requests().len();
@@ -961,5 +972,92 @@ async fn retention_removes_old_history_but_keeps_what_is_still_delivering(db: Te
         delivery::Entity::find().count(&db).await.unwrap(),
         1,
         "its delivery stays too"
+    );
+}
+
+/// A bulk replay is a job: it counts what it will do, re-queues in batches with its progress
+/// recorded, and a job whose process died (its heartbeat stopped) is taken over and finished
+/// by another, once.
+async fn bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let other = tenant(&db, "other").await;
+    let receiver = Receiver::ok().await;
+    acme.endpoint(&receiver.url()).await;
+    other.endpoint(&receiver.url()).await;
+    // Seven dead letters for acme, one for the other tenant (no dispatcher runs here).
+    for n in 0..7 {
+        acme.publish(serde_json::json!({"n": n})).await;
+    }
+    other.publish(serde_json::json!({"n": 0})).await;
+    let bury = || async {
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(delivery::DEAD))
+            .exec(&db)
+            .await
+            .unwrap();
+    };
+    bury().await;
+    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
+    let all = replay::DeadLetterFilter::default();
+
+    let job = replay::start_replay(&db, &acme.id, &all).await.unwrap();
+    assert_eq!((job.total, job.requeued), (7, 0));
+    assert_eq!(job.status, replay_job::RUNNING);
+    let done = replay::run_replay(&db, &queue, job, 3).await.unwrap();
+    assert_eq!((done.total, done.requeued), (7, 7));
+    assert_eq!(done.status, replay_job::SUCCEEDED);
+    assert!(done.finished_at.is_some());
+    let pending = |tenant: String| {
+        let db = db.clone();
+        async move {
+            delivery::Entity::find()
+                .filter(delivery::Column::TenantId.eq(tenant))
+                .filter(delivery::Column::Status.eq(delivery::PENDING))
+                .count(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(pending(acme.id.clone()).await, 7);
+    assert_eq!(
+        pending(other.id.clone()).await,
+        0,
+        "only the caller's tenant"
+    );
+
+    // A job whose process died right after starting it: its heartbeat is old.
+    bury().await;
+    let abandoned = replay::start_replay(&db, &acme.id, &all).await.unwrap();
+    let mut stale = abandoned.clone().into_active_model();
+    stale.heartbeat_at = Set(chrono::Utc::now() - chrono::Duration::minutes(5));
+    stale.update(&db).await.unwrap();
+    // A fresh job is nobody's to take.
+    let fresh = replay::start_replay(&db, &other.id, &all).await.unwrap();
+    let resumed = replay::resume_abandoned(&db, &queue, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(resumed, 1);
+    let finished = replay_job::Entity::find_by_id(abandoned.id.clone())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (finished.requeued, finished.status.as_str()),
+        (7, replay_job::SUCCEEDED)
+    );
+    let untouched = replay_job::Entity::find_by_id(fresh.id.clone())
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.status, replay_job::RUNNING);
+    // Finished jobs are not taken again.
+    assert_eq!(
+        replay::resume_abandoned(&db, &queue, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        0
     );
 }

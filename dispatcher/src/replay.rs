@@ -1,10 +1,15 @@
 //! Replay: putting deliveries back on the queue, keeping their ids, so the receiver sees the
-//! same `webhook-id` it saw before.
+//! same `webhook-id` it saw before. One message is replayed at once; dead letters in bulk
+//! are replayed by a job that records its progress (see [`start_replay`]).
 
 use chrono::{DateTime, Utc};
-use junction_schema::entities::delivery;
+use junction_schema::entities::{delivery, replay_job};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+};
+use uuid::Uuid;
 
 use crate::queue::{Queue, QueueError, Task};
 
@@ -33,50 +38,184 @@ pub async fn replay_message(
     requeue(db, queue, rows).await
 }
 
-/// Re-queues an endpoint's dead-lettered deliveries created in `[since, until)`.
-pub async fn replay_endpoint(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
-    tenant_id: &str,
-    endpoint_id: &str,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-) -> Result<usize, ReplayError> {
-    let rows = delivery::Entity::find()
-        .filter(delivery::Column::TenantId.eq(tenant_id))
-        .filter(delivery::Column::EndpointId.eq(endpoint_id))
-        .filter(delivery::Column::Status.eq(delivery::DEAD))
-        .filter(delivery::Column::CreatedAt.gte(since))
-        .filter(delivery::Column::CreatedAt.lt(until))
-        .all(db)
-        .await?;
-    requeue(db, queue, rows).await
+/// Which dead letters a bulk replay takes: of one endpoint (or all the tenant's), created in
+/// `[since, until)` (either end open).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    pub endpoint_id: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
 }
 
-/// Re-queues a tenant's dead-lettered deliveries, optionally of one endpoint and within
-/// `[since, until)` of their creation.
+impl DeadLetterFilter {
+    fn query(&self, tenant_id: &str) -> Select<delivery::Entity> {
+        let mut query = delivery::Entity::find()
+            .filter(delivery::Column::TenantId.eq(tenant_id))
+            .filter(delivery::Column::Status.eq(delivery::DEAD));
+        if let Some(endpoint_id) = &self.endpoint_id {
+            query = query.filter(delivery::Column::EndpointId.eq(endpoint_id.as_str()));
+        }
+        if let Some(since) = self.since {
+            query = query.filter(delivery::Column::CreatedAt.gte(since));
+        }
+        if let Some(until) = self.until {
+            query = query.filter(delivery::Column::CreatedAt.lt(until));
+        }
+        query
+    }
+
+    fn of(job: &replay_job::Model) -> Self {
+        Self {
+            endpoint_id: job.endpoint_id.clone(),
+            since: job.since,
+            until: job.until,
+        }
+    }
+}
+
+/// Records a bulk replay of the dead letters `filter` matches, counted now; nothing is
+/// re-queued until [`run_replay`] runs it.
+pub async fn start_replay(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    filter: &DeadLetterFilter,
+) -> Result<replay_job::Model, ReplayError> {
+    let total = filter.query(tenant_id).count(db).await?;
+    let now = Utc::now();
+    let job = replay_job::ActiveModel {
+        id: Set(Uuid::now_v7().to_string()),
+        tenant_id: Set(tenant_id.to_owned()),
+        endpoint_id: Set(filter.endpoint_id.clone()),
+        since: Set(filter.since),
+        until: Set(filter.until),
+        status: Set(replay_job::RUNNING.to_owned()),
+        total: Set(i64::try_from(total).unwrap_or(i64::MAX)),
+        requeued: Set(0),
+        cursor: Set(None),
+        error: Set(None),
+        heartbeat_at: Set(now),
+        created_at: Set(now),
+        finished_at: Set(None),
+    };
+    Ok(job.insert(db).await?)
+}
+
+/// Runs a replay job to its end, `batch` dead letters at a time, recording progress and a
+/// heartbeat after each batch. A failure is recorded on the job as well as returned.
+pub async fn run_replay(
+    db: &impl ConnectionTrait,
+    queue: &dyn Queue,
+    mut job: replay_job::Model,
+    batch: u64,
+) -> Result<replay_job::Model, ReplayError> {
+    let filter = DeadLetterFilter::of(&job);
+    loop {
+        let step = async {
+            let mut query = filter.query(&job.tenant_id);
+            if let Some(cursor) = &job.cursor {
+                query = query.filter(delivery::Column::Id.gt(cursor.as_str()));
+            }
+            let rows = query
+                .order_by_asc(delivery::Column::Id)
+                .limit(batch)
+                .all(db)
+                .await?;
+            let last = rows.last().map(|row| row.id.clone());
+            let count = requeue(db, queue, rows).await?;
+            Ok::<_, ReplayError>((last, count))
+        };
+        let (last, count) = match step.await {
+            Ok(step) => step,
+            Err(error) => {
+                let mut failed = job.clone().into_active_model();
+                failed.status = Set(replay_job::FAILED.to_owned());
+                failed.error = Set(Some(error.to_string()));
+                failed.finished_at = Set(Some(Utc::now()));
+                failed.update(db).await?;
+                return Err(error);
+            }
+        };
+        let requeued = job
+            .requeued
+            .saturating_add(i64::try_from(count).unwrap_or(i64::MAX));
+        let mut progress = job.into_active_model();
+        progress.heartbeat_at = Set(Utc::now());
+        match last {
+            Some(last) => {
+                progress.cursor = Set(Some(last));
+                progress.requeued = Set(requeued);
+                job = progress.update(db).await?;
+            }
+            None => {
+                progress.status = Set(replay_job::SUCCEEDED.to_owned());
+                progress.finished_at = Set(Some(Utc::now()));
+                return Ok(progress.update(db).await?);
+            }
+        }
+    }
+}
+
+/// Starts and runs a bulk replay in one call; returns the finished job.
 pub async fn replay_dead_letters(
     db: &impl ConnectionTrait,
     queue: &dyn Queue,
     tenant_id: &str,
-    endpoint_id: Option<&str>,
-    since: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
+    filter: &DeadLetterFilter,
+) -> Result<replay_job::Model, ReplayError> {
+    let job = start_replay(db, tenant_id, filter).await?;
+    run_replay(db, queue, job, REPLAY_BATCH).await
+}
+
+/// Dead letters re-queued per step of a replay job.
+pub const REPLAY_BATCH: u64 = 500;
+/// A running job whose heartbeat is older than this is taken to be abandoned. A batch takes
+/// well under a second, so this is generous.
+pub const REPLAY_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Looks for abandoned replay jobs every `every` and finishes them, until dropped. Every
+/// dispatcher runs it.
+pub async fn take_over_abandoned(
+    db: sea_orm::DatabaseConnection,
+    queue: std::sync::Arc<dyn Queue>,
+    every: std::time::Duration,
+) {
+    loop {
+        if let Err(error) = resume_abandoned(&db, queue.as_ref(), REPLAY_STALE_AFTER).await {
+            tracing::warn!(%error, "cannot take over abandoned replay jobs; trying again later");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Takes over running jobs whose heartbeat is older than `stale_after` (their process died)
+/// and runs them to the end. Each is claimed by moving its heartbeat only if nobody else did,
+/// so of several processes doing this, one runs each job. Returns how many it finished.
+pub async fn resume_abandoned(
+    db: &impl ConnectionTrait,
+    queue: &dyn Queue,
+    stale_after: std::time::Duration,
 ) -> Result<usize, ReplayError> {
-    let mut query = delivery::Entity::find()
-        .filter(delivery::Column::TenantId.eq(tenant_id))
-        .filter(delivery::Column::Status.eq(delivery::DEAD));
-    if let Some(endpoint_id) = endpoint_id {
-        query = query.filter(delivery::Column::EndpointId.eq(endpoint_id));
+    let stale = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default();
+    let abandoned = replay_job::Entity::find()
+        .filter(replay_job::Column::Status.eq(replay_job::RUNNING))
+        .filter(replay_job::Column::HeartbeatAt.lt(stale))
+        .all(db)
+        .await?;
+    let mut finished = 0;
+    for job in abandoned {
+        let claimed = replay_job::Entity::update_many()
+            .col_expr(replay_job::Column::HeartbeatAt, Expr::value(Utc::now()))
+            .filter(replay_job::Column::Id.eq(job.id.as_str()))
+            .filter(replay_job::Column::HeartbeatAt.eq(job.heartbeat_at))
+            .exec(db)
+            .await?;
+        if claimed.rows_affected == 1 {
+            tracing::info!(job = %job.id, requeued = job.requeued, "resuming an abandoned replay job");
+            run_replay(db, queue, job, REPLAY_BATCH).await?;
+            finished += 1;
+        }
     }
-    if let Some(since) = since {
-        query = query.filter(delivery::Column::CreatedAt.gte(since));
-    }
-    if let Some(until) = until {
-        query = query.filter(delivery::Column::CreatedAt.lt(until));
-    }
-    let rows = query.all(db).await?;
-    requeue(db, queue, rows).await
+    Ok(finished)
 }
 
 async fn requeue(

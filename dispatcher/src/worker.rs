@@ -66,6 +66,17 @@ struct Gate {
     next_slot: Option<Instant>,
 }
 
+/// How often a dispatcher looks for abandoned replay jobs.
+const REPLAY_TAKEOVER_INTERVAL: Duration = Duration::from_secs(30);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Releases an endpoint's concurrency slot when the attempt ends, however it ends.
 struct Admitted {
     inner: Arc<Inner>,
@@ -121,6 +132,12 @@ impl Dispatcher {
         let permits = Arc::new(Semaphore::new(config.concurrency));
         let mut in_flight = JoinSet::new();
         tokio::pin!(shutdown);
+        // Bulk replays whose process died are finished here; stopped with the worker.
+        let _takeover = AbortOnDrop(tokio::spawn(crate::replay::take_over_abandoned(
+            self.inner.db.clone(),
+            Arc::clone(&self.inner.queue),
+            REPLAY_TAKEOVER_INTERVAL,
+        )));
         tracing::info!(concurrency = config.concurrency, "dispatcher started");
         loop {
             while in_flight.try_join_next().is_some() {}

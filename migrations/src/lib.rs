@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_tenants_and_api_keys;
 mod m20261126_000002_webhooks;
+mod m20261126_000003_replay_jobs;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_tenants_and_api_keys::Migration),
             Box::new(m20261126_000002_webhooks::Migration),
+            Box::new(m20261126_000003_replay_jobs::Migration),
         ]
     }
 }

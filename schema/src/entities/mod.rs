@@ -7,4 +7,5 @@ pub mod endpoint;
 pub mod endpoint_secret;
 pub mod event_type;
 pub mod message;
+pub mod replay_job;
 pub mod tenant;

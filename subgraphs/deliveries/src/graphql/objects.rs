@@ -2,7 +2,7 @@
 
 use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObject};
 use chrono::{DateTime, Duration, Utc};
-use junction_schema::entities::{delivery, delivery_attempt};
+use junction_schema::entities::{delivery, delivery_attempt, replay_job};
 
 use super::operations::{AttemptFilter, access, api, attempts_page};
 use crate::stats;
@@ -255,5 +255,78 @@ impl Message {
         } else {
             DeliveryStatus::Delivered
         })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum ReplayJobStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A bulk replay of dead letters, running in the background: poll it for progress.
+pub struct ReplayJob(pub replay_job::Model);
+
+#[Object]
+impl ReplayJob {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn status(&self) -> ReplayJobStatus {
+        match self.0.status.as_str() {
+            replay_job::SUCCEEDED => ReplayJobStatus::Succeeded,
+            replay_job::FAILED => ReplayJobStatus::Failed,
+            _ => ReplayJobStatus::Running,
+        }
+    }
+
+    /// Dead letters matching the filter when the job started.
+    async fn total(&self) -> f64 {
+        self.0.total as f64
+    }
+
+    /// Put back on the queue so far, each under its original `webhook-id`.
+    async fn requeued(&self) -> f64 {
+        self.0.requeued as f64
+    }
+
+    /// `requeued / total`, from 0 to 1 (1 when there was nothing to replay). Dead letters
+    /// added after the start are replayed too, so it may pass 1 briefly before the end.
+    async fn progress(&self) -> f64 {
+        if self.0.total == 0 {
+            1.0
+        } else {
+            self.0.requeued as f64 / self.0.total as f64
+        }
+    }
+
+    /// Why the job failed; the dead letters not re-queued stay in the queue.
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// The filter: this endpoint's dead letters (or all of them)...
+    async fn endpoint(&self) -> Option<Endpoint> {
+        self.0.endpoint_id.clone().map(|id| Endpoint { id: ID(id) })
+    }
+
+    /// ...created from this time...
+    async fn since(&self) -> Option<DateTime<Utc>> {
+        self.0.since
+    }
+
+    /// ...until this one.
+    async fn until(&self) -> Option<DateTime<Utc>> {
+        self.0.until
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
     }
 }

@@ -7,13 +7,15 @@ use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use junction_dispatcher::replay;
 use junction_schema::Identity;
-use junction_schema::entities::{delivery, delivery_attempt};
+use junction_schema::entities::{delivery, delivery_attempt, replay_job};
 use junction_schema::error_code::ErrorCode;
 use junction_subgraph_kit::{caller, decode_cursor, encode_cursor, error, page_limit};
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::DeliveriesState;
-use super::objects::{DeadLetter, DeliveryAttempt, DeliveryStats, Endpoint, Message, StatsWindow};
+use super::objects::{
+    DeadLetter, DeliveryAttempt, DeliveryStats, Endpoint, Message, ReplayJob, StatsWindow,
+};
 
 const READ: &[&str] = &[
     "deliveries:read",
@@ -157,6 +159,33 @@ impl Query {
         Ok(rows.into_iter().map(DeadLetter).collect())
     }
 
+    /// A bulk replay, with its progress.
+    async fn replay_job(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ReplayJob>> {
+        let access = access(ctx)?;
+        let job = api(replay_job::Entity::find_by_id(id.0)
+            .filter(replay_job::Column::TenantId.eq(access.tenant()))
+            .one(&access.state.db)
+            .await)?;
+        Ok(job.map(ReplayJob))
+    }
+
+    /// The caller's bulk replays, newest first.
+    async fn replay_jobs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> Result<Vec<ReplayJob>> {
+        let access = access(ctx)?;
+        let limit = page_limit(Some(first))? - 1;
+        let jobs = api(replay_job::Entity::find()
+            .filter(replay_job::Column::TenantId.eq(access.tenant()))
+            .order_by_desc(replay_job::Column::Id)
+            .limit(limit)
+            .all(&access.state.db)
+            .await)?;
+        Ok(jobs.into_iter().map(ReplayJob).collect())
+    }
+
     #[graphql(entity)]
     async fn find_endpoint_by_id(&self, id: ID) -> Endpoint {
         Endpoint { id }
@@ -203,6 +232,38 @@ pub struct ReplayPayload {
     pub requeued: i32,
 }
 
+#[derive(SimpleObject)]
+pub struct ReplayJobPayload {
+    /// The replay, started: query `replayJob(id)` for its progress.
+    pub job: ReplayJob,
+}
+
+/// Records a bulk replay and runs it in the background; the job shows its progress.
+async fn start_replay_job(
+    access: &Access<'_>,
+    filter: replay::DeadLetterFilter,
+) -> Result<ReplayJobPayload> {
+    let state = access.state;
+    let job = match replay::start_replay(&state.db, access.tenant(), &filter).await {
+        Ok(job) => job,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start a replay");
+            return Err(error(ErrorCode::Internal, "internal error"));
+        }
+    };
+    let (db, queue, running) = (state.db.clone(), Arc::clone(&state.queue), job.clone());
+    tokio::spawn(async move {
+        let id = running.id.clone();
+        match replay::run_replay(&db, queue.as_ref(), running, replay::REPLAY_BATCH).await {
+            Ok(done) => tracing::info!(job = %id, requeued = done.requeued, "replay finished"),
+            Err(e) => tracing::error!(job = %id, error = %e, "replay failed"),
+        }
+    });
+    Ok(ReplayJobPayload {
+        job: ReplayJob(job),
+    })
+}
+
 pub struct Mutation;
 
 fn replayed(result: Result<usize, replay::ReplayError>) -> Result<ReplayPayload> {
@@ -238,34 +299,39 @@ impl Mutation {
         )
     }
 
-    /// Replays every dead letter matching the filter, in one go.
+    /// Replays every dead letter matching the filter, as a background job.
     async fn replay_dead_letters(
         &self,
         ctx: &Context<'_>,
         input: ReplayDeadLettersInput,
-    ) -> Result<ReplayPayload> {
+    ) -> Result<ReplayJobPayload> {
         let access = allowed(ctx, WRITE)?;
-        let state = access.state;
         let filter = input.filter;
-        replayed(
-            replay::replay_dead_letters(
-                &state.db,
-                state.queue.as_ref(),
-                access.tenant(),
-                filter.endpoint_id.as_ref().map(|id| id.as_str()),
-                filter.since,
-                filter.until,
-            )
-            .await,
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && until <= since
+        {
+            return Err(error(
+                ErrorCode::BadUserInput,
+                "`until` must be after `since`",
+            ));
+        }
+        start_replay_job(
+            &access,
+            replay::DeadLetterFilter {
+                endpoint_id: filter.endpoint_id.map(|id| id.0),
+                since: filter.since,
+                until: filter.until,
+            },
         )
+        .await
     }
 
-    /// Replays an endpoint's dead letters over a time range.
+    /// Replays an endpoint's dead letters over a time range, as a background job.
     async fn replay_endpoint(
         &self,
         ctx: &Context<'_>,
         input: ReplayEndpointInput,
-    ) -> Result<ReplayPayload> {
+    ) -> Result<ReplayJobPayload> {
         let access = allowed(ctx, WRITE)?;
         let until = input.until.unwrap_or_else(Utc::now);
         if until <= input.since {
@@ -274,17 +340,14 @@ impl Mutation {
                 "`until` must be after `since`",
             ));
         }
-        let state = access.state;
-        replayed(
-            replay::replay_endpoint(
-                &state.db,
-                state.queue.as_ref(),
-                access.tenant(),
-                &input.endpoint_id,
-                input.since,
-                until,
-            )
-            .await,
+        start_replay_job(
+            &access,
+            replay::DeadLetterFilter {
+                endpoint_id: Some(input.endpoint_id.0),
+                since: Some(input.since),
+                until: Some(until),
+            },
         )
+        .await
     }
 }
