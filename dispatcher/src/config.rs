@@ -112,7 +112,9 @@ impl DispatcherConfig {
 }
 
 /// `["5s", "5m", "2h"]`
-fn durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+pub(crate) fn durations<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Duration>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
     texts
         .iter()

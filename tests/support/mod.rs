@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod database;
 pub mod federation;
 pub mod graphql_ws;
+pub mod kafka;
 pub mod media;
 
 pub mod process;

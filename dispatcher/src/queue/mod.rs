@@ -6,14 +6,16 @@
 //! delivery at-least-once.
 
 mod embedded;
+pub mod kafka;
 
 pub use embedded::EmbeddedQueue;
+pub use kafka::{KafkaConfig, KafkaQueue};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 /// One message on its way to one endpoint. `delivery_id` is the `webhook-id`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub delivery_id: String,
     pub tenant_id: String,
