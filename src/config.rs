@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use junction_deliveries::retention::DeliveriesConfig;
 use junction_dispatcher::DispatcherConfig;
+use junction_dispatcher::queue::{QueueBackend, QueueConfig};
 use junction_gateway::GatewayConfig;
 use junction_schema::database::DatabaseConfig;
 use junction_schema::identity::IdentityConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub deliveries: DeliveriesConfig,
     #[serde(default)]
     pub dispatcher: DispatcherConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -173,9 +176,16 @@ pub fn parse(
         .dispatcher
         .validate()
         .map_err(|error| ConfigError::Invalid {
-            origin,
+            origin: origin.clone(),
             message: error.to_string(),
         })?;
+    if config.queue.backend == QueueBackend::Kafka {
+        config
+            .queue
+            .kafka
+            .validate()
+            .map_err(|message| ConfigError::Invalid { origin, message })?;
+    }
     Ok(config)
 }
 

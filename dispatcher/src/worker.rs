@@ -204,6 +204,7 @@ impl Dispatcher {
                 "attempts still running at the end of the lease were cut; they will be retried"
             );
         }
+        self.inner.queue.close().await;
     }
 }
 

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261126_000001_tenants_and_api_keys;
 mod m20261126_000002_webhooks;
 mod m20261126_000003_replay_jobs;
+mod m20261127_000004_outbox_relay;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_tenants_and_api_keys::Migration),
             Box::new(m20261126_000002_webhooks::Migration),
             Box::new(m20261126_000003_replay_jobs::Migration),
+            Box::new(m20261127_000004_outbox_relay::Migration),
         ]
     }
 }

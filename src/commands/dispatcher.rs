@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use junction_dispatcher::Dispatcher;
-use junction_dispatcher::queue::EmbeddedQueue;
+use junction_dispatcher::Queue;
+use junction_dispatcher::queue::{EmbeddedQueue, KafkaQueue, QueueBackend};
 use sea_orm::DatabaseConnection;
 
 use crate::commands::{Failure, connect_migrated};
@@ -14,7 +15,7 @@ use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
     let db = connect_migrated(&config).await?;
-    let dispatcher = start(&config, &db)?;
+    let dispatcher = start(&config, &db).await?;
     let shutdown = Shutdown::on_signal();
     // Every dispatcher runs the retention cleanup too: its deletes are idempotent.
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
@@ -29,9 +30,25 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The worker on the configured queue (the embedded one, for now).
-pub fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatcher, Failure> {
-    let queue = Arc::new(EmbeddedQueue::new(db.clone(), config.dispatcher.lease));
+/// The worker on the configured queue: the database itself, or Kafka (with the outbox relay
+/// that feeds it).
+pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatcher, Failure> {
+    let queue: Arc<dyn Queue> = match config.queue.backend {
+        QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(db.clone(), config.dispatcher.lease)),
+        QueueBackend::Kafka => {
+            let kafka = &config.queue.kafka;
+            let queue = KafkaQueue::connect(
+                db.clone(),
+                kafka,
+                config.dispatcher.lease,
+                config.dispatcher.poll_interval,
+            )
+            .await
+            .context("connecting to Kafka")?;
+            tracing::info!(servers = %kafka.bootstrap_servers, topic = %queue.topics().dispatch, group = %kafka.group, "dispatching from Kafka");
+            Arc::new(queue.with_relay())
+        }
+    };
     let dispatcher = Dispatcher::new(db.clone(), queue, config.dispatcher.clone())
         .context("starting the dispatcher")?;
     Ok(dispatcher)

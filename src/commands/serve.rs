@@ -36,7 +36,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     }
 
     let shutdown = Shutdown::on_signal();
-    let worker = dispatcher::start(&config, &db)?;
+    let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
         db.clone(),

@@ -74,10 +74,11 @@ impl Queue for EmbeddedQueue {
     async fn publish(&self, tasks: &[Task]) -> Result<(), QueueError> {
         let now = Utc::now();
         for task in tasks {
-            // The outbox writer creates the rows; publishing makes them due again.
+            // The outbox writer creates the rows; publishing makes them due again (and, with
+            // the Kafka backend, due to be relayed again).
             self.execute(
                 "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, \
-                 dead_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+                 dead_at = NULL, relayed_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
                 vec![
                     delivery::PENDING.into(),
                     now.into(),

@@ -14,6 +14,26 @@ pub use kafka::{KafkaConfig, KafkaQueue};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+/// `[queue]`: which backend carries delivery tasks.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    #[serde(default)]
+    pub backend: QueueBackend,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// The deliveries table is the queue (SKIP LOCKED on PostgreSQL).
+    #[default]
+    Embedded,
+    /// Apache Kafka or any Kafka-protocol cluster, configured in `[queue.kafka]`.
+    Kafka,
+}
+
 /// One message on its way to one endpoint. `delivery_id` is the `webhook-id`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
@@ -54,4 +74,7 @@ pub trait Queue: Send + Sync + 'static {
     async fn retry_at(&self, received: &Received, at: DateTime<Utc>) -> Result<(), QueueError>;
     /// Retries are exhausted (or delivery is impossible); keep it for replay.
     async fn dead_letter(&self, received: &Received, reason: &str) -> Result<(), QueueError>;
+    /// The worker is stopping and settled its last task: leave cleanly (a consumer group
+    /// hands this worker's share to the others at once, rather than after a timeout).
+    async fn close(&self) {}
 }

@@ -146,6 +146,7 @@ pub async fn publish(
             updated_at: Set(now),
             delivered_at: Set(None),
             dead_at: Set(None),
+            relayed_at: Set(None),
         })
         .collect();
     let deliveries = targets.len();

@@ -17,6 +17,7 @@
 mod config;
 mod leases;
 mod records;
+mod relay;
 mod scheduler;
 mod tiers;
 
@@ -229,7 +230,10 @@ pub struct KafkaQueue {
     tiers: Tiers,
     lease: Duration,
     poll_wait: Duration,
-    _scheduler: AbortOnDrop,
+    relay_interval: Duration,
+    scheduler: Arc<scheduler::Scheduler>,
+    _scheduler_task: AbortOnDrop,
+    relay: Mutex<Option<AbortOnDrop>>,
 }
 
 impl KafkaQueue {
@@ -264,8 +268,13 @@ impl KafkaQueue {
         consumer
             .subscribe(&[&topics.dispatch])
             .map_err(|e| backend("cannot subscribe to the dispatch topic", e))?;
-        let scheduler = scheduler::Scheduler::new(config, &topics, &tiers, producer.clone())?;
-        let scheduler = AbortOnDrop(tokio::spawn(scheduler.run()));
+        let scheduler = Arc::new(scheduler::Scheduler::new(
+            config,
+            &topics,
+            &tiers,
+            producer.clone(),
+        )?);
+        let scheduler_task = AbortOnDrop(tokio::spawn(Arc::clone(&scheduler).run()));
         Ok(Self {
             db,
             producer,
@@ -275,8 +284,24 @@ impl KafkaQueue {
             tiers,
             lease,
             poll_wait,
-            _scheduler: scheduler,
+            relay_interval: config.relay_interval,
+            scheduler,
+            _scheduler_task: scheduler_task,
+            relay: Mutex::new(None),
         })
+    }
+
+    /// Also runs the outbox relay, which sends deliveries written to the database (by
+    /// `publishEvent`, or a replay) to Kafka. Every dispatcher runs one.
+    pub fn with_relay(self) -> Self {
+        let relay = relay::Relay {
+            db: self.db.clone(),
+            producer: self.producer.clone(),
+            topic: self.topics.dispatch.clone(),
+            interval: self.relay_interval,
+        };
+        *lock(&self.relay) = Some(AbortOnDrop(tokio::spawn(relay.run())));
+        self
     }
 
     pub fn topics(&self) -> &Topics {
@@ -475,6 +500,8 @@ impl Queue for KafkaQueue {
                 delivery::Column::DeadAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
+            // Sent right here: the outbox relay leaves them alone.
+            .col_expr(delivery::Column::RelayedAt, Expr::value(now))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.is_in(ids))
             .exec(&self.db)
@@ -599,6 +626,45 @@ impl Queue for KafkaQueue {
         )
         .await?;
         self.settle(received)
+    }
+
+    /// Stops relaying and leaves both consumer groups, so the other dispatchers take over
+    /// this one's partitions at once. Records read and not settled are read again by them.
+    async fn close(&self) {
+        drop(lock(&self.relay).take());
+        if let Err(e) = leave_group(&self.consumer, LEAVE_TIMEOUT).await {
+            tracing::warn!(error = %e, "cannot leave the dispatch consumer group cleanly");
+        }
+        if let Err(e) = self.scheduler.leave(LEAVE_TIMEOUT).await {
+            tracing::warn!(error = %e, "cannot leave the retry consumer group cleanly");
+        }
+    }
+}
+
+/// How long a stopping dispatcher waits to leave its consumer groups.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Leaves a consumer group: unsubscribes, then serves the rebalance that follows until the
+/// assignment is empty (a consumer that is not polled cannot give its partitions up).
+async fn leave_group<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    limit: Duration,
+) -> Result<(), String> {
+    consumer.unsubscribe();
+    let deadline = Instant::now() + limit;
+    loop {
+        // The list is dropped at once: librdkafka hangs on close while one is alive.
+        let assigned = consumer.assignment().map(|list| list.count()).unwrap_or(0);
+        if assigned == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{assigned} partition(s) still assigned after {limit:?}"
+            ));
+        }
+        // Read on (and discard: nothing read now is stored) so the rebalance is served.
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
     }
 }
 

@@ -28,6 +28,7 @@ const PAUSE_AT: usize = 2_000;
 /// A failed hand-back is tried again after this.
 const RETRY_SEND_AFTER: Duration = Duration::from_secs(1);
 
+#[derive(Clone)]
 struct Waiting {
     offset: i64,
     release_at: Instant,
@@ -36,10 +37,17 @@ struct Waiting {
     traceparent: Option<String>,
 }
 
-/// Partitions taken away by a rebalance, for the loop to forget.
+/// What waits, per partition, and which partitions are paused. Shared with the rebalance
+/// callback, which forgets a revoked partition at once: records read after it comes back
+/// (from its last committed offset) must not be mixed with, or dropped along with, the old.
 #[derive(Default)]
+struct Buffers {
+    waiting: HashMap<Partition, VecDeque<Waiting>>,
+    paused: Vec<Partition>,
+}
+
 struct Revoked {
-    partitions: Arc<Mutex<Vec<Partition>>>,
+    buffers: Arc<Mutex<Buffers>>,
 }
 
 impl ClientContext for Revoked {}
@@ -47,18 +55,19 @@ impl ClientContext for Revoked {}
 impl ConsumerContext for Revoked {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            lock(&self.partitions).extend(
-                list.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition())),
-            );
+            let mut buffers = lock(&self.buffers);
+            for element in list.elements() {
+                let partition = (element.topic().to_owned(), element.partition());
+                buffers.waiting.remove(&partition);
+                buffers.paused.retain(|p| p != &partition);
+            }
         }
     }
 }
 
 pub struct Scheduler {
     consumer: Closing<StreamConsumer<Revoked>>,
-    revoked: Arc<Mutex<Vec<Partition>>>,
+    buffers: Arc<Mutex<Buffers>>,
     producer: FutureProducer,
     topics: Topics,
     tiers: Tiers,
@@ -71,8 +80,7 @@ impl Scheduler {
         tiers: &Tiers,
         producer: FutureProducer,
     ) -> Result<Self, QueueError> {
-        let revoked = Revoked::default();
-        let shared = Arc::clone(&revoked.partitions);
+        let buffers = Arc::new(Mutex::new(Buffers::default()));
         let consumer: StreamConsumer<Revoked> = client_config(config)
             .set("group.id", format!("{}.retry", config.group))
             .set("enable.auto.commit", "true")
@@ -81,7 +89,9 @@ impl Scheduler {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .create_with_context(revoked)
+            .create_with_context(Revoked {
+                buffers: Arc::clone(&buffers),
+            })
             .map_err(|e| backend("cannot create the retry scheduler's consumer", e))?;
         let retry: Vec<&str> = topics.retry.iter().map(String::as_str).collect();
         consumer
@@ -89,23 +99,37 @@ impl Scheduler {
             .map_err(|e| backend("cannot subscribe to the retry topics", e))?;
         Ok(Self {
             consumer: Closing::new(consumer),
-            revoked: shared,
+            buffers,
             producer,
             topics: topics.clone(),
             tiers: tiers.clone(),
         })
     }
 
-    /// Runs until the task is dropped.
-    pub async fn run(self) {
-        let mut waiting: HashMap<Partition, VecDeque<Waiting>> = HashMap::new();
-        let mut paused: Vec<Partition> = Vec::new();
+    /// Leaves the retry consumer group; the run loop goes on polling meanwhile, which serves
+    /// the rebalance.
+    pub async fn leave(&self, limit: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        self.consumer.unsubscribe();
         loop {
-            for gone in lock(&self.revoked).drain(..) {
-                waiting.remove(&gone);
-                paused.retain(|p| p != &gone);
+            let assigned = self.consumer.assignment().map(|l| l.count()).unwrap_or(0);
+            if assigned == 0 {
+                return Ok(());
             }
-            let next = waiting
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{assigned} partition(s) still assigned after {limit:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let next = lock(&self.buffers)
+                .waiting
                 .values()
                 .filter_map(|queue| queue.front().map(|w| w.release_at))
                 .min();
@@ -117,48 +141,78 @@ impl Scheduler {
             };
             tokio::select! {
                 message = self.consumer.recv() => match message {
-                    Ok(message) => {
-                        let partition = (message.topic().to_owned(), message.partition());
-                        let offset = message.offset();
-                        match self.waiting(&message) {
-                            Ok(entry) => {
-                                let queue = waiting.entry(partition.clone()).or_default();
-                                queue.push_back(entry);
-                                if queue.len() >= PAUSE_AT && !paused.contains(&partition) {
-                                    self.pause(&partition, true);
-                                    paused.push(partition);
-                                }
-                            }
-                            Err(why) => {
-                                tracing::error!(topic = %partition.0, offset, %why, "skipping a retry record that is not a task");
-                                self.store(&partition, offset);
-                            }
-                        }
-                    }
+                    Ok(message) => self.take(&message),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the retry topics; retrying");
                         tokio::time::sleep(RETRY_SEND_AFTER).await;
                     }
                 },
-                () = sleep => {
-                    let now = Instant::now();
-                    for (partition, queue) in &mut waiting {
-                        while queue.front().is_some_and(|w| w.release_at <= now) {
-                            let Some(head) = queue.front_mut() else { break };
-                            if self.hand_back(head).await {
-                                self.store(partition, head.offset);
-                                queue.pop_front();
-                            } else {
-                                head.release_at = Instant::now() + RETRY_SEND_AFTER;
-                                break;
-                            }
-                        }
-                        if queue.len() <= PAUSE_AT / 2 && paused.contains(partition) {
-                            self.pause(partition, false);
-                            paused.retain(|p| p != partition);
-                        }
-                    }
-                    waiting.retain(|_, queue| !queue.is_empty());
+                () = sleep => self.release().await,
+            }
+        }
+    }
+
+    /// Buffers a record read from a tier; pauses its partition when too many wait.
+    fn take(&self, message: &rdkafka::message::BorrowedMessage<'_>) {
+        let partition = (message.topic().to_owned(), message.partition());
+        let offset = message.offset();
+        match self.waiting(message) {
+            Ok(entry) => {
+                let mut buffers = lock(&self.buffers);
+                let queue = buffers.waiting.entry(partition.clone()).or_default();
+                queue.push_back(entry);
+                if queue.len() >= PAUSE_AT && !buffers.paused.contains(&partition) {
+                    self.pause(&partition, true);
+                    buffers.paused.push(partition);
+                }
+            }
+            Err(why) => {
+                tracing::error!(topic = %partition.0, offset, %why, "skipping a retry record that is not a task");
+                self.store(&partition, offset);
+            }
+        }
+    }
+
+    /// Hands back every record whose time has come, each partition in order.
+    async fn release(&self) {
+        loop {
+            let now = Instant::now();
+            let due: Vec<(Partition, Waiting)> = lock(&self.buffers)
+                .waiting
+                .iter()
+                .filter_map(|(partition, queue)| {
+                    queue
+                        .front()
+                        .filter(|w| w.release_at <= now)
+                        .map(|w| (partition.clone(), w.clone()))
+                })
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for (partition, head) in due {
+                let sent = self.hand_back(&head).await;
+                let mut buffers = lock(&self.buffers);
+                let Some(queue) = buffers.waiting.get_mut(&partition) else {
+                    continue; // revoked meanwhile: its new owner reads it again
+                };
+                if queue.front().map(|w| w.offset) != Some(head.offset) {
+                    continue;
+                }
+                if sent {
+                    queue.pop_front();
+                    self.store(&partition, head.offset);
+                } else if let Some(front) = queue.front_mut() {
+                    front.release_at = Instant::now() + RETRY_SEND_AFTER;
+                }
+                let drained = queue.is_empty();
+                let low = queue.len() <= PAUSE_AT / 2;
+                if drained {
+                    buffers.waiting.remove(&partition);
+                }
+                if low && buffers.paused.contains(&partition) {
+                    self.pause(&partition, false);
+                    buffers.paused.retain(|p| p != &partition);
                 }
             }
         }

@@ -1,0 +1,318 @@
+//! Webhook delivery on the Kafka backend, against a real Kafka-protocol broker (Tansu), with
+//! `junction serve` and `junction dispatcher` processes as an operator runs them, counting at
+//! a real receiver by `webhook-id`: the outbox relay, retry tiers, record headers, and the
+//! crash cases: a dispatcher killed mid-batch, two dispatchers in one group with one stopped,
+//! and a broker restart. Every published delivery arrives at least once; none is missing.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use junction_dispatcher::queue::KafkaConfig;
+use junction_schema::entities::delivery;
+use junction_schema::tenants;
+use junction_schema::webhook_url::AddressPolicy;
+use junction_webhooks::endpoints::{self, NewEndpoint};
+use junction_webhooks::event_types::{self, NewEventType};
+use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use support::kafka::Broker;
+use support::receiver::{Answer, Receiver};
+use support::{Junction, TestDatabase};
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+struct Setup {
+    db: DatabaseConnection,
+    tenant: String,
+}
+
+impl Setup {
+    async fn new(db: &TestDatabase) -> Self {
+        let db = db.migrated().await;
+        let tenant = tenants::create(&db, "acme").await.unwrap();
+        event_types::create(
+            &db,
+            &tenant.id,
+            NewEventType {
+                name: "order.created".into(),
+                description: String::new(),
+                schema: None,
+            },
+        )
+        .await
+        .unwrap();
+        Self {
+            db,
+            tenant: tenant.id,
+        }
+    }
+
+    async fn endpoint(&self, url: &str) {
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        endpoints::create(&self.db, &policy, &self.tenant, NewEndpoint::new(url))
+            .await
+            .unwrap();
+    }
+
+    async fn publish(&self, n: usize) {
+        publish::publish(
+            &self.db,
+            &self.tenant,
+            PublishEvent {
+                event_type: "order.created".into(),
+                payload: serde_json::json!({"n": n}),
+                channels: vec![],
+                idempotency_key: None,
+                traceparent: Some(TRACEPARENT.into()),
+            },
+            DEFAULT_MAX_PAYLOAD_BYTES,
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn deliveries(&self) -> HashSet<String> {
+        delivery::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect()
+    }
+
+    async fn succeeded(&self) -> u64 {
+        delivery::Entity::find()
+            .filter(delivery::Column::Status.eq(delivery::SUCCEEDED))
+            .count(&self.db)
+            .await
+            .unwrap()
+    }
+}
+
+/// The settings a `junction` process needs for this broker and these tests.
+fn settings(broker: &Broker, config: &KafkaConfig) -> Vec<(String, String)> {
+    let mut env = broker.env(config);
+    env.extend(
+        [
+            ("JUNCTION_DISPATCHER_ALLOWED_NETWORKS", "[\"127.0.0.1/32\"]"),
+            ("JUNCTION_DISPATCHER_RETRY_SCHEDULE", "[\"1s\"]"),
+            ("JUNCTION_DISPATCHER_LEASE", "5s"),
+            ("JUNCTION_DISPATCHER_REQUEST_TIMEOUT", "2s"),
+            ("JUNCTION_DISPATCHER_POLL_INTERVAL", "50ms"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    env
+}
+
+fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// Waits until the receiver has seen every one of `expected` (by `webhook-id`).
+async fn all_arrive(receiver: &Receiver, expected: &HashSet<String>, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    loop {
+        let seen: HashSet<String> = receiver
+            .requests()
+            .iter()
+            .map(|r| r.header("webhook-id"))
+            .collect();
+        let missing = expected.difference(&seen).count();
+        if missing == 0 {
+            assert!(seen.is_subset(expected), "a delivery nobody published");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} of {} deliveries never arrived",
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_kafka_relays_delivers_and_retries_through_a_tier() {
+    let broker = Broker::start();
+    let db = TestDatabase::sqlite().await;
+    let setup = Setup::new(&db).await;
+    // The first request fails: its retry goes through a tier topic and must not come early.
+    let receiver = Receiver::start(&[Answer::Status(500)], Answer::Status(200)).await;
+    setup.endpoint(&receiver.url()).await;
+    let config = broker.config("serve");
+    let env = settings(&broker, &config);
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &borrowed(&env));
+    for n in 0..20 {
+        setup.publish(n).await;
+    }
+    let expected = setup.deliveries().await;
+    all_arrive(&receiver, &expected, Duration::from_secs(60)).await;
+    let requests = receiver.requests();
+    let failed = requests[0].header("webhook-id");
+    let retried = requests
+        .iter()
+        .skip(1)
+        .find(|r| r.header("webhook-id") == failed)
+        .expect("the failed delivery was retried under its id");
+    assert!(
+        retried.at - requests[0].at >= Duration::from_millis(950),
+        "the retry came after its 1 s back-off, not before"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while setup.succeeded().await < 20 {
+        assert!(Instant::now() < deadline, "not every delivery is recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The dispatch records carry the trace context and the ids in their headers.
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", format!("{}-inspect", config.group))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer
+        .subscribe(&[&format!("{}.dispatch", config.topic_prefix)])
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let record = loop {
+        assert!(Instant::now() < deadline, "no dispatch record read back");
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            break message.detach();
+        }
+    };
+    let headers = record.headers().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("traceparent").as_deref(), Some(TRACEPARENT));
+    assert_eq!(header("junction-tenant"), Some(setup.tenant.clone()));
+    let delivery_id = header("junction-delivery").expect("a delivery id");
+    assert!(expected.contains(&delivery_id));
+    assert!(header("junction-message").is_some());
+    drop(consumer);
+
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_batch_loses_nothing() {
+    let broker = Broker::start();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    let receiver = Receiver::ok().await;
+    setup.endpoint(&receiver.url()).await;
+    let config = broker.config("kill");
+    let env = settings(&broker, &config);
+    let first = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    for n in 0..300 {
+        setup.publish(n).await;
+    }
+    let expected = setup.deliveries().await;
+    receiver.wait_for(30, Duration::from_secs(60)).await;
+    first.kill();
+    let before = receiver.requests().len();
+    assert!(before < 300, "killed before the end ({before} delivered)");
+
+    let second = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    all_arrive(&receiver, &expected, Duration::from_secs(90)).await;
+    let (status, _) = second.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_share_the_partitions_and_one_stopping_loses_nothing() {
+    let broker = Broker::start();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    let receiver = Receiver::ok().await;
+    // Six endpoints: their tasks spread over the partitions (records are keyed by endpoint).
+    for n in 0..6 {
+        setup
+            .endpoint(&format!("{}?endpoint={n}", receiver.url()))
+            .await;
+    }
+    let config = broker.config("group");
+    let env = settings(&broker, &config);
+    let one = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    let two = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    for n in 0..50 {
+        setup.publish(n).await;
+    }
+    let expected = setup.deliveries().await;
+    assert_eq!(expected.len(), 300);
+    receiver.wait_for(60, Duration::from_secs(60)).await;
+    let (status, _) = one.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    for n in 50..60 {
+        setup.publish(n).await;
+    }
+    let expected = setup.deliveries().await;
+    all_arrive(&receiver, &expected, Duration::from_secs(90)).await;
+    let (status, _) = two.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_loses_nothing() {
+    let mut broker = Broker::persistent();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    let receiver = Receiver::ok().await;
+    setup.endpoint(&receiver.url()).await;
+    let config = broker.config("restart");
+    let env = settings(&broker, &config);
+    let dispatcher = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    for n in 0..100 {
+        setup.publish(n).await;
+    }
+    receiver.wait_for(20, Duration::from_secs(60)).await;
+    broker.restart();
+    for n in 100..200 {
+        setup.publish(n).await;
+    }
+    let expected = setup.deliveries().await;
+    all_arrive(&receiver, &expected, Duration::from_secs(120)).await;
+    let (status, _) = dispatcher.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
+    let db = TestDatabase::sqlite().await;
+    db.migrated().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let started = Instant::now();
+    let output = support::process::command(db.dir.path())
+        .args(["dispatcher", "--log-format", "json"])
+        .env("JUNCTION_DATABASE_URL", &db.url)
+        .env("JUNCTION_QUEUE_BACKEND", "kafka")
+        .env("JUNCTION_QUEUE__KAFKA__BOOTSTRAP_SERVERS", &address)
+        .env("JUNCTION_QUEUE__KAFKA__CONNECT_TIMEOUT", "2s")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up in bounded time"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("Kafka at {address} is unreachable after")),
+        "{stderr}"
+    );
+}
