@@ -316,3 +316,94 @@ async fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
         "{stderr}"
     );
 }
+
+/// A deliveries subgraph replica of its own, on the Kafka backend, streams the attempts a
+/// separate dispatcher process makes: the events travel through the events topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subgraph_replica_streams_attempts_made_by_another_process() {
+    use junction_schema::Identity;
+    use junction_schema::identity::{
+        IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityKey, IdentitySigner,
+    };
+    use support::graphql_ws::{TRANSPORT_WS, WsClient};
+
+    let broker = Broker::start();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    let receiver = Receiver::ok().await;
+    setup.endpoint(&receiver.url()).await;
+    let config = broker.config("events");
+    let env = settings(&broker, &config);
+    let key = IdentityKey::generate();
+    let mut command = support::process::command(db.dir.path());
+    command
+        .args([
+            "subgraph",
+            "deliveries",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .env("JUNCTION_DATABASE_URL", &db.url)
+        .env("JUNCTION_IDENTITY_SIGNING_KEY", key.to_base64())
+        .envs(borrowed(&env));
+    let subgraph = Junction::start(command, "Junction is serving");
+    let dispatcher = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+
+    let identity = Identity {
+        tenant: setup.tenant.clone(),
+        subject: "test".into(),
+        scopes: "deliveries:read".parse().unwrap(),
+        expires_at: None,
+    };
+    let (payload, signature) = IdentitySigner::new(key).sign(&identity, chrono::Utc::now());
+    let mut socket = WsClient::open_with(
+        &subgraph.url("/graphql"),
+        TRANSPORT_WS,
+        &[
+            (IDENTITY_HEADER, payload.to_str().unwrap().to_owned()),
+            (
+                IDENTITY_SIGNATURE_HEADER,
+                signature.to_str().unwrap().to_owned(),
+            ),
+        ],
+    )
+    .await;
+    socket
+        .send(serde_json::json!({"type": "connection_init"}))
+        .await;
+    assert_eq!(socket.message().await["type"], "connection_ack");
+    socket
+        .subscribe(
+            "1",
+            "subscription { deliveryAttempts { status attempt { deliveryId statusCode } } }",
+            serde_json::json!({}),
+        )
+        .await;
+    // Live from now on: publish until an event comes through.
+    let mut event = None;
+    for n in 0..30 {
+        setup.publish(n).await;
+        if let Some(support::graphql_ws::Received::Message(message)) =
+            socket.receive_within(Duration::from_secs(1)).await
+        {
+            event = Some(message);
+            break;
+        }
+    }
+    let event = event.expect("an attempt event from the other process");
+    assert_eq!(event["type"], "next", "{event}");
+    let attempt = &event["payload"]["data"]["deliveryAttempts"];
+    assert_eq!(attempt["status"], "SUCCEEDED", "{event}");
+    assert_eq!(attempt["attempt"]["statusCode"], 200);
+    let id = attempt["attempt"]["deliveryId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(setup.deliveries().await.contains(&id));
+    socket.close().await;
+    let (status, _) = dispatcher.stop_with("TERM");
+    assert!(status.success(), "{status}");
+    drop(subgraph);
+}

@@ -31,25 +31,29 @@ pub async fn run(config: Config) -> Result<(), Failure> {
 }
 
 /// The worker on the configured queue: the database itself, or Kafka (with the outbox relay
-/// that feeds it).
+/// that feeds it, and its delivery events published for every subgraph replica).
 pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatcher, Failure> {
-    let queue: Arc<dyn Queue> = match config.queue.backend {
-        QueueBackend::Embedded => Arc::new(EmbeddedQueue::new(db.clone(), config.dispatcher.lease)),
+    let settings = config.dispatcher.clone();
+    let dispatcher = match config.queue.backend {
+        QueueBackend::Embedded => {
+            let queue = Arc::new(EmbeddedQueue::new(db.clone(), settings.lease));
+            Dispatcher::new(db.clone(), queue, settings)
+        }
         QueueBackend::Kafka => {
             let kafka = &config.queue.kafka;
-            let queue = KafkaQueue::connect(
-                db.clone(),
-                kafka,
-                config.dispatcher.lease,
-                config.dispatcher.poll_interval,
-            )
-            .await
-            .context("connecting to Kafka")?;
+            let queue =
+                KafkaQueue::connect(db.clone(), kafka, settings.lease, settings.poll_interval)
+                    .await
+                    .context("connecting to Kafka")?;
             tracing::info!(servers = %kafka.bootstrap_servers, topic = %queue.topics().dispatch, group = %kafka.group, "dispatching from Kafka");
-            Arc::new(queue.with_relay())
+            let queue = Arc::new(queue.with_relay());
+            let dispatcher =
+                Dispatcher::new(db.clone(), Arc::clone(&queue) as Arc<dyn Queue>, settings);
+            if let Ok(dispatcher) = &dispatcher {
+                tokio::spawn(queue.publish_events(dispatcher.subscribe()));
+            }
+            dispatcher
         }
     };
-    let dispatcher = Dispatcher::new(db.clone(), queue, config.dispatcher.clone())
-        .context("starting the dispatcher")?;
-    Ok(dispatcher)
+    Ok(dispatcher.context("starting the dispatcher")?)
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use junction_dispatcher::queue::QueueBackend;
 use junction_gateway::health;
 use junction_schema::envelope::DeliveryEvent;
 use junction_schema::identity::{IdentityKey, IdentityVerifier};
@@ -38,7 +39,18 @@ pub async fn run(
     let db = connect_migrated(&config).await?;
     let verifier = Arc::new(verifier(key, &config));
     let app = match name {
-        SubgraphName::Deliveries => deliveries_router(&config, &db, verifier, None),
+        SubgraphName::Deliveries => {
+            // Live events: from the Kafka events topic, else none (no dispatcher in reach).
+            let events = match config.queue.backend {
+                QueueBackend::Kafka => Some(
+                    junction_dispatcher::queue::kafka::events::feed(&config.queue.kafka)
+                        .await
+                        .context("following delivery events on Kafka")?,
+                ),
+                QueueBackend::Embedded => None,
+            };
+            deliveries_router(&config, &db, verifier, events)
+        }
         _ => webhooks_router(&config, &db, verifier),
     }
     .merge(health::routes(vec![database_probe(db.clone())]))

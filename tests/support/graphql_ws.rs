@@ -31,11 +31,23 @@ pub struct WsClient {
 impl WsClient {
     /// Opens the socket; no `connection_init` yet. `url` is `http://...` or `ws://...`.
     pub async fn open(url: &str, protocol: &'static str) -> Self {
+        Self::open_with(url, protocol, &[]).await
+    }
+
+    /// Opens the socket with extra headers on the upgrade request.
+    pub async fn open_with(url: &str, protocol: &'static str, headers: &[(&str, String)]) -> Self {
         let url = url.replacen("http://", "ws://", 1);
         let mut request = url.into_client_request().unwrap();
         request
             .headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
         let (socket, response) = tokio_tungstenite::connect_async(request)
             .await
             .expect("the WebSocket upgrade succeeds");

@@ -15,6 +15,7 @@
 //! repeat) of a delivery already settled is dropped before it is attempted again.
 
 mod config;
+pub mod events;
 mod leases;
 mod records;
 mod relay;
@@ -306,6 +307,14 @@ impl KafkaQueue {
 
     pub fn topics(&self) -> &Topics {
         &self.topics
+    }
+
+    /// Publishes the dispatcher's delivery events to the events topic; run it as a task.
+    pub fn publish_events(
+        &self,
+        events: tokio::sync::broadcast::Receiver<junction_schema::envelope::DeliveryEvent>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        events::publish(events, self.producer.clone(), self.topics.events.clone())
     }
 
     /// Sends tasks to the dispatch topic and waits until the cluster has them all.

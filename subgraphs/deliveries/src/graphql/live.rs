@@ -122,7 +122,7 @@ fn live(
         return Err(error(
             ErrorCode::Internal,
             "live delivery events are not available from this deliveries subgraph: it runs \
-             without the dispatcher in its process",
+             without a dispatcher in its process and without the Kafka backend's events topic",
         ));
     };
     Ok((
