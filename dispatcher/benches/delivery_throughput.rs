@@ -1,4 +1,4 @@
-//! Publish-to-delivered throughput and latency on the embedded queue.
+//! Publish-to-delivered throughput and latency, on the embedded queue or on Kafka.
 //!
 //! Publishes MESSAGES events (4 publishers in parallel) to ENDPOINTS endpoints on a local
 //! receiver that answers 200 at once, with the dispatcher running, and reports deliveries
@@ -10,6 +10,13 @@
 //!
 //! MESSAGES (default 2000) and ENDPOINTS (default 5) size the run; RATE (messages per second,
 //! default unlimited) paces the publishers, to read latency below saturation.
+//!
+//! On the Kafka backend (a broker on loopback, e.g. Tansu from `tests/run`):
+//!
+//!   BENCH_KAFKA=127.0.0.1:9092 cargo bench -p junction-dispatcher --bench delivery_throughput
+//!
+//! WAITING=N first parks N failed deliveries in the 1-hour retry tier, to measure what records
+//! waiting in a tier cost the throughput of fresh deliveries.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,8 +26,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use junction_dispatcher::queue::EmbeddedQueue;
-use junction_dispatcher::{Dispatcher, DispatcherConfig};
+use junction_dispatcher::queue::{EmbeddedQueue, KafkaConfig, KafkaQueue};
+use junction_dispatcher::{Dispatcher, DispatcherConfig, Queue};
 use junction_schema::database::{DatabaseConfig, DatabaseUrl};
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::endpoints::{self, NewEndpoint};
@@ -72,9 +79,20 @@ async fn main() {
 
     // The receiver: records when each (message, endpoint) first arrived.
     let arrivals: Arrivals = Arc::default();
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let app = Router::new()
         .route("/hook/{n}", post(receive))
-        .with_state(Arc::clone(&arrivals));
+        .with_state(Arc::clone(&arrivals))
+        .route(
+            "/fail",
+            post({
+                let failures = Arc::clone(&failures);
+                move || async move {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -95,14 +113,11 @@ async fn main() {
     .unwrap();
     let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
     for n in 0..endpoint_count {
-        endpoints::create(
-            &db,
-            &policy,
-            &tenant.id,
-            NewEndpoint::new(format!("http://{address}/hook/{n}")),
-        )
-        .await
-        .unwrap();
+        let mut endpoint = NewEndpoint::new(format!("http://{address}/hook/{n}"));
+        endpoint.event_types = vec!["bench.event".into()];
+        endpoints::create(&db, &policy, &tenant.id, endpoint)
+            .await
+            .unwrap();
     }
 
     let config = DispatcherConfig {
@@ -113,7 +128,34 @@ async fn main() {
         allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
         ..DispatcherConfig::default()
     };
-    let queue = Arc::new(EmbeddedQueue::new(db.clone(), config.lease));
+    let kafka = std::env::var("BENCH_KAFKA").ok();
+    let queue: Arc<dyn Queue> = match &kafka {
+        None => Arc::new(EmbeddedQueue::new(db.clone(), config.lease)),
+        Some(servers) => {
+            let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+            let kafka = KafkaConfig {
+                bootstrap_servers: servers.clone(),
+                topic_prefix: prefix.clone(),
+                group: prefix,
+                relay_interval: Duration::from_millis(5),
+                properties: std::env::var("BENCH_KAFKA_PROPERTIES")
+                    .ok()
+                    .map(|text| {
+                        text.split(',')
+                            .filter_map(|kv| kv.split_once('='))
+                            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                ..KafkaConfig::default()
+            };
+            let queue = KafkaQueue::connect(db.clone(), &kafka, config.lease, config.poll_interval)
+                .await
+                .expect("Kafka");
+            Arc::new(queue.with_relay())
+        }
+    };
+    let backend = if kafka.is_some() { "Kafka" } else { "embedded" };
     let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn({
@@ -126,6 +168,72 @@ async fn main() {
                 .await
         }
     });
+
+    // Records waiting in a tier: deliveries to an endpoint that fails, retried in an hour.
+    let waiting = env_usize("WAITING", 0);
+    if waiting > 0 {
+        event_types::create(
+            &db,
+            &tenant.id,
+            NewEventType {
+                name: "bench.parked".into(),
+                description: String::new(),
+                schema: None,
+            },
+        )
+        .await
+        .unwrap();
+        let mut failing = NewEndpoint::new(format!("http://{address}/fail"));
+        failing.retry_schedule = Some(vec![Duration::from_secs(3600)]);
+        failing.event_types = vec!["bench.parked".into()];
+        endpoints::create(&db, &policy, &tenant.id, failing)
+            .await
+            .unwrap();
+        for i in 0..waiting {
+            publish::publish(
+                &db,
+                &tenant.id,
+                PublishEvent {
+                    event_type: "bench.parked".into(),
+                    payload: serde_json::json!({"n": i}),
+                    channels: vec![],
+                    idempotency_key: None,
+                    traceparent: None,
+                },
+                DEFAULT_MAX_PAYLOAD_BYTES,
+            )
+            .await
+            .expect("publish");
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while failures.load(std::sync::atomic::Ordering::Relaxed) < waiting {
+            assert!(Instant::now() < deadline, "parking stalled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    // Warm up: the first message through opens connections (and, on Kafka, waits for the
+    // consumer group to form); the run measures what follows.
+    publish::publish(
+        &db,
+        &tenant.id,
+        PublishEvent {
+            event_type: "bench.event".into(),
+            payload: serde_json::json!({"warm": "up"}),
+            channels: vec![],
+            idempotency_key: None,
+            traceparent: None,
+        },
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("publish");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while arrivals.lock().unwrap().len() < endpoint_count {
+        assert!(Instant::now() < deadline, "warm-up stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    arrivals.lock().unwrap().clear();
 
     let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
@@ -186,7 +294,11 @@ async fn main() {
         .collect();
     latencies.sort();
     let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    println!("backend                 {label}");
+    println!("queue                   {backend}");
+    println!("database                {label}");
+    if waiting > 0 {
+        println!("waiting in a retry tier {waiting}");
+    }
     println!("messages x endpoints    {messages} x {endpoint_count} = {expected} deliveries");
     if rate > 0 {
         println!("paced at                {rate} messages/s");

@@ -169,7 +169,7 @@ impl Dispatcher {
                     () = tokio::time::sleep(config.poll_interval) => continue,
                 }
             }
-            let mut contexts = match self.inner.load_batch(&batch).await {
+            let contexts = match self.inner.load_batch(&batch).await {
                 Ok(contexts) => contexts,
                 Err(error) => {
                     // Their leases run out and the tasks come back.
@@ -179,7 +179,8 @@ impl Dispatcher {
             };
             let mut first = Some(first);
             for received in batch {
-                let context = contexts.remove(&received.task.delivery_id);
+                // Shared, not taken: a backend may hand out a delivery twice in one batch.
+                let context = contexts.get(&received.task.delivery_id).cloned();
                 let permit = match first.take() {
                     Some(permit) => permit,
                     None => Arc::clone(&permits)
@@ -209,6 +210,7 @@ impl Dispatcher {
 }
 
 /// What one delivery needs from the database.
+#[derive(Clone)]
 struct Context {
     endpoint: Arc<endpoint::Model>,
     message: Arc<message::Model>,

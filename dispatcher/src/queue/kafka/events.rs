@@ -55,12 +55,18 @@ pub async fn feed(config: &KafkaConfig) -> Result<broadcast::Sender<DeliveryEven
         &Tiers::new(config.retry_tiers.clone()),
     );
     super::prepare_topics(config, &topics).await?;
-    let consumer: StreamConsumer = client_config(config)
-        // Never joined nor committed: each replica reads every partition from its end.
-        .set("group.id", format!("{}.events", config.group))
-        .set("enable.auto.commit", "false")
-        .create()
-        .map_err(|e| backend("cannot create the delivery events consumer", e))?;
+    let group = format!("{}.events", config.group);
+    // Never joined nor committed: each replica reads every partition from its end.
+    let consumer: StreamConsumer = client_config(
+        config,
+        &[
+            ("group.id", group.as_str()),
+            ("enable.auto.commit", "false"),
+            ("fetch.wait.max.ms", "50"),
+        ],
+    )
+    .create()
+    .map_err(|e| backend("cannot create the delivery events consumer", e))?;
     let metadata = consumer
         .fetch_metadata(Some(&topics.events), Duration::from_secs(10))
         .map_err(|e| backend("cannot read the delivery events topic", e))?;

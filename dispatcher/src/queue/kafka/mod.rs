@@ -82,16 +82,33 @@ impl Topics {
     }
 }
 
-/// A client configuration with the cluster address and the operator's pass-through
-/// properties.
-pub(crate) fn client_config(config: &KafkaConfig) -> ClientConfig {
+/// A client configuration: the cluster address, Junction's `settings`, then the operator's
+/// pass-through properties, which win.
+pub(crate) fn client_config(config: &KafkaConfig, settings: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.bootstrap_servers);
+    for (key, value) in settings {
+        client.set(*key, *value);
+    }
     for (key, value) in &config.properties {
         client.set(key, value);
     }
     client
 }
+
+/// The consumers that commit as they settle (dispatch, retry scheduler).
+pub(crate) const COMMITTING_CONSUMER: &[(&str, &str)] = &[
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "500"),
+    // Offsets are stored by hand, only up to what is settled.
+    ("enable.auto.offset.store", "false"),
+    ("auto.offset.reset", "earliest"),
+    ("session.timeout.ms", "10000"),
+    ("heartbeat.interval.ms", "1000"),
+    // A fetch is answered within 50 ms even when little is there: latency over request
+    // count (some brokers hold a fetch for the whole wait however much arrives).
+    ("fetch.wait.max.ms", "50"),
+];
 
 fn backend(what: &str, error: impl std::fmt::Display) -> QueueError {
     QueueError::Backend(format!("{what}: {error}"))
@@ -101,7 +118,7 @@ fn backend(what: &str, error: impl std::fmt::Display) -> QueueError {
 /// configured partitions and replication. Gives up with a clear error after
 /// `connect_timeout`.
 pub async fn prepare_topics(config: &KafkaConfig, topics: &Topics) -> Result<(), QueueError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(config)
+    let admin: AdminClient<DefaultClientContext> = client_config(config, &[])
         .create()
         .map_err(|e| backend("cannot create a Kafka admin client", e))?;
     let deadline = Instant::now() + config.connect_timeout;
@@ -253,15 +270,8 @@ impl KafkaQueue {
         prepare_topics(config, &topics).await?;
         let producer = producer(config)?;
         let leases = Arc::new(Mutex::new(Leases::default()));
-        let consumer: StreamConsumer<Rebalances> = client_config(config)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
-            // Offsets are stored by hand, only up to what is settled.
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+        let settings = [COMMITTING_CONSUMER, &[("group.id", config.group.as_str())]].concat();
+        let consumer: StreamConsumer<Rebalances> = client_config(config, &settings)
             .create_with_context(Rebalances {
                 leases: Arc::clone(&leases),
             })
@@ -449,7 +459,14 @@ impl KafkaQueue {
             .map(|(id, status, attempts)| (id, (status, attempts)))
             .collect();
         let mut current = Vec::with_capacity(received.len());
+        let mut taken = std::collections::HashSet::new();
         for mut one in received {
+            if !taken.insert(one.task.delivery_id.clone()) {
+                // The same delivery twice in one batch (a hand-back and a repeat after a
+                // crash, say): one copy is enough.
+                self.settle(&one)?;
+                continue;
+            }
             match rows.get(&one.task.delivery_id) {
                 Some((status, attempts)) if status == delivery::PENDING => {
                     one.task.attempts = *attempts;
@@ -483,13 +500,17 @@ impl KafkaQueue {
 }
 
 fn producer(config: &KafkaConfig) -> Result<FutureProducer, QueueError> {
-    client_config(config)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .create()
-        .map_err(|e| backend("cannot create the Kafka producer", e))
+    client_config(
+        config,
+        &[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "2"),
+            ("message.timeout.ms", "30000"),
+        ],
+    )
+    .create()
+    .map_err(|e| backend("cannot create the Kafka producer", e))
 }
 
 #[async_trait]

@@ -20,7 +20,7 @@ use super::config::KafkaConfig;
 use super::leases::Partition;
 use super::records::{self, DUE_AT, QUEUED_AT};
 use super::tiers::Tiers;
-use super::{Closing, SEND_TIMEOUT, Topics, backend, client_config, lock};
+use super::{COMMITTING_CONSUMER, Closing, SEND_TIMEOUT, Topics, backend, client_config, lock};
 use crate::queue::{QueueError, Task};
 
 /// A partition holding this many waiting records is paused until it is down to half.
@@ -81,14 +81,9 @@ impl Scheduler {
         producer: FutureProducer,
     ) -> Result<Self, QueueError> {
         let buffers = Arc::new(Mutex::new(Buffers::default()));
-        let consumer: StreamConsumer<Revoked> = client_config(config)
-            .set("group.id", format!("{}.retry", config.group))
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+        let group = format!("{}.retry", config.group);
+        let settings = [COMMITTING_CONSUMER, &[("group.id", group.as_str())]].concat();
+        let consumer: StreamConsumer<Revoked> = client_config(config, &settings)
             .create_with_context(Revoked {
                 buffers: Arc::clone(&buffers),
             })
