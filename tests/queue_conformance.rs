@@ -65,13 +65,7 @@ async fn tasks(db: &DatabaseConnection, count: usize) -> Vec<Task> {
         .await
         .unwrap()
         .into_iter()
-        .map(|row| Task {
-            delivery_id: row.id,
-            tenant_id: row.tenant_id,
-            message_id: row.message_id,
-            endpoint_id: row.endpoint_id,
-            attempts: row.attempts,
-        })
+        .map(Task::from)
         .collect()
 }
 

@@ -237,14 +237,12 @@ async fn requeue(
         .filter(delivery::Column::Id.is_in(ids))
         .exec(db)
         .await?;
+    // A fresh retry schedule: the rows' attempt counts were just reset.
     let tasks: Vec<Task> = rows
         .into_iter()
         .map(|row| Task {
-            delivery_id: row.id,
-            tenant_id: row.tenant_id,
-            message_id: row.message_id,
-            endpoint_id: row.endpoint_id,
             attempts: 0,
+            ..Task::from(row)
         })
         .collect();
     queue.publish(&tasks).await?;

@@ -45,6 +45,18 @@ pub struct Task {
     pub attempts: i32,
 }
 
+impl From<junction_schema::entities::delivery::Model> for Task {
+    fn from(row: junction_schema::entities::delivery::Model) -> Self {
+        Self {
+            delivery_id: row.id,
+            tenant_id: row.tenant_id,
+            message_id: row.message_id,
+            endpoint_id: row.endpoint_id,
+            attempts: row.attempts,
+        }
+    }
+}
+
 /// A task taken from the queue, with the backend's handle for settling it.
 #[derive(Clone, Debug)]
 pub struct Received {

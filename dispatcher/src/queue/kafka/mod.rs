@@ -22,6 +22,7 @@ mod relay;
 mod scheduler;
 mod tiers;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,9 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Message};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+};
 
 pub use config::KafkaConfig;
 use leases::{Leases, Partition};
@@ -48,6 +51,40 @@ use super::{Queue, QueueError, Received, Task};
 
 /// How long a send may wait in the producer's queue before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends tasks to the dispatch topic, each with its message's trace context, and waits until
+/// the cluster has them all.
+pub(crate) async fn send_tasks(
+    db: &impl ConnectionTrait,
+    producer: &FutureProducer,
+    topic: &str,
+    tasks: &[Task],
+) -> Result<(), QueueError> {
+    let message_ids: Vec<&str> = tasks.iter().map(|t| t.message_id.as_str()).collect();
+    let traceparents: HashMap<String, Option<String>> = message::Entity::find()
+        .select_only()
+        .column(message::Column::Id)
+        .column(message::Column::Traceparent)
+        .filter(message::Column::Id.is_in(message_ids))
+        .into_tuple::<(String, Option<String>)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let payloads: Vec<Vec<u8>> = tasks.iter().map(records::encode).collect();
+    let sends = tasks.iter().zip(&payloads).map(|(task, payload)| {
+        let traceparent = traceparents.get(&task.message_id).cloned().flatten();
+        let record = FutureRecord::to(topic)
+            .key(&task.endpoint_id)
+            .payload(payload)
+            .headers(records::headers(task, traceparent.as_deref()));
+        producer.send(record, SEND_TIMEOUT)
+    });
+    for sent in futures_util::future::join_all(sends).await {
+        sent.map_err(|(e, _)| backend("cannot send a task to Kafka", e))?;
+    }
+    Ok(())
+}
 
 /// The names of Junction's topics under one prefix.
 #[derive(Clone, Debug)]
@@ -327,28 +364,6 @@ impl KafkaQueue {
         events::publish(events, self.producer.clone(), self.topics.events.clone())
     }
 
-    /// Sends tasks to the dispatch topic and waits until the cluster has them all.
-    async fn produce(&self, tasks: &[(Task, Option<String>)]) -> Result<(), QueueError> {
-        let payloads: Vec<Vec<u8>> = tasks
-            .iter()
-            .map(|(task, _)| records::encode(task))
-            .collect();
-        let sends = tasks
-            .iter()
-            .zip(&payloads)
-            .map(|((task, traceparent), payload)| {
-                let record = FutureRecord::to(&self.topics.dispatch)
-                    .key(&task.endpoint_id)
-                    .payload(payload)
-                    .headers(records::headers(task, traceparent.as_deref()));
-                self.producer.send(record, SEND_TIMEOUT)
-            });
-        for sent in futures_util::future::join_all(sends).await {
-            sent.map_err(|(e, _)| backend("cannot send a task to Kafka", e))?;
-        }
-        Ok(())
-    }
-
     /// The receipt of a record: partition, offset and lease generation.
     fn receipt(partition: i32, offset: i64, generation: u32) -> String {
         format!("{partition}:{offset}:{generation}")
@@ -536,28 +551,7 @@ impl Queue for KafkaQueue {
             .filter(delivery::Column::Id.is_in(ids))
             .exec(&self.db)
             .await?;
-        let message_ids: Vec<&str> = tasks.iter().map(|t| t.message_id.as_str()).collect();
-        let traceparents: std::collections::HashMap<String, Option<String>> =
-            message::Entity::find()
-                .select_only()
-                .column(message::Column::Id)
-                .column(message::Column::Traceparent)
-                .filter(message::Column::Id.is_in(message_ids))
-                .into_tuple::<(String, Option<String>)>()
-                .all(&self.db)
-                .await?
-                .into_iter()
-                .collect();
-        let with_context: Vec<(Task, Option<String>)> = tasks
-            .iter()
-            .map(|t| {
-                (
-                    t.clone(),
-                    traceparents.get(&t.message_id).cloned().flatten(),
-                )
-            })
-            .collect();
-        self.produce(&with_context).await
+        send_tasks(&self.db, &self.producer, &self.topics.dispatch, tasks).await
     }
 
     async fn receive(&self, max: usize) -> Result<Vec<Received>, QueueError> {

@@ -6,19 +6,18 @@
 //! On PostgreSQL the rows are locked (`SKIP LOCKED`) while they are sent, so the relays of
 //! several dispatchers share the work instead of repeating it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use junction_schema::entities::{delivery, message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use junction_schema::entities::delivery;
+use rdkafka::producer::FutureProducer;
 use sea_orm::sea_query::{Expr, LockBehavior, LockType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::{SEND_TIMEOUT, backend, records};
+use super::send_tasks;
 use crate::queue::{QueueError, Task};
 
 /// Deliveries sent per round.
@@ -73,39 +72,8 @@ impl Relay {
         if rows.is_empty() {
             return Ok(0);
         }
-        let message_ids: Vec<&str> = rows.iter().map(|r| r.message_id.as_str()).collect();
-        let traceparents: HashMap<String, Option<String>> = message::Entity::find()
-            .select_only()
-            .column(message::Column::Id)
-            .column(message::Column::Traceparent)
-            .filter(message::Column::Id.is_in(message_ids))
-            .into_tuple::<(String, Option<String>)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-        let tasks: Vec<Task> = rows
-            .iter()
-            .map(|row| Task {
-                delivery_id: row.id.clone(),
-                tenant_id: row.tenant_id.clone(),
-                message_id: row.message_id.clone(),
-                endpoint_id: row.endpoint_id.clone(),
-                attempts: row.attempts,
-            })
-            .collect();
-        let payloads: Vec<Vec<u8>> = tasks.iter().map(records::encode).collect();
-        let sends = tasks.iter().zip(&payloads).map(|(task, payload)| {
-            let traceparent = traceparents.get(&task.message_id).cloned().flatten();
-            let record = FutureRecord::to(&self.topic)
-                .key(&task.endpoint_id)
-                .payload(payload)
-                .headers(records::headers(task, traceparent.as_deref()));
-            self.producer.send(record, SEND_TIMEOUT)
-        });
-        for sent in futures_util::future::join_all(sends).await {
-            sent.map_err(|(e, _)| backend("the outbox relay cannot send to Kafka", e))?;
-        }
+        let tasks: Vec<Task> = rows.into_iter().map(Task::from).collect();
+        send_tasks(db, &self.producer, &self.topic, &tasks).await?;
         let ids: Vec<String> = tasks.into_iter().map(|t| t.delivery_id).collect();
         let count = ids.len();
         delivery::Entity::update_many()
