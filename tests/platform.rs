@@ -97,6 +97,7 @@ on_both_databases!(
     tenants_are_isolated_through_the_router,
     delivery_history_dead_letters_and_replay_through_the_router,
     live_delivery_events_through_the_router,
+    jwt_bearer_tokens_through_the_router,
 );
 
 async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
@@ -549,6 +550,98 @@ async fn live_delivery_events_through_the_router(db: TestDatabase) {
 
     live.close().await;
     dead.close().await;
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success());
+}
+
+/// With `[gateway.jwt]`, a signed token is a credential like an API key: its tenant claim
+/// scopes what the caller sees, and every bad token is refused with its reason.
+async fn jwt_bearer_tokens_through_the_router(db: TestDatabase) {
+    const SECRET: &str = "a shared secret for the platform test, long enough";
+    let keys = format!("[{{algorithm = \"HS256\", secret = \"{SECRET}\"}}]");
+    let mut settings = SETTINGS.to_vec();
+    settings.extend([
+        ("JUNCTION_GATEWAY__JWT__ISSUER", "https://issuer.test"),
+        ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]"),
+        ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]"),
+        ("JUNCTION_GATEWAY__JWT__KEYS", keys.as_str()),
+    ]);
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &settings);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    client.create_order_event_type(&key).await;
+    let receiver = Receiver::ok().await;
+    let (endpoint_id, _) = client.create_endpoint(&key, &receiver.url()).await;
+    let listed = cli(db.dir.path(), Some(&db.url), &["tenant", "list"]);
+    let tenant = String::from_utf8(listed.stdout).unwrap();
+    let tenant = tenant.split_whitespace().next().unwrap().to_owned();
+
+    let now = chrono::Utc::now().timestamp();
+    let token = |changes: Value| {
+        let mut claims = json!({
+            "iss": "https://issuer.test", "aud": "junction", "sub": "machine-1",
+            "tenant": tenant, "scope": "webhooks:read", "nbf": now, "exp": now + 300,
+        });
+        for (k, v) in changes.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let query = "{ endpoints { edges { node { id } } } }";
+    let (status, body) = client
+        .call(Some(&token(json!({}))), query, json!({}), &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["endpoints"]["edges"][0]["node"]["id"], endpoint_id,
+        "the token's tenant sees its endpoint"
+    );
+    // Read scope only: writing is forbidden by the subgraph.
+    let (_, body) = client
+        .call(
+            Some(&token(json!({}))),
+            "mutation { createEventType(input: {name: \"x.y\"}) { eventType { name } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    // Another tenant's token sees nothing of this one's.
+    let (_, body) = client
+        .call(
+            Some(&token(json!({"tenant": "someone-else"}))),
+            query,
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(body["data"]["endpoints"]["edges"], json!([]), "{body}");
+    for (changes, why) in [
+        (json!({"exp": now - 600}), "the token has expired"),
+        (json!({"aud": "other"}), "the token is for another audience"),
+        (
+            json!({"iss": "https://evil.test"}),
+            "the token is from another issuer",
+        ),
+    ] {
+        let (status, body) = client
+            .call(Some(&token(changes)), query, json!({}), &[])
+            .await;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["errors"][0]["message"], why);
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    }
+    // API keys keep working beside tokens.
+    let (status, _) = client.call(Some(&key), query, json!({}), &[]).await;
+    assert_eq!(status, 200);
     let (status, _) = junction.stop_with("TERM");
     assert!(status.success());
 }

@@ -29,6 +29,9 @@ pub struct GatewayConfig {
     pub override_labels: Vec<String>,
     #[serde(default)]
     pub subscriptions: SubscriptionConfig,
+    /// JWT bearer tokens, accepted besides API keys when set.
+    #[serde(default)]
+    pub jwt: Option<crate::jwt::JwtConfig>,
 }
 
 /// `[gateway.subscriptions]`: live operations over WebSocket and server-sent events.
@@ -78,6 +81,7 @@ impl Default for GatewayConfig {
             limits: crate::operation::Limits::default(),
             override_labels: Vec::new(),
             subscriptions: SubscriptionConfig::default(),
+            jwt: None,
         }
     }
 }

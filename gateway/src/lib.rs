@@ -11,6 +11,7 @@ mod config;
 
 pub mod execute;
 pub mod health;
+pub mod jwt;
 pub mod operation;
 pub mod plan;
 pub mod planner;

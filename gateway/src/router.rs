@@ -203,7 +203,7 @@ impl GraphRouter {
             Ok(None) => Err(Rejection::new(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
-                "credentials required: send an API key as `Authorization: Bearer <key>`",
+                "credentials required: send an API key or a token as `Authorization: Bearer ...`",
             )),
             Err(why) => Err(Rejection::new(
                 StatusCode::UNAUTHORIZED,

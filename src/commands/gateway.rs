@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health;
-use junction_gateway::router::GraphRouter;
+use junction_gateway::jwt::JwtAuthenticator;
+use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
@@ -36,12 +37,19 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
     let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
     let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer)
         .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
+    // With `[gateway.jwt]`, every caller needs a valid token; without, the router is open.
+    let authenticator: Option<Arc<dyn Authenticator>> = match &config.gateway.jwt {
+        Some(jwt) => Some(Arc::new(
+            JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?,
+        )),
+        None => None,
+    };
     let router = Arc::new(
         GraphRouter::new(
             Arc::new(supergraph),
             client,
             config.gateway.limits.clone(),
-            None,
+            authenticator,
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
         .with_subscriptions(config.gateway.subscriptions.clone()),

@@ -7,6 +7,7 @@ use anyhow::Context;
 use junction_gateway::compose::{self, SubgraphSource};
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
+use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
@@ -106,7 +107,15 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         Some(IdentitySigner::new(key)),
     )
     .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
-    let authenticator: Arc<dyn Authenticator> = Arc::new(ApiKeys { db: db.clone() });
+    let api_keys: Arc<dyn Authenticator> = Arc::new(ApiKeys { db: db.clone() });
+    let authenticator: Arc<dyn Authenticator> = match &config.gateway.jwt {
+        // A JWT-shaped bearer is checked as a JWT; anything else as an API key.
+        Some(jwt) => Arc::new(AnyOf(vec![
+            Arc::new(JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?),
+            api_keys,
+        ])),
+        None => api_keys,
+    };
     let router = Arc::new(
         GraphRouter::new(
             Arc::new(supergraph),
