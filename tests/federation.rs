@@ -588,3 +588,42 @@ async fn interface_objects_resolve_fields_for_every_implementation() {
         ]})
     );
 }
+
+/// `[gateway.rate_limit]`: a burst, then 429 in GraphQL's shape with `Retry-After`, and
+/// nothing sent to a subgraph for the refused request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_over_their_rate_are_refused_with_the_headers_to_slow_down() {
+    let subgraphs = Subgraphs::start().await;
+    let (process, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[
+            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.2"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "2"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let ask = || {
+        client
+            .post(process.url("/graphql"))
+            .json(&json!({"query": "{ topProducts { upc } }"}))
+            .send()
+    };
+    for remaining in ["1", "0"] {
+        let response = ask().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["ratelimit-limit"], "2");
+        assert_eq!(response.headers()["ratelimit-remaining"], remaining);
+    }
+    let before = subgraphs.total_requests();
+    let refused = ask().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert_eq!(subgraphs.total_requests(), before, "no subgraph was called");
+}

@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// JWT bearer tokens, accepted besides API keys when set.
     #[serde(default)]
     pub jwt: Option<crate::jwt::JwtConfig>,
+    /// Requests per consumer; unlimited when unset.
+    #[serde(default)]
+    pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
 }
 
 /// `[gateway.subscriptions]`: live operations over WebSocket and server-sent events.
@@ -82,6 +85,7 @@ impl Default for GatewayConfig {
             override_labels: Vec::new(),
             subscriptions: SubscriptionConfig::default(),
             jwt: None,
+            rate_limit: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod jwt;
 pub mod operation;
 pub mod plan;
 pub mod planner;
+pub mod rate_limit;
 pub mod router;
 pub mod selection;
 pub mod server;

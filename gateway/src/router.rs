@@ -25,6 +25,7 @@ use crate::execute::{RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::plan::QueryPlan;
 use crate::planner;
+use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
 use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
 
@@ -53,6 +54,7 @@ pub struct GraphRouter {
     active_labels: Labels,
     subscriptions: SubscriptionConfig,
     client_limits: Arc<ClientLimits>,
+    rate_limiter: Option<RateLimiter>,
 }
 
 /// `percent(25)` -> 25.0
@@ -84,7 +86,13 @@ impl GraphRouter {
             documents: Mutex::new(HashMap::new()),
             subscriptions: SubscriptionConfig::default(),
             client_limits: Arc::default(),
+            rate_limiter: None,
         }
+    }
+
+    pub fn with_rate_limit(mut self, config: Option<&RateLimitConfig>) -> Self {
+        self.rate_limiter = config.map(RateLimiter::new);
+        self
     }
 
     pub fn with_subscriptions(mut self, config: SubscriptionConfig) -> Self {
@@ -315,6 +323,37 @@ impl GraphRouter {
             Ok(identity) => identity,
             Err(rejection) => return rejection.into_response(),
         };
+        let limited = self.rate_limiter.as_ref().map(|limiter| {
+            let consumer = match &identity {
+                Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
+                None => "anonymous".to_owned(),
+            };
+            limiter.check(&consumer)
+        });
+        if let Some(decision) = limited.filter(|d| !d.allowed) {
+            let mut response = Rejection::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                "too many requests: slow down and try again after `Retry-After` seconds",
+            )
+            .into_response();
+            rate_limit_headers(&mut response, &decision);
+            return response;
+        }
+        let mut response = self.respond(headers, request, method, identity).await;
+        if let Some(decision) = &limited {
+            rate_limit_headers(&mut response, decision);
+        }
+        response
+    }
+
+    async fn respond(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        request: GraphQLRequest,
+        method: &Method,
+        identity: Option<Identity>,
+    ) -> Response {
         let prepared = match self.prepare(request) {
             Ok(prepared) => prepared,
             Err(rejection) => return rejection.into_response(),
@@ -400,6 +439,22 @@ impl From<OperationError> for Rejection {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         (self.status, Json(json!({"errors": self.errors}))).into_response()
+    }
+}
+
+/// The IETF `RateLimit-*` fields, and `Retry-After` on a refusal.
+fn rate_limit_headers(response: &mut Response, decision: &Decision) {
+    let seconds = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", u64::from(decision.limit)),
+        ("ratelimit-remaining", u64::from(decision.remaining)),
+        ("ratelimit-reset", seconds(decision.reset)),
+    ] {
+        headers.insert(name, value.into());
+    }
+    if !decision.allowed {
+        headers.insert("retry-after", seconds(decision.retry_after).into());
     }
 }
 

@@ -52,7 +52,8 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
             authenticator,
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
-        .with_subscriptions(config.gateway.subscriptions.clone()),
+        .with_subscriptions(config.gateway.subscriptions.clone())
+        .with_rate_limit(config.gateway.rate_limit.as_ref()),
     );
     let app = router
         .routes()

@@ -124,7 +124,8 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             Some(authenticator),
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
-        .with_subscriptions(config.gateway.subscriptions.clone()),
+        .with_subscriptions(config.gateway.subscriptions.clone())
+        .with_rate_limit(config.gateway.rate_limit.as_ref()),
     );
     let app = router
         .routes()
