@@ -627,3 +627,47 @@ async fn callers_over_their_rate_are_refused_with_the_headers_to_slow_down() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
     assert_eq!(subgraphs.total_requests(), before, "no subgraph was called");
 }
+
+/// Automatic persisted queries: a hash alone is unknown until sent with its query; then a GET
+/// with the hash alone runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_queries_run_by_hash() {
+    use sha2::Digest;
+    let router = Router::start().await;
+    let query = "{ topProducts { upc } }";
+    let hash: String = sha2::Sha256::digest(query.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let extensions = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let url = reqwest::Url::parse_with_params(
+        &router.process.url("/graphql"),
+        &[("extensions", extensions.to_string())],
+    )
+    .unwrap();
+    let by_hash = || {
+        router
+            .client
+            .get(url.clone())
+            .header("apollo-require-preflight", "true")
+            .send()
+    };
+    let unknown: Value = by_hash().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_FOUND"
+    );
+    let registered: Value = router
+        .client
+        .post(router.process.url("/graphql"))
+        .json(&json!({"query": query, "extensions": extensions}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(registered["data"]["topProducts"].is_array(), "{registered}");
+    let cached: Value = by_hash().await.unwrap().json().await.unwrap();
+    assert_eq!(cached["data"], registered["data"]);
+}

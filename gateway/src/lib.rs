@@ -13,6 +13,7 @@ pub mod execute;
 pub mod health;
 pub mod jwt;
 pub mod operation;
+mod persisted;
 pub mod plan;
 pub mod planner;
 pub mod rate_limit;

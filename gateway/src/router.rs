@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::SubscriptionConfig;
 use crate::execute::{RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
+use crate::persisted::PersistedQueries;
 use crate::plan::QueryPlan;
 use crate::planner;
 use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
@@ -55,6 +56,7 @@ pub struct GraphRouter {
     subscriptions: SubscriptionConfig,
     client_limits: Arc<ClientLimits>,
     rate_limiter: Option<RateLimiter>,
+    persisted: PersistedQueries,
 }
 
 /// `percent(25)` -> 25.0
@@ -87,6 +89,7 @@ impl GraphRouter {
             subscriptions: SubscriptionConfig::default(),
             client_limits: Arc::default(),
             rate_limiter: None,
+            persisted: PersistedQueries::default(),
         }
     }
 
@@ -224,13 +227,9 @@ impl GraphRouter {
     /// Everything before execution: parsed, validated, limits checked, variables coerced,
     /// planned. Nothing reaches a subgraph before this succeeds.
     pub(crate) fn prepare(&self, request: GraphQLRequest) -> Result<Prepared, Rejection> {
-        let Some(query) = request.query.filter(|q| !q.trim().is_empty()) else {
-            return Err(Rejection::new(
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                "the request has no `query`",
-            ));
-        };
+        let query = self
+            .persisted
+            .resolve(request.query, request.extensions.as_ref())?;
         let variables = match request.variables {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
@@ -505,6 +504,8 @@ pub(crate) struct GraphQLRequest {
     pub query: Option<String>,
     pub operation_name: Option<String>,
     pub variables: Option<Value>,
+    #[serde(default)]
+    pub extensions: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -513,6 +514,7 @@ struct GetParams {
     query: Option<String>,
     operation_name: Option<String>,
     variables: Option<String>,
+    extensions: Option<String>,
 }
 
 async fn graphql_post(
@@ -590,10 +592,26 @@ async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -
             );
         }
     };
+    let extensions = match params
+        .extensions
+        .as_deref()
+        .map(serde_json::from_str::<Value>)
+    {
+        None => None,
+        Some(Ok(value)) => Some(value),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "`extensions` is not JSON",
+            );
+        }
+    };
     let request = GraphQLRequest {
         query: params.query,
         operation_name: params.operation_name,
         variables,
+        extensions,
     };
     router.handle(&headers, request, &Method::GET).await
 }

@@ -1,0 +1,162 @@
+//! Automatic persisted queries (Apollo's `extensions.persistedQuery` protocol): a client sends
+//! the SHA-256 of its query instead of the text; the first time, the router answers
+//! `PERSISTED_QUERY_NOT_FOUND` and the client sends both, which the router checks and keeps.
+//! Small requests, and GET requests a CDN can cache.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::router::Rejection;
+
+/// Queries kept; the cache starts over when full (clients send the text again).
+const CAPACITY: usize = 10_000;
+
+#[derive(Default)]
+pub struct PersistedQueries {
+    queries: Mutex<HashMap<String, String>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl PersistedQueries {
+    /// The query to run: the text sent (checked against its hash and kept, when a hash came
+    /// with it), or the text kept for the hash sent alone.
+    pub fn resolve(
+        &self,
+        query: Option<String>,
+        extensions: Option<&Value>,
+    ) -> Result<String, Rejection> {
+        let query = query.filter(|q| !q.trim().is_empty());
+        let Some(persisted) = extensions.and_then(|e| e.get("persistedQuery")) else {
+            return query.ok_or_else(|| {
+                Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_USER_INPUT",
+                    "the request has no `query`",
+                )
+            });
+        };
+        if persisted.get("version").and_then(Value::as_i64) != Some(1) {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "PERSISTED_QUERY_NOT_SUPPORTED",
+                "only version 1 of persisted queries is supported",
+            ));
+        }
+        let Some(hash) = persisted
+            .get("sha256Hash")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+        else {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "`persistedQuery` has no `sha256Hash`",
+            ));
+        };
+        match query {
+            Some(query) => {
+                if hex(&Sha256::digest(query.as_bytes())) != hash {
+                    return Err(Rejection::new(
+                        StatusCode::BAD_REQUEST,
+                        "BAD_USER_INPUT",
+                        "provided sha does not match query",
+                    ));
+                }
+                let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+                if queries.len() >= CAPACITY {
+                    queries.clear();
+                }
+                queries.insert(hash, query.clone());
+                Ok(query)
+            }
+            None => self
+                .queries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&hash)
+                .cloned()
+                .ok_or_else(|| {
+                    // As Apollo's clients expect it: status 200, this message and code.
+                    Rejection::new(
+                        StatusCode::OK,
+                        "PERSISTED_QUERY_NOT_FOUND",
+                        "PersistedQueryNotFound",
+                    )
+                }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const QUERY: &str = "{ topProducts { upc } }";
+
+    fn extensions(hash: &str) -> Value {
+        json!({"persistedQuery": {"version": 1, "sha256Hash": hash}})
+    }
+
+    #[test]
+    fn a_hash_alone_is_unknown_until_sent_with_its_query() {
+        let cache = PersistedQueries::default();
+        let hash = hex(&Sha256::digest(QUERY.as_bytes()));
+        let missing = cache.resolve(None, Some(&extensions(&hash))).unwrap_err();
+        assert_eq!(missing.status, StatusCode::OK);
+        assert_eq!(missing.errors[0]["message"], "PersistedQueryNotFound");
+        assert_eq!(
+            missing.errors[0]["extensions"]["code"],
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+        assert_eq!(
+            cache
+                .resolve(Some(QUERY.into()), Some(&extensions(&hash)))
+                .unwrap(),
+            QUERY
+        );
+        assert_eq!(
+            cache.resolve(None, Some(&extensions(&hash))).unwrap(),
+            QUERY
+        );
+    }
+
+    #[test]
+    fn a_query_that_does_not_match_its_hash_is_refused_and_not_kept() {
+        let cache = PersistedQueries::default();
+        let wrong = "0".repeat(64);
+        let refused = cache
+            .resolve(Some(QUERY.into()), Some(&extensions(&wrong)))
+            .unwrap_err();
+        assert_eq!(
+            refused.errors[0]["message"],
+            "provided sha does not match query"
+        );
+        assert!(cache.resolve(None, Some(&extensions(&wrong))).is_err());
+        let old = cache
+            .resolve(
+                None,
+                Some(&json!({"persistedQuery": {"version": 2, "sha256Hash": wrong}})),
+            )
+            .unwrap_err();
+        assert_eq!(
+            old.errors[0]["extensions"]["code"],
+            "PERSISTED_QUERY_NOT_SUPPORTED"
+        );
+    }
+
+    #[test]
+    fn plain_requests_need_a_query() {
+        let cache = PersistedQueries::default();
+        assert_eq!(cache.resolve(Some(QUERY.into()), None).unwrap(), QUERY);
+        assert!(cache.resolve(Some("  ".into()), None).is_err());
+    }
+}
