@@ -179,6 +179,14 @@ pub fn parse(
             origin: origin.clone(),
             message: error.to_string(),
         })?;
+    config
+        .gateway
+        .http
+        .validate()
+        .map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        })?;
     if config.queue.backend == QueueBackend::Kafka {
         config
             .queue

@@ -671,3 +671,85 @@ async fn persisted_queries_run_by_hash() {
     let cached: Value = by_hash().await.unwrap().json().await.unwrap();
     assert_eq!(cached["data"], registered["data"]);
 }
+
+/// The router's edge: request ids (kept or made, echoed, passed to subgraphs), a body size
+/// limit, CORS for the configured origins only, gzip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_ids_limits_cors_and_compression() {
+    let subgraphs = Subgraphs::start().await;
+    let (process, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[
+            (
+                "JUNCTION_GATEWAY__HTTP__CORS_ORIGINS",
+                "[\"https://app.example\"]",
+            ),
+            ("JUNCTION_GATEWAY__HTTP__MAX_BODY_BYTES", "65536"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let url = process.url("/graphql");
+    let query = json!({"query": "{ topProducts { upc } }"});
+
+    let made = client.post(&url).json(&query).send().await.unwrap();
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    assert_eq!(subgraphs.products.last_request_id(), Some(id));
+    let kept = client
+        .post(&url)
+        .header("x-request-id", "client-chosen-42")
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.headers()["x-request-id"], "client-chosen-42");
+    assert_eq!(
+        subgraphs.products.last_request_id().as_deref(),
+        Some("client-chosen-42")
+    );
+
+    let big = format!(
+        "{{\"query\": \"{{ topProducts {{ upc }} }}\", \"pad\": \"{}\"}}",
+        "x".repeat(100_000)
+    );
+    let refused = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 413);
+
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let bundle = client
+        .get(process.url("/playground/assets/vendor/graphiql.min.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.headers()["content-encoding"], "gzip");
+    let compressed = bundle.bytes().await.unwrap().len();
+    assert!(
+        compressed < 1_500_000,
+        "3.5 MB gzipped to {compressed} bytes"
+    );
+}

@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     /// Requests per consumer; unlimited when unset.
     #[serde(default)]
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
+    #[serde(default)]
+    pub http: crate::edge::HttpConfig,
 }
 
 /// `[gateway.subscriptions]`: live operations over WebSocket and server-sent events.
@@ -86,6 +88,7 @@ impl Default for GatewayConfig {
             subscriptions: SubscriptionConfig::default(),
             jwt: None,
             rate_limit: None,
+            http: crate::edge::HttpConfig::default(),
         }
     }
 }

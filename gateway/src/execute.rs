@@ -62,15 +62,20 @@ impl SubgraphClient {
     pub(crate) fn downstream_headers(
         &self,
         identity: Option<&Identity>,
-        traceparent: Option<&str>,
+        forwarded: &Forwarded,
     ) -> HeaderMap {
         // A fresh map: no header a client sent is passed on.
         let mut headers = HeaderMap::new();
         if let (Some(signer), Some(identity)) = (&self.signer, identity) {
             signer.apply(identity, &mut headers);
         }
-        if let Some(traceparent) = traceparent.and_then(|t| HeaderValue::from_str(t).ok()) {
-            headers.insert("traceparent", traceparent);
+        for (name, value) in [
+            ("traceparent", &forwarded.traceparent),
+            (crate::edge::REQUEST_ID, &forwarded.request_id),
+        ] {
+            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
+            }
         }
         headers
     }
@@ -81,7 +86,7 @@ impl SubgraphClient {
         body: String,
         request: &RequestContext<'_>,
     ) -> Result<Value, String> {
-        let mut headers = self.downstream_headers(request.identity, request.traceparent);
+        let mut headers = self.downstream_headers(request.identity, request.forwarded);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let response = self
             .http
@@ -111,13 +116,35 @@ impl SubgraphClient {
     }
 }
 
+/// What the router passes on from the client's request to every subgraph request.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarded {
+    pub traceparent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Forwarded {
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Self {
+            traceparent: text("traceparent"),
+            request_id: text(crate::edge::REQUEST_ID),
+        }
+    }
+}
+
 /// What one client request brings to execution.
 pub struct RequestContext<'a> {
     pub supergraph: &'a Supergraph,
     pub operation: &'a Operation,
     pub variables: &'a Map<String, Value>,
     pub identity: Option<&'a Identity>,
-    pub traceparent: Option<&'a str>,
+    pub forwarded: &'a Forwarded,
 }
 
 #[derive(Default)]

@@ -8,6 +8,7 @@
 
 pub mod compose;
 mod config;
+pub mod edge;
 
 pub mod execute;
 pub mod health;

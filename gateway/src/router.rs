@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::SubscriptionConfig;
-use crate::execute::{RequestContext, SubgraphClient, execute};
+use crate::execute::{Forwarded, RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
 use crate::plan::QueryPlan;
@@ -294,14 +294,14 @@ impl GraphRouter {
         &self,
         prepared: Prepared,
         identity: Option<&Identity>,
-        traceparent: Option<&str>,
+        forwarded: &Forwarded,
     ) -> Value {
         let context = RequestContext {
             supergraph: &self.supergraph,
             operation: &prepared.operation,
             variables: &prepared.variables,
             identity,
-            traceparent,
+            forwarded,
         };
         execute(
             &self.client,
@@ -365,14 +365,9 @@ impl GraphRouter {
             )
             .into_response();
         }
-        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        let forwarded = Forwarded::from_headers(headers);
         if accepts_event_stream(headers) {
-            return sse::respond(
-                Arc::clone(self),
-                prepared,
-                identity,
-                traceparent.map(str::to_owned),
-            );
+            return sse::respond(Arc::clone(self), prepared, identity, forwarded);
         }
         if prepared.operation.kind == OperationType::Subscription {
             return Rejection::new(
@@ -383,7 +378,7 @@ impl GraphRouter {
             )
             .into_response();
         }
-        let body = self.execute(prepared, identity.as_ref(), traceparent).await;
+        let body = self.execute(prepared, identity.as_ref(), &forwarded).await;
         (StatusCode::OK, Json(body)).into_response()
     }
 }

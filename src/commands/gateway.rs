@@ -55,11 +55,14 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
         .with_subscriptions(config.gateway.subscriptions.clone())
         .with_rate_limit(config.gateway.rate_limit.as_ref()),
     );
-    let app = router
-        .routes()
-        .merge(junction_playground::routes())
-        .merge(health::routes(Vec::new()))
-        .layer(TraceLayer::new_for_http());
+    let app = junction_gateway::edge::layer(
+        router
+            .routes()
+            .merge(junction_playground::routes())
+            .merge(health::routes(Vec::new())),
+        &config.gateway.http,
+    )
+    .layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await

@@ -127,11 +127,14 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         .with_subscriptions(config.gateway.subscriptions.clone())
         .with_rate_limit(config.gateway.rate_limit.as_ref()),
     );
-    let app = router
-        .routes()
-        .merge(junction_playground::routes())
-        .merge(health::routes(vec![database_probe(db.clone())]))
-        .layer(TraceLayer::new_for_http());
+    let app = junction_gateway::edge::layer(
+        router
+            .routes()
+            .merge(junction_playground::routes())
+            .merge(health::routes(vec![database_probe(db.clone())])),
+        &config.gateway.http,
+    )
+    .layer(TraceLayer::new_for_http());
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await

@@ -23,11 +23,17 @@ use axum::routing::post;
 pub struct Subgraph {
     pub url: String,
     requests: Arc<AtomicUsize>,
+    /// The `x-request-id` of the last request, if it had one.
+    last_request_id: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Subgraph {
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn last_request_id(&self) -> Option<String> {
+        self.last_request_id.lock().unwrap().clone()
     }
 }
 
@@ -109,12 +115,20 @@ where
 {
     let requests = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&requests);
+    let last_request_id = Arc::new(std::sync::Mutex::new(None));
+    let last = Arc::clone(&last_request_id);
     let app = axum::Router::new()
         .route(
             "/graphql",
             post(
-                move |State(schema): State<Schema<Q, M, S>>, request: GraphQLRequest| {
+                move |State(schema): State<Schema<Q, M, S>>,
+                      headers: axum::http::HeaderMap,
+                      request: GraphQLRequest| {
                     let counter = Arc::clone(&counter);
+                    *last.lock().unwrap() = headers
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
                     async move {
                         counter.fetch_add(1, Ordering::SeqCst);
                         GraphQLResponse::from(schema.execute(request.into_inner()).await)
@@ -128,7 +142,11 @@ where
         .unwrap();
     let url = format!("http://{}/graphql", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Subgraph { url, requests }
+    Subgraph {
+        url,
+        requests,
+        last_request_id,
+    }
 }
 
 pub mod accounts {

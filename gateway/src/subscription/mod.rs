@@ -21,7 +21,7 @@ use junction_schema::Identity;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::execute::{RequestContext, execute_from, tag_service};
+use crate::execute::{Forwarded, RequestContext, execute_from, tag_service};
 use crate::router::{GraphRouter, Prepared};
 use upstream::{Upstream, UpstreamEvent};
 
@@ -117,7 +117,7 @@ pub async fn run(
     router: Arc<GraphRouter>,
     prepared: Prepared,
     identity: Option<Identity>,
-    traceparent: Option<String>,
+    forwarded: Forwarded,
     operation: OperationId,
     out: mpsc::Sender<Outgoing>,
     stop: impl Future<Output = ()> + Send,
@@ -131,7 +131,7 @@ pub async fn run(
     tokio::pin!(stop);
     if prepared.operation.kind != OperationType::Subscription {
         let body = tokio::select! {
-            body = router.execute(prepared, identity.as_ref(), traceparent.as_deref()) => body,
+            body = router.execute(prepared, identity.as_ref(), &forwarded) => body,
             () = &mut stop => return,
         };
         if send(Event::Next(body)).await {
@@ -152,7 +152,7 @@ pub async fn run(
     };
     let headers = router
         .client()
-        .downstream_headers(identity.as_ref(), traceparent.as_deref());
+        .downstream_headers(identity.as_ref(), &forwarded);
     let variables: serde_json::Map<String, Value> = primary
         .variables
         .iter()
@@ -217,7 +217,7 @@ pub async fn run(
                     operation: &prepared.operation,
                     variables: &prepared.variables,
                     identity: identity.as_ref(),
-                    traceparent: traceparent.as_deref(),
+                    forwarded: &forwarded,
                 };
                 let body = execute_from(router.client(), &rest, &context, data, errors).await;
                 if !send(Event::Next(body)).await {

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::{Event, OperationId, Outgoing, client_key, too_many};
+use crate::execute::Forwarded;
 use crate::router::{GraphRouter, Prepared, Rejection};
 
 static STREAMS: AtomicU64 = AtomicU64::new(0);
@@ -27,7 +28,7 @@ pub fn respond(
     router: Arc<GraphRouter>,
     prepared: Prepared,
     identity: Option<Identity>,
-    traceparent: Option<String>,
+    forwarded: Forwarded,
 ) -> Response {
     let settings = router.subscription_config().clone();
     let number = STREAMS.fetch_add(1, Ordering::Relaxed);
@@ -48,7 +49,7 @@ pub fn respond(
         router,
         prepared,
         identity,
-        traceparent,
+        forwarded,
         OperationId {
             id: String::new(),
             serial: number,

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
 use super::{Event, OperationId, Outgoing, client_key, too_many};
+use crate::execute::Forwarded;
 use crate::router::{GraphQLRequest, GraphRouter};
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
@@ -285,7 +286,7 @@ impl Connection {
             Arc::clone(&self.router),
             prepared,
             self.identity.clone(),
-            header(&self.headers, "traceparent"),
+            Forwarded::from_headers(&self.headers),
             OperationId { id, serial },
             out.clone(),
             async move {
@@ -299,13 +300,6 @@ impl Connection {
     fn refuse(&self, id: &str, errors: Vec<Value>) -> Next {
         Next::Send(self.protocol.encode(id, &Event::Error(errors)))
     }
-}
-
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 /// The headers to authenticate with: the upgrade request's, overridden by what the
