@@ -1,7 +1,9 @@
 //! The router's credentials check for `junction serve`: Junction API keys, looked up in the
-//! database. (JWT, OAuth2 and introspection arrive with the edge issue.)
+//! database; the same keys are the client credentials of the OAuth2 token endpoint (client id:
+//! the key's id; secret: the whole key).
 
 use futures_util::future::{BoxFuture, FutureExt};
+use junction_gateway::oauth::ClientCredentials;
 use junction_gateway::router::Authenticator;
 use junction_schema::Identity;
 use junction_schema::apikeys;
@@ -44,6 +46,26 @@ impl Authenticator for ApiKeys {
                     // One answer for every refusal: no hints about which keys exist.
                     tracing::debug!(%reason, "refused API key");
                     Err("invalid API key".to_owned())
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+impl ClientCredentials for ApiKeys {
+    fn verify<'a>(
+        &'a self,
+        client_id: &'a str,
+        secret: &'a str,
+    ) -> BoxFuture<'a, Option<Identity>> {
+        async move {
+            match apikeys::authenticate(&self.db, secret).await {
+                Ok(identity) if identity.subject == client_id => Some(identity),
+                Ok(_) => None,
+                Err(error) => {
+                    tracing::debug!(%error, "refused client credentials");
+                    None
                 }
             }
         }

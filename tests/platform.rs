@@ -98,6 +98,7 @@ on_both_databases!(
     delivery_history_dead_letters_and_replay_through_the_router,
     live_delivery_events_through_the_router,
     jwt_bearer_tokens_through_the_router,
+    oauth2_client_credentials_through_the_router,
 );
 
 async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
@@ -642,6 +643,150 @@ async fn jwt_bearer_tokens_through_the_router(db: TestDatabase) {
     // API keys keep working beside tokens.
     let (status, _) = client.call(Some(&key), query, json!({}), &[]).await;
     assert_eq!(status, 200);
+    let (status, _) = junction.stop_with("TERM");
+    assert!(status.success());
+}
+
+/// The router as an OAuth2 authorization server for machine clients: an API key trades for a
+/// short-lived token (client credentials, RFC 6749 4.4) that the router then accepts.
+async fn oauth2_client_credentials_through_the_router(db: TestDatabase) {
+    use base64::Engine;
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), SETTINGS);
+    let listed = cli(db.dir.path(), Some(&db.url), &["tenant", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let tenant = listed.split_whitespace().nth(1).unwrap().to_owned();
+    let issued = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            &tenant,
+            "--scopes",
+            "webhooks:read deliveries:read",
+        ],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let key = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let client_id = key.split('_').nth(2).unwrap().to_owned();
+    let client = Client::new(&junction);
+    let http = reqwest::Client::new();
+    let token_url = junction.url("/oauth/token");
+    let ask = |id: &str, secret: &str, form: &str| {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+        http.post(&token_url)
+            .header("authorization", format!("Basic {basic}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+    };
+
+    let granted = ask(
+        &client_id,
+        &key,
+        "grant_type=client_credentials&scope=webhooks%3Aread",
+    )
+    .await
+    .unwrap();
+    assert_eq!(granted.status(), 200);
+    assert_eq!(granted.headers()["cache-control"], "no-store");
+    let granted: Value = granted.json().await.unwrap();
+    assert_eq!(granted["token_type"], "Bearer");
+    assert_eq!(granted["expires_in"], 900);
+    assert_eq!(granted["scope"], "webhooks:read");
+    let token = granted["access_token"].as_str().unwrap().to_owned();
+
+    let (status, body) = client
+        .call(
+            Some(&token),
+            "{ endpoints { edges { cursor } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let (_, body) = client
+        .call(
+            Some(&token),
+            "mutation { createEventType(input: {name: \"a.b\"}) { eventType { name } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+
+    // Its key is published for anyone who verifies the router's tokens.
+    let jwks: Value = http
+        .get(junction.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+
+    // Refusals, as RFC 6749 spells them.
+    for (id, secret, form, status, error) in [
+        (
+            client_id.as_str(),
+            "jk_live_wrong",
+            "grant_type=client_credentials",
+            401,
+            "invalid_client",
+        ),
+        (
+            "someone-else",
+            key.as_str(),
+            "grant_type=client_credentials",
+            401,
+            "invalid_client",
+        ),
+        (
+            client_id.as_str(),
+            key.as_str(),
+            "grant_type=password",
+            400,
+            "unsupported_grant_type",
+        ),
+        (
+            client_id.as_str(),
+            key.as_str(),
+            "grant_type=client_credentials&scope=admin",
+            400,
+            "invalid_scope",
+        ),
+    ] {
+        let refused = ask(id, secret, form).await.unwrap();
+        assert_eq!(refused.status().as_u16(), status, "{form}");
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], error, "{form}");
+    }
+    let (status, _) = client
+        .call(
+            Some("eyJhbGciOiJFZERTQSJ9.e30.AAAA"),
+            "{ endpoints { edges { cursor } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401, "a forged token");
     let (status, _) = junction.stop_with("TERM");
     assert!(status.success());
 }

@@ -37,6 +37,28 @@ pub struct GatewayConfig {
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     #[serde(default)]
     pub http: crate::edge::HttpConfig,
+    #[serde(default)]
+    pub oauth: OAuthConfig,
+}
+
+/// `[gateway.oauth]`: the client-credentials token endpoint of `junction serve`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuthConfig {
+    /// The `iss` of the tokens the router issues.
+    pub issuer: String,
+    /// How long an issued token lives.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "junction".into(),
+            token_ttl: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// `[gateway.subscriptions]`: live operations over WebSocket and server-sent events.
@@ -89,6 +111,7 @@ impl Default for GatewayConfig {
             jwt: None,
             rate_limit: None,
             http: crate::edge::HttpConfig::default(),
+            oauth: OAuthConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod execute;
 pub mod health;
 pub mod jwt;
+pub mod oauth;
 pub mod operation;
 mod persisted;
 pub mod plan;

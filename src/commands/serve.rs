@@ -8,6 +8,7 @@ use junction_gateway::compose::{self, SubgraphSource};
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
+use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
@@ -107,15 +108,23 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         Some(IdentitySigner::new(key)),
     )
     .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
-    let api_keys: Arc<dyn Authenticator> = Arc::new(ApiKeys { db: db.clone() });
-    let authenticator: Arc<dyn Authenticator> = match &config.gateway.jwt {
-        // A JWT-shaped bearer is checked as a JWT; anything else as an API key.
-        Some(jwt) => Arc::new(AnyOf(vec![
-            Arc::new(JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?),
-            api_keys,
-        ])),
-        None => api_keys,
-    };
+    let api_keys = Arc::new(ApiKeys { db: db.clone() });
+    // OAuth2 client credentials: API keys trade for short-lived tokens of this router.
+    let tokens = Arc::new(TokenIssuer::new(
+        config.gateway.oauth.issuer.clone(),
+        config.gateway.oauth.token_ttl,
+        Arc::clone(&api_keys) as Arc<dyn ClientCredentials>,
+    ));
+    // The router's own tokens, then other issuers' JWTs, then API keys: the first that
+    // recognizes the credential decides.
+    let mut authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::clone(&tokens) as _];
+    if let Some(jwt) = &config.gateway.jwt {
+        authenticators.push(Arc::new(
+            JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?,
+        ));
+    }
+    authenticators.push(api_keys);
+    let authenticator: Arc<dyn Authenticator> = Arc::new(AnyOf(authenticators));
     let router = Arc::new(
         GraphRouter::new(
             Arc::new(supergraph),
@@ -131,6 +140,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         router
             .routes()
             .merge(junction_playground::routes())
+            .merge(tokens.routes())
             .merge(health::routes(vec![database_probe(db.clone())])),
         &config.gateway.http,
     )

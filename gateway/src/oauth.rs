@@ -1,0 +1,272 @@
+//! The router as an OAuth2 authorization server for machine clients: the client-credentials
+//! grant (RFC 6749 section 4.4) at `POST /oauth/token`, issuing short-lived JWTs signed with
+//! an Ed25519 key of this router, whose public half is at `/.well-known/jwks.json`. The
+//! router accepts its own tokens like any other credential. Which clients exist, and what
+//! they may do, is for a [`ClientCredentials`] to say.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use junction_schema::{Identity, Scopes};
+use serde_json::{Value, json};
+
+use crate::router::Authenticator;
+
+/// Checks a client's id and secret; the identity its tokens will carry, or `None`.
+pub trait ClientCredentials: Send + Sync {
+    fn verify<'a>(&'a self, client_id: &'a str, secret: &'a str)
+    -> BoxFuture<'a, Option<Identity>>;
+}
+
+pub struct TokenIssuer {
+    issuer: String,
+    ttl: Duration,
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: Value,
+    clients: Arc<dyn ClientCredentials>,
+}
+
+/// PKCS#8 v1 for an Ed25519 private key, up to its 32-byte seed.
+const PKCS8_ED25519: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The audience of the router's own tokens.
+const AUDIENCE: &str = "junction";
+
+impl TokenIssuer {
+    /// An issuer with a fresh signing key: its tokens stop verifying when the process ends,
+    /// which for tokens of minutes is what a restart should do.
+    pub fn new(issuer: String, ttl: Duration, clients: Arc<dyn ClientCredentials>) -> Self {
+        let seed: [u8; 32] = rand::random();
+        let mut pkcs8 = PKCS8_ED25519.to_vec();
+        pkcs8.extend_from_slice(&seed);
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let kid = URL_SAFE_NO_PAD.encode(&public[..12]);
+        let jwk = json!({
+            "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(public),
+            "kid": kid, "alg": "EdDSA", "use": "sig",
+        });
+        let parsed: Jwk = serde_json::from_value(jwk.clone()).expect("a well-formed JWK");
+        Self {
+            issuer,
+            ttl,
+            kid,
+            encoding: EncodingKey::from_ed_der(&pkcs8),
+            decoding: DecodingKey::from_jwk(&parsed).expect("an Ed25519 JWK"),
+            jwk,
+            clients,
+        }
+    }
+
+    pub fn routes(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/oauth/token", post(token))
+            .route("/.well-known/jwks.json", get(jwks))
+            .with_state(self)
+    }
+
+    fn issue(&self, identity: &Identity, scopes: &Scopes) -> Result<String, String> {
+        let now = Utc::now().timestamp();
+        let claims = json!({
+            "iss": self.issuer, "aud": AUDIENCE, "sub": identity.subject,
+            "tenant": identity.tenant, "scope": scopes.to_string(),
+            "iat": now, "nbf": now, "exp": now + self.ttl.as_secs() as i64,
+            "jti": uuid_like(),
+        });
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| e.to_string())
+    }
+
+    /// The identity in one of this router's tokens; `Ok(None)` for a token it did not issue.
+    fn verify(&self, token: &str) -> Result<Option<Identity>, String> {
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return Ok(None);
+        };
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Ok(None);
+        }
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.leeway = 5;
+        let claims = jsonwebtoken::decode::<Value>(token, &self.decoding, &validation)
+            .map_err(|_| "invalid or expired token".to_owned())?
+            .claims;
+        let text = |name: &str| claims[name].as_str().unwrap_or_default().to_owned();
+        Ok(Some(Identity {
+            tenant: text("tenant"),
+            subject: text("sub"),
+            scopes: text("scope").parse().map_err(|_| "invalid token scopes")?,
+            expires_at: claims["exp"]
+                .as_i64()
+                .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0)),
+        }))
+    }
+}
+
+fn uuid_like() -> String {
+    let bytes: [u8; 16] = rand::random();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Authenticator for TokenIssuer {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, Result<Option<Identity>, String>> {
+        Box::pin(async move {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match token {
+                Some(token) => self.verify(token.trim()),
+                None => Ok(None),
+            }
+        })
+    }
+}
+
+/// An RFC 6749 error answer.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"junction\""),
+        );
+    }
+    response
+}
+
+/// Client id and secret from HTTP Basic (preferred by RFC 6749) or the form body.
+fn client_of(headers: &HeaderMap, form: &[(String, String)]) -> Option<(String, String)> {
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    if let Some(basic) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    {
+        let decoded = String::from_utf8(STANDARD.decode(basic.trim()).ok()?).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        return Some((id.to_owned(), secret.to_owned()));
+    }
+    Some((field("client_id")?, field("client_secret")?))
+}
+
+async fn token(
+    State(issuer): State<Arc<TokenIssuer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    match field("grant_type") {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            );
+        }
+        None => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is missing",
+            );
+        }
+    }
+    let Some((client_id, secret)) = client_of(&headers, &form) else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client credentials are missing",
+        );
+    };
+    let Some(identity) = issuer.clients.verify(&client_id, &secret).await else {
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
+    };
+    // A subset of the client's scopes may be asked for; none asked means all of them.
+    let scopes = match field("scope").filter(|s| !s.trim().is_empty()) {
+        None => identity.scopes.clone(),
+        Some(asked) => {
+            let asked: Scopes = match asked.parse() {
+                Ok(scopes) => scopes,
+                Err(_) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_scope",
+                        "malformed scope",
+                    );
+                }
+            };
+            if !asked.iter().all(|s| identity.scopes.contains(s)) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "the client does not hold every scope asked for",
+                );
+            }
+            asked
+        }
+    };
+    match issuer.issue(&identity, &scopes) {
+        Ok(token) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": issuer.ttl.as_secs(),
+                "scope": scopes.to_string(),
+            })),
+        )
+            .into_response(),
+        Err(why) => {
+            tracing::error!(error = %why, "cannot sign a token");
+            oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "cannot issue a token",
+            )
+        }
+    }
+}
+
+async fn jwks(State(issuer): State<Arc<TokenIssuer>>) -> Response {
+    axum::Json(json!({"keys": [issuer.jwk]})).into_response()
+}
