@@ -39,6 +39,9 @@ pub struct GatewayConfig {
     pub http: crate::edge::HttpConfig,
     #[serde(default)]
     pub oauth: OAuthConfig,
+    /// Opaque tokens checked with an external authorization server (RFC 7662).
+    #[serde(default)]
+    pub introspection: Option<crate::introspection::IntrospectionConfig>,
 }
 
 /// `[gateway.oauth]`: the client-credentials token endpoint of `junction serve`.
@@ -112,6 +115,7 @@ impl Default for GatewayConfig {
             rate_limit: None,
             http: crate::edge::HttpConfig::default(),
             oauth: OAuthConfig::default(),
+            introspection: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod edge;
 
 pub mod execute;
 pub mod health;
+pub mod introspection;
 pub mod jwt;
 pub mod oauth;
 pub mod operation;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use junction_gateway::compose::{self, SubgraphSource};
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
+use junction_gateway::introspection::Introspection;
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
 use junction_gateway::router::{Authenticator, GraphRouter};
@@ -121,6 +122,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     if let Some(jwt) = &config.gateway.jwt {
         authenticators.push(Arc::new(
             JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?,
+        ));
+    }
+    if let Some(introspection) = &config.gateway.introspection {
+        authenticators.push(Arc::new(
+            Introspection::new(introspection.clone())
+                .map_err(|e| anyhow::anyhow!("configuring token introspection: {e}"))?,
         ));
     }
     authenticators.push(api_keys);
