@@ -134,6 +134,8 @@ pub enum ConfigAction {
         /// The file [default: --config, else ./junction.toml]
         file: Option<PathBuf>,
     },
+    /// Show what would change going from OLD to NEW (both validated first); secrets masked
+    Diff { old: PathBuf, new: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,13 +1,28 @@
-//! `junction config check [FILE]`: validate without starting anything.
+//! `junction config check [FILE]`: validate without starting anything; `junction config
+//! diff OLD NEW`: what a change of configuration would change, key by key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use crate::cli::{Cli, ConfigAction};
 use crate::commands::Failure;
 use crate::config;
 
 pub fn run(cli: &Cli, action: &ConfigAction) -> Result<(), Failure> {
-    let ConfigAction::Check { file } = action;
+    match action {
+        ConfigAction::Check { file } => check(cli, file.as_deref()),
+        ConfigAction::Diff { old, new } => {
+            for line in diff(old, new)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check(cli: &Cli, file: Option<&Path>) -> Result<(), Failure> {
     let file = file
-        .clone()
+        .map(Path::to_path_buf)
         .or_else(|| config::locate(cli.config.as_deref()));
     config::load(file.as_deref(), std::env::vars())?;
     match file {
@@ -18,4 +33,120 @@ pub fn run(cli: &Cli, action: &ConfigAction) -> Result<(), Failure> {
         ),
     }
     Ok(())
+}
+
+/// The changes from `old` to `new`, one line per key: `+` added, `-` removed, `~` changed.
+fn diff(old: &Path, new: &Path) -> Result<Vec<String>, Failure> {
+    let before = flat(old)?;
+    let after = flat(new)?;
+    let mut lines = Vec::new();
+    for (key, value) in &before {
+        match after.get(key) {
+            None => lines.push(format!("- {key} = {}", shown(key, value))),
+            Some(changed) if changed != value => lines.push(format!(
+                "~ {key}: {} -> {}",
+                shown(key, value),
+                shown(key, changed)
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, value) in &after {
+        if !before.contains_key(key) {
+            lines.push(format!("+ {key} = {}", shown(key, value)));
+        }
+    }
+    lines.sort_by(|a, b| a[2..].cmp(&b[2..]));
+    if lines.is_empty() {
+        lines.push("no changes".into());
+    }
+    Ok(lines)
+}
+
+/// A valid configuration file as `dotted.key -> value` (the environment is left out: this
+/// compares files).
+fn flat(path: &Path) -> Result<BTreeMap<String, toml::Value>, Failure> {
+    config::load(Some(path), std::iter::empty())?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("{}: cannot read: {e}", path.display())))?;
+    let value: toml::Value =
+        toml::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
+    let mut out = BTreeMap::new();
+    flatten(String::new(), value, &mut out);
+    Ok(out)
+}
+
+fn flatten(prefix: String, value: toml::Value, out: &mut BTreeMap<String, toml::Value>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table {
+                let key = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(key, value, out);
+            }
+        }
+        other => {
+            out.insert(prefix, other);
+        }
+    }
+}
+
+/// A value as printed, with secrets masked.
+fn shown(key: &str, value: &toml::Value) -> String {
+    let secret = ["secret", "password", "signing_key", "keys"]
+        .iter()
+        .any(|word| key.contains(word))
+        || key.ends_with("url") && value.as_str().is_some_and(|v| v.contains('@'));
+    if secret {
+        "(secret)".into()
+    } else {
+        value.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn changes_are_listed_key_by_key_with_secrets_masked() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let old = file(
+            &dir,
+            "old.toml",
+            "[gateway]\nlisten = \"127.0.0.1:4000\"\n[gateway.limits]\nmax_depth = 10\n[database]\nurl = \"postgres://u:pw@db/j\"\n",
+        );
+        let new = file(
+            &dir,
+            "new.toml",
+            "[gateway]\nlisten = \"127.0.0.1:4001\"\n[gateway.rate_limit]\nrequests_per_second = 5\n[database]\nurl = \"postgres://u:other@db/j\"\n",
+        );
+        assert_eq!(
+            diff(&old, &new).unwrap(),
+            [
+                "~ database.url: (secret) -> (secret)",
+                "- gateway.limits.max_depth = 10",
+                "~ gateway.listen: \"127.0.0.1:4000\" -> \"127.0.0.1:4001\"",
+                "+ gateway.rate_limit.requests_per_second = 5",
+            ]
+        );
+        assert_eq!(diff(&old, &old).unwrap(), ["no changes"]);
+    }
+
+    #[test]
+    fn an_invalid_side_is_refused_before_any_diff() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let good = file(&dir, "good.toml", "");
+        let bad = file(&dir, "bad.toml", "[gateway]\nlisten = 7\n");
+        assert!(diff(&good, &bad).is_err());
+    }
 }
