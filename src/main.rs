@@ -48,11 +48,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = cli.load_config()?;
     logging::init(&config.log);
+    if let Command::Gateway { supergraph, .. } = &cli.command {
+        // The router reloads its configuration on SIGHUP: the same files, read again.
+        let supergraph = supergraph.clone();
+        return commands::gateway::run(config, supergraph, move || cli.load_config()).await;
+    }
     match &cli.command {
         Command::Serve { .. } => commands::serve::run(config).await,
-        Command::Gateway { supergraph, .. } => {
-            commands::gateway::run(config, supergraph.clone()).await
-        }
+        Command::Gateway { .. } => unreachable!("handled above"),
         Command::Subgraph { name, listen } => commands::subgraph::run(config, *name, *listen).await,
         Command::Dispatcher => commands::dispatcher::run(config).await,
         Command::Migrate { action } => commands::migrate::run(&config, action).await,

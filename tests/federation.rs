@@ -753,3 +753,100 @@ async fn the_edge_ids_limits_cors_and_compression() {
         "3.5 MB gzipped to {compressed} bytes"
     );
 }
+
+/// SIGHUP reloads the configuration (and the supergraph): requests in flight finish, new ones
+/// see the new limits, and a broken file keeps the running configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
+    let subgraphs = Subgraphs::start().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let supergraph = dir.path().join("supergraph.graphql");
+    std::fs::write(&supergraph, subgraphs.supergraph()).unwrap();
+    let config = dir.path().join("junction.toml");
+    std::fs::write(&config, "[gateway.limits]\nmax_depth = 20\n").unwrap();
+    let mut command = support::process::command(dir.path());
+    command.args([
+        "gateway",
+        "--supergraph",
+        supergraph.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let process = Junction::start(command, "Junction is serving");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let url = process.url("/graphql");
+    let deep =
+        json!({"query": "{ topProducts { reviews { author { reviews { product { name } } } } } }"});
+    let status = |body: Value| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(deep.clone()).await, 200);
+
+    // Steady traffic throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, url, stop) = (client.clone(), url.clone(), std::sync::Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let sent = client
+                    .post(&url)
+                    .json(&json!({"query": "{ topProducts { upc } }"}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &process.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    std::fs::write(&config, "[gateway.limits]\nmax_depth = 3\n").unwrap();
+    hangup();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status(deep.clone()).await != 400 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new limit never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A broken file: the running configuration stays.
+    std::fs::write(&config, "[gateway.limits]\nmax_depth = \"deep\"\n").unwrap();
+    hangup();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status(deep.clone()).await, 400, "still the reloaded limit");
+    assert_eq!(
+        status(json!({"query": "{ topProducts { upc } }"})).await,
+        200
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = load.await.unwrap();
+    assert!(ok > 10, "traffic flowed: {ok}");
+    assert_eq!(failed, 0, "no request failed across reloads");
+}

@@ -1,10 +1,11 @@
 //! `junction gateway --supergraph FILE`: the federation router alone, in front of any
 //! Federation v2 subgraphs.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use axum::Router;
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health;
 use junction_gateway::jwt::JwtAuthenticator;
@@ -12,14 +13,60 @@ use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use crate::commands::Failure;
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
-pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Failure> {
-    let Some(path) = supergraph.or_else(|| config.gateway.supergraph.clone()) else {
+pub async fn run(
+    config: Config,
+    supergraph: Option<PathBuf>,
+    reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
+) -> Result<(), Failure> {
+    let (app, subgraphs) = build(&config, supergraph.as_deref())?;
+    // Requests take the app current when they arrive and finish on it; a reload swaps in a
+    // new one for the requests after.
+    let current = Arc::new(RwLock::new(app));
+    tokio::spawn(reload_on_hangup(
+        Arc::clone(&current),
+        supergraph,
+        config.gateway.listen,
+        reload,
+    ));
+    let app = Router::new().fallback_service(tower::service_fn(move |request| {
+        let app = current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        app.oneshot(request)
+    }));
+    let listen = config.gateway.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        address = %listener.local_addr().context("listener address")?,
+        subgraphs = %subgraphs.join(", "),
+        "Junction is serving"
+    );
+    junction_gateway::server::serve(
+        listener,
+        app,
+        Shutdown::on_signal().wait(),
+        config.gateway.shutdown_grace,
+    )
+    .await
+    .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Everything the router serves, from a configuration and the supergraph file; and the
+/// subgraphs it found, for the log.
+fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<String>), Failure> {
+    let Some(path) = supergraph
+        .map(Path::to_path_buf)
+        .or_else(|| config.gateway.supergraph.clone())
+    else {
         return Err(Failure::Usage(
             "a supergraph is needed: --supergraph FILE (or gateway.supergraph)".into(),
         ));
@@ -63,23 +110,36 @@ pub async fn run(config: Config, supergraph: Option<PathBuf>) -> Result<(), Fail
         &config.gateway.http,
     )
     .layer(TraceLayer::new_for_http());
-    let listen = config.gateway.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(
-        address = %listener.local_addr().context("listener address")?,
-        subgraphs = %subgraphs.join(", "),
-        "Junction is serving"
-    );
-    junction_gateway::server::serve(
-        listener,
-        app,
-        Shutdown::on_signal().wait(),
-        config.gateway.shutdown_grace,
-    )
-    .await
-    .context("serving HTTP")?;
-    tracing::info!("stopped");
-    Ok(())
+    Ok((app, subgraphs))
+}
+
+/// On SIGHUP: the configuration and the supergraph read again, and the router rebuilt from
+/// them; anything wrong keeps the running router. (The listening address stays as started.)
+async fn reload_on_hangup(
+    current: Arc<RwLock<Router>>,
+    supergraph: Option<PathBuf>,
+    listen: std::net::SocketAddr,
+    reload: impl Fn() -> Result<Config, Failure>,
+) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match reload().and_then(|config| {
+            if config.gateway.listen != listen {
+                tracing::warn!(listen = %config.gateway.listen, "a new listening address needs a restart");
+            }
+            build(&config, supergraph.as_deref())
+        }) {
+            Ok((app, subgraphs)) => {
+                *current.write().unwrap_or_else(|p| p.into_inner()) = app;
+                tracing::info!(subgraphs = %subgraphs.join(", "), "configuration reloaded");
+            }
+            Err(failure) => {
+                tracing::warn!(error = %failure, "configuration reload failed; the running configuration stays");
+            }
+        }
+    }
 }
