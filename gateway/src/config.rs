@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     /// Opaque tokens checked with an external authorization server (RFC 7662).
     #[serde(default)]
     pub introspection: Option<crate::introspection::IntrospectionConfig>,
+    #[serde(default)]
+    pub persisted_queries: crate::persisted::PersistedQueriesConfig,
 }
 
 /// `[gateway.oauth]`: the client-credentials token endpoint of `junction serve`.
@@ -116,6 +118,7 @@ impl Default for GatewayConfig {
             http: crate::edge::HttpConfig::default(),
             oauth: OAuthConfig::default(),
             introspection: None,
+            persisted_queries: crate::persisted::PersistedQueriesConfig::default(),
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod introspection;
 pub mod jwt;
 pub mod oauth;
 pub mod operation;
-mod persisted;
+pub mod persisted;
 pub mod plan;
 pub mod planner;
 pub mod rate_limit;

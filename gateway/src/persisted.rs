@@ -18,6 +18,26 @@ const CAPACITY: usize = 10_000;
 #[derive(Default)]
 pub struct PersistedQueries {
     queries: Mutex<HashMap<String, String>>,
+    /// Trusted documents: when set, only these run (by id, or by the same text).
+    safelist: Option<HashMap<String, String>>,
+}
+
+/// `[gateway.persisted_queries]`.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersistedQueriesConfig {
+    /// An Apollo persisted-query manifest (`{"format": "apollo-persisted-query-manifest",
+    /// "operations": [{"id", "body", ...}]}`): with it, only its documents run.
+    #[serde(default)]
+    pub safelist: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{0}: cannot read the persisted-query manifest: {1}")]
+    Read(String, String),
+    #[error("{0}: not a persisted-query manifest: {1}")]
+    Format(String, String),
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -25,15 +45,69 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl PersistedQueries {
+    /// With a safelist from `config`, when it names one.
+    pub fn new(config: &PersistedQueriesConfig) -> Result<Self, ManifestError> {
+        let Some(path) = &config.safelist else {
+            return Ok(Self::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ManifestError::Read(shown.clone(), e.to_string()))?;
+        let manifest: Value = serde_json::from_str(&text)
+            .map_err(|e| ManifestError::Format(shown.clone(), e.to_string()))?;
+        let operations = manifest["operations"]
+            .as_array()
+            .ok_or_else(|| ManifestError::Format(shown.clone(), "no `operations` list".into()))?;
+        let mut safelist = HashMap::new();
+        for operation in operations {
+            let (Some(id), Some(body)) = (operation["id"].as_str(), operation["body"].as_str())
+            else {
+                return Err(ManifestError::Format(
+                    shown,
+                    "an operation without `id` or `body`".into(),
+                ));
+            };
+            safelist.insert(id.to_owned(), body.to_owned());
+        }
+        Ok(Self {
+            queries: Mutex::default(),
+            safelist: Some(safelist),
+        })
+    }
+
+    /// In safelist mode, the trusted document for `query` or `hash`, or a refusal.
+    fn trusted(
+        &self,
+        query: Option<&str>,
+        hash: Option<&str>,
+    ) -> Option<Result<String, Rejection>> {
+        let safelist = self.safelist.as_ref()?;
+        let found = hash
+            .and_then(|h| safelist.get(h))
+            .or_else(|| query.and_then(|q| safelist.values().find(|body| *body == q)));
+        Some(found.cloned().ok_or_else(|| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "PERSISTED_QUERY_NOT_IN_LIST",
+                "this router runs trusted documents only, and this is not one of them",
+            )
+        }))
+    }
+
     /// The query to run: the text sent (checked against its hash and kept, when a hash came
     /// with it), or the text kept for the hash sent alone.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         query: Option<String>,
         extensions: Option<&Value>,
     ) -> Result<String, Rejection> {
         let query = query.filter(|q| !q.trim().is_empty());
-        let Some(persisted) = extensions.and_then(|e| e.get("persistedQuery")) else {
+        let persisted = extensions.and_then(|e| e.get("persistedQuery"));
+        let hash = persisted.and_then(|p| p["sha256Hash"].as_str());
+        if let Some(trusted) = self.trusted(query.as_deref(), hash) {
+            return trusted;
+        }
+        let Some(persisted) = persisted else {
             return query.ok_or_else(|| {
                 Rejection::new(
                     StatusCode::BAD_REQUEST,
@@ -151,6 +225,37 @@ mod tests {
             old.errors[0]["extensions"]["code"],
             "PERSISTED_QUERY_NOT_SUPPORTED"
         );
+    }
+
+    #[test]
+    fn a_safelist_runs_its_documents_only() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("manifest.json");
+        std::fs::write(
+            &path,
+            json!({"format": "apollo-persisted-query-manifest", "version": 1,
+                   "operations": [{"id": "abc", "name": "Top", "type": "query", "body": QUERY}]})
+            .to_string(),
+        )
+        .unwrap();
+        let cache = PersistedQueries::new(&PersistedQueriesConfig {
+            safelist: Some(path),
+        })
+        .unwrap();
+        assert_eq!(
+            cache.resolve(None, Some(&extensions("abc"))).unwrap(),
+            QUERY
+        );
+        assert_eq!(cache.resolve(Some(QUERY.into()), None).unwrap(), QUERY);
+        let refused = cache.resolve(Some("{ other }".into()), None).unwrap_err();
+        assert_eq!(
+            refused.errors[0]["extensions"]["code"],
+            "PERSISTED_QUERY_NOT_IN_LIST"
+        );
+        let missing = PersistedQueries::new(&PersistedQueriesConfig {
+            safelist: Some(dir.path().join("nope.json")),
+        });
+        assert!(missing.is_err());
     }
 
     #[test]

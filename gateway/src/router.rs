@@ -93,6 +93,12 @@ impl GraphRouter {
         }
     }
 
+    /// Trusted documents only, when the configuration names a manifest.
+    pub fn with_persisted_queries(mut self, persisted: PersistedQueries) -> Self {
+        self.persisted = persisted;
+        self
+    }
+
     pub fn with_rate_limit(mut self, config: Option<&RateLimitConfig>) -> Self {
         self.rate_limiter = config.map(RateLimiter::new);
         self

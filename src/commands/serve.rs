@@ -10,6 +10,7 @@ use junction_gateway::health::{self, ReadinessProbe};
 use junction_gateway::introspection::Introspection;
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
+use junction_gateway::persisted::PersistedQueries;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
@@ -141,7 +142,11 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
         .with_subscriptions(config.gateway.subscriptions.clone())
-        .with_rate_limit(config.gateway.rate_limit.as_ref()),
+        .with_rate_limit(config.gateway.rate_limit.as_ref())
+        .with_persisted_queries(
+            PersistedQueries::new(&config.gateway.persisted_queries)
+                .map_err(|e| Failure::Usage(e.to_string()))?,
+        ),
     );
     let app = junction_gateway::edge::layer(
         router
