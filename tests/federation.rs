@@ -850,3 +850,42 @@ async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
     assert!(ok > 10, "traffic flowed: {ok}");
     assert_eq!(failed, 0, "no request failed across reloads");
 }
+
+/// With `redis_url`, two router instances share each consumer's allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_across_routers_through_redis() {
+    let redis = support::redis::Redis::start();
+    let subgraphs = Subgraphs::start().await;
+    let url = redis.url();
+    let env = [
+        ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.2"),
+        ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "2"),
+        ("JUNCTION_GATEWAY__RATE_LIMIT__REDIS_URL", url.as_str()),
+    ];
+    let (one, _one_dir) = gateway_with(&subgraphs.supergraph(), &env);
+    let (two, _two_dir) = gateway_with(&subgraphs.supergraph(), &env);
+    let client = reqwest::Client::new();
+    let ask = |process: &Junction| {
+        client
+            .post(process.url("/graphql"))
+            .json(&json!({"query": "{ topProducts { upc } }"}))
+            .send()
+    };
+    let first = ask(&one).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["ratelimit-remaining"], "1");
+    let second = ask(&two).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(
+        second.headers()["ratelimit-remaining"],
+        "0",
+        "the other router counted"
+    );
+    let refused = ask(&one).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+
+    // Redis gone: requests go through rather than fail.
+    drop(redis);
+    assert_eq!(ask(&two).await.unwrap().status(), 200);
+}

@@ -3,6 +3,11 @@
 //! request that would push it more than the burst ahead of now is refused, with how long to
 //! wait. One instant per consumer is all the state, and answers carry the IETF `RateLimit-*`
 //! headers.
+//!
+//! The state lives in this process, or in Redis (`redis_url`) so that every router instance
+//! shares it: one Lua script does the arithmetic atomically on Redis's clock. Redis being
+//! unreachable lets requests through (logged): an outage of the limiter is not an outage of
+//! the API.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +24,9 @@ pub struct RateLimitConfig {
     /// Requests allowed at once on top of the sustained rate (at least 1).
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Share the limits of every router through this Redis (`redis://host:6379`).
+    #[serde(default)]
+    pub redis_url: Option<String>,
 }
 
 fn default_burst() -> u32 {
@@ -45,10 +53,52 @@ pub struct RateLimiter {
     interval: Duration,
     burst: u32,
     arrivals: Mutex<HashMap<String, Instant>>,
+    shared: Option<Shared>,
 }
 
+/// The Redis side: a client, a connection made on first use (and again after a failure).
+struct Shared {
+    client: redis::Client,
+    connection: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    script: redis::Script,
+}
+
+/// GCRA on Redis's clock, in milliseconds: `{allowed, reset, retry_after, remaining}`.
+const GCRA: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local window = interval * burst
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local nxt = tat + interval
+local ahead = nxt - now
+if ahead > window then
+  return {0, tat - now, ahead - window, 0}
+end
+redis.call('SET', KEYS[1], nxt, 'PX', window + interval)
+return {1, ahead, 0, math.floor((window - ahead) / interval)}
+";
+
 impl RateLimiter {
-    pub fn new(config: &RateLimitConfig) -> Self {
+    pub fn new(config: &RateLimitConfig) -> Result<Self, String> {
+        let shared = match &config.redis_url {
+            None => None,
+            Some(url) => Some(Shared {
+                client: redis::Client::open(url.as_str())
+                    .map_err(|e| format!("gateway.rate_limit.redis_url: {e}"))?,
+                connection: tokio::sync::Mutex::new(None),
+                script: redis::Script::new(GCRA),
+            }),
+        };
+        Ok(Self {
+            shared,
+            ..Self::local(config)
+        })
+    }
+
+    fn local(config: &RateLimitConfig) -> Self {
         let rate = if config.requests_per_second > 0.0 {
             config.requests_per_second
         } else {
@@ -58,6 +108,7 @@ impl RateLimiter {
             interval: Duration::from_secs_f64((1.0 / rate).min(86_400.0)),
             burst: config.burst.max(1),
             arrivals: Mutex::new(HashMap::new()),
+            shared: None,
         }
     }
 
@@ -91,8 +142,50 @@ impl RateLimiter {
         }
     }
 
-    pub fn check(&self, consumer: &str) -> Decision {
-        self.check_at(consumer, Instant::now())
+    /// Counts one request of `consumer`: in Redis when shared, else here.
+    pub async fn check(&self, consumer: &str) -> Decision {
+        match &self.shared {
+            None => self.check_at(consumer, Instant::now()),
+            Some(shared) => match self.check_shared(shared, consumer).await {
+                Ok(decision) => decision,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shared rate limiter is unreachable; letting the request through");
+                    *shared.connection.lock().await = None;
+                    Decision {
+                        allowed: true,
+                        limit: self.burst,
+                        remaining: self.burst,
+                        reset: Duration::ZERO,
+                        retry_after: Duration::ZERO,
+                    }
+                }
+            },
+        }
+    }
+
+    async fn check_shared(&self, shared: &Shared, consumer: &str) -> redis::RedisResult<Decision> {
+        let mut slot = shared.connection.lock().await;
+        if slot.is_none() {
+            *slot = Some(shared.client.get_multiplexed_async_connection().await?);
+        }
+        let mut connection = slot.clone().expect("connected just above");
+        drop(slot);
+        let interval = (self.interval.as_millis() as u64).max(1);
+        let (allowed, reset, retry, remaining): (i64, i64, i64, i64) = shared
+            .script
+            .key(format!("junction:ratelimit:{consumer}"))
+            .arg(interval)
+            .arg(self.burst)
+            .invoke_async(&mut connection)
+            .await?;
+        let millis = |n: i64| Duration::from_millis(n.max(0) as u64);
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit: self.burst,
+            remaining: remaining.max(0) as u32,
+            reset: millis(reset),
+            retry_after: millis(retry),
+        })
     }
 }
 
@@ -101,9 +194,10 @@ mod tests {
     use super::*;
 
     fn limiter(rate: f64, burst: u32) -> RateLimiter {
-        RateLimiter::new(&RateLimitConfig {
+        RateLimiter::local(&RateLimitConfig {
             requests_per_second: rate,
             burst,
+            redis_url: None,
         })
     }
 

@@ -26,7 +26,7 @@ use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
 use crate::plan::QueryPlan;
 use crate::planner;
-use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
+use crate::rate_limit::{Decision, RateLimiter};
 use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
 
@@ -99,8 +99,8 @@ impl GraphRouter {
         self
     }
 
-    pub fn with_rate_limit(mut self, config: Option<&RateLimitConfig>) -> Self {
-        self.rate_limiter = config.map(RateLimiter::new);
+    pub fn with_rate_limit(mut self, limiter: Option<RateLimiter>) -> Self {
+        self.rate_limiter = limiter;
         self
     }
 
@@ -328,13 +328,16 @@ impl GraphRouter {
             Ok(identity) => identity,
             Err(rejection) => return rejection.into_response(),
         };
-        let limited = self.rate_limiter.as_ref().map(|limiter| {
-            let consumer = match &identity {
-                Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
-                None => "anonymous".to_owned(),
-            };
-            limiter.check(&consumer)
-        });
+        let limited = match &self.rate_limiter {
+            None => None,
+            Some(limiter) => {
+                let consumer = match &identity {
+                    Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
+                    None => "anonymous".to_owned(),
+                };
+                Some(limiter.check(&consumer).await)
+            }
+        };
         if let Some(decision) = limited.filter(|d| !d.allowed) {
             let mut response = Rejection::new(
                 StatusCode::TOO_MANY_REQUESTS,

@@ -10,6 +10,7 @@ use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health;
 use junction_gateway::jwt::JwtAuthenticator;
 use junction_gateway::persisted::PersistedQueries;
+use junction_gateway::rate_limit::RateLimiter;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::IdentitySigner;
@@ -101,7 +102,15 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<Stri
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
         .with_subscriptions(config.gateway.subscriptions.clone())
-        .with_rate_limit(config.gateway.rate_limit.as_ref())
+        .with_rate_limit(
+            config
+                .gateway
+                .rate_limit
+                .as_ref()
+                .map(RateLimiter::new)
+                .transpose()
+                .map_err(Failure::Usage)?,
+        )
         .with_persisted_queries(
             PersistedQueries::new(&config.gateway.persisted_queries)
                 .map_err(|e| Failure::Usage(e.to_string()))?,

@@ -11,6 +11,7 @@ use junction_gateway::introspection::Introspection;
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
 use junction_gateway::persisted::PersistedQueries;
+use junction_gateway::rate_limit::RateLimiter;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
@@ -142,7 +143,15 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
         .with_subscriptions(config.gateway.subscriptions.clone())
-        .with_rate_limit(config.gateway.rate_limit.as_ref())
+        .with_rate_limit(
+            config
+                .gateway
+                .rate_limit
+                .as_ref()
+                .map(RateLimiter::new)
+                .transpose()
+                .map_err(Failure::Usage)?,
+        )
         .with_persisted_queries(
             PersistedQueries::new(&config.gateway.persisted_queries)
                 .map_err(|e| Failure::Usage(e.to_string()))?,

@@ -12,6 +12,7 @@ pub mod media;
 
 pub mod process;
 pub mod receiver;
+pub mod redis;
 
 pub use database::TestDatabase;
 pub use process::{Junction, cli};
