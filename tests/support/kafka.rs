@@ -58,8 +58,22 @@ impl Broker {
             storage,
             _dir: dir,
         };
-        broker.spawn();
-        broker
+        // The free port may be taken by another test's process between our check and the
+        // broker's bind: then the broker exits, and we try again on another port.
+        for _ in 0..5 {
+            broker.spawn();
+            std::thread::sleep(Duration::from_millis(50));
+            let exited = broker
+                .child
+                .as_mut()
+                .is_some_and(|child| child.try_wait().ok().flatten().is_some());
+            if !exited {
+                return broker;
+            }
+            broker.child = None;
+            broker.port = free_port();
+        }
+        panic!("the broker would not stay up on a free port");
     }
 
     fn spawn(&mut self) {
