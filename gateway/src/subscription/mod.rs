@@ -110,14 +110,21 @@ pub fn too_many(max: usize) -> Vec<Value> {
     })]
 }
 
+/// Who runs an operation: their identity, and what their request passes on downstream.
+pub struct Caller {
+    pub identity: Option<Identity>,
+    pub forwarded: Forwarded,
+}
+
 /// Runs one prepared operation, sending its events to `out` as `operation`, until it ends or
 /// `stop` resolves. A query or mutation sends one result; a subscription one per upstream event.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     router: Arc<GraphRouter>,
     prepared: Prepared,
-    identity: Option<Identity>,
-    forwarded: Forwarded,
+    Caller {
+        identity,
+        forwarded,
+    }: Caller,
     operation: OperationId,
     out: mpsc::Sender<Outgoing>,
     stop: impl Future<Output = ()> + Send,

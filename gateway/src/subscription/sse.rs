@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::{Event, OperationId, Outgoing, client_key, too_many};
+use super::{Caller, Event, OperationId, Outgoing, client_key, too_many};
 use crate::execute::Forwarded;
 use crate::router::{GraphRouter, Prepared, Rejection};
 
@@ -48,8 +48,10 @@ pub fn respond(
     tokio::spawn(super::run(
         router,
         prepared,
-        identity,
-        forwarded,
+        Caller {
+            identity,
+            forwarded,
+        },
         OperationId {
             id: String::new(),
             serial: number,

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
-use super::{Event, OperationId, Outgoing, client_key, too_many};
+use super::{Caller, Event, OperationId, Outgoing, client_key, too_many};
 use crate::execute::Forwarded;
 use crate::router::{GraphQLRequest, GraphRouter};
 
@@ -285,8 +285,10 @@ impl Connection {
         tokio::spawn(super::run(
             Arc::clone(&self.router),
             prepared,
-            self.identity.clone(),
-            Forwarded::from_headers(&self.headers),
+            Caller {
+                identity: self.identity.clone(),
+                forwarded: Forwarded::from_headers(&self.headers),
+            },
             OperationId { id, serial },
             out.clone(),
             async move {
