@@ -5,11 +5,12 @@
 //! Delivery is at least once: a crash between sending and settling repeats the delivery with
 //! the same `webhook-id`; nothing is ever dropped.
 //!
-//! - [`queue`]: the small `Queue` trait and its backends (embedded in the database; Kafka later).
+//! - [`queue`]: the small `Queue` trait and its backends: embedded in the database, and Kafka.
 //! - [`worker`]: the delivery loop, with per-endpoint isolation.
 //! - [`ssrf`]: the HTTP client's resolver that enforces the address policy at connect time.
 //! - [`retry`]: the back-off schedule.
-//! - [`replay`]: putting dead-lettered deliveries back on the queue.
+//! - [`replay`]: putting deliveries back on the queue: one message, or dead letters in bulk as
+//!   jobs with progress.
 
 mod config;
 pub mod queue;

@@ -2,9 +2,11 @@
 //!
 //! It loads an Apollo Federation v2 supergraph ([`supergraph`]), plans each operation into
 //! fetches against subgraphs ([`plan`], a plain data type made by [`planner`]), runs the plan
-//! ([`execute`]) and shapes the answer; plus the HTTP server shell every deployment shares:
-//! health endpoints with pluggable readiness probes and a graceful shutdown. The router knows
-//! nothing about Junction's own subgraphs in particular.
+//! ([`execute`]) and shapes the answer; subscriptions over WebSocket and SSE; the edge
+//! ([`edge`]: request ids, CORS, limits, gzip), credentials ([`jwt`], [`oauth`],
+//! [`introspection`]), [`rate_limit`]s and persisted queries; plus the HTTP server shell every
+//! deployment shares: health endpoints with pluggable readiness probes and a graceful
+//! shutdown. The router knows nothing about Junction's own subgraphs in particular.
 
 pub mod compose;
 mod config;

@@ -1,7 +1,9 @@
-//! The GraphQL endpoint: `POST /graphql` and `GET /graphql` (queries only, with CSRF
-//! prevention). Authenticates, parses and validates against the API schema, checks limits,
-//! plans (plans cached by operation text, name, `@skip`/`@include` values and schema), runs the
-//! plan, and answers in GraphQL's shape. Nothing reaches a subgraph before all checks pass.
+//! The GraphQL endpoint: `POST /graphql`, `GET /graphql` (queries only, with CSRF
+//! prevention; a WebSocket upgrade for subscriptions), and event streams for clients that
+//! accept them. Authenticates, rate-limits, resolves persisted queries, parses and validates
+//! against the API schema, checks limits, plans (plans cached by operation text, name,
+//! `@skip`/`@include` values and schema), runs the plan, and answers in GraphQL's shape.
+//! Nothing reaches a subgraph before all checks pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

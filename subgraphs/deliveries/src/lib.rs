@@ -3,8 +3,9 @@
 //! replay. It extends the webhooks subgraph's `Endpoint` and `Message` entities, so one query
 //! through the router gets an endpoint's url and its success rate.
 //!
-//! [`retention`] deletes old attempts and settled messages. Live delivery subscriptions arrive
-//! with the rest of their issue.
+//! Live subscriptions stream attempts and dead letters as the dispatcher records them;
+//! replays of dead letters in bulk run as jobs with visible progress; [`retention`] deletes old
+//! attempts and settled messages.
 
 pub mod graphql;
 pub mod http;
