@@ -3,8 +3,8 @@
 //!
 //! - `<prefix>.dispatch`, keyed by endpoint id: one endpoint's tasks keep their order on one
 //!   partition; partitions spread over the dispatchers of the consumer group.
-//! - `<prefix>.retry.<delay>`: a retry waits in a tier topic, released by the [`scheduler`]
-//!   when due, without blocking any other partition.
+//! - `<prefix>.retry.<delay>`: a retry waits in a tier topic, released by the retry scheduler
+//!   (`scheduler.rs`) when due, without blocking any other partition.
 //! - `<prefix>.dead-letter`: exhausted deliveries, for audit; the database row (what replay
 //!   reads) is marked dead as well.
 //!

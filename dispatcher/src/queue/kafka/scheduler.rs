@@ -2,7 +2,7 @@
 //! dispatch topic when it is due (or on to a shorter tier when it has longer to wait).
 //!
 //! Each partition is released in order from its head, which is always the next one due (see
-//! [`super::tiers`]). Records wait in memory per partition; a partition with many waiting is
+//! `tiers.rs`). Records wait in memory per partition; a partition with many waiting is
 //! paused at the broker until it drains, so memory stays bounded and other partitions keep
 //! moving. Offsets are stored only after the record is safely on its next topic.
 
