@@ -4,7 +4,7 @@
 
 use futures_util::future::{BoxFuture, FutureExt};
 use junction_gateway::oauth::ClientCredentials;
-use junction_gateway::router::Authenticator;
+use junction_gateway::router::{Authenticator, bearer};
 use junction_schema::Identity;
 use junction_schema::apikeys;
 use sea_orm::DatabaseConnection;
@@ -15,11 +15,8 @@ pub struct ApiKeys {
 
 /// The key from `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
 fn presented(headers: &axum::http::HeaderMap) -> Option<String> {
-    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        let (scheme, key) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| key.trim().to_owned());
+    if headers.contains_key("authorization") {
+        return bearer(headers).map(str::to_owned);
     }
     headers
         .get("x-api-key")

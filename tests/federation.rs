@@ -11,29 +11,13 @@ use serde_json::{Value, json};
 use support::Junction;
 use support::federation::Subgraphs;
 
-/// `junction gateway` on `supergraph`, as an operator runs it; the folder holds the file.
+/// `junction gateway` on `supergraph`, as an operator runs it.
 fn gateway(supergraph: &str) -> (Junction, tempfile::TempDir) {
-    gateway_with(supergraph, &[])
+    Junction::gateway(supergraph, &[])
 }
 
 fn gateway_with(supergraph: &str, env: &[(&str, &str)]) -> (Junction, tempfile::TempDir) {
-    let dir = tempfile::TempDir::new().unwrap();
-    let file = dir.path().join("supergraph.graphql");
-    std::fs::write(&file, supergraph).unwrap();
-    let mut command = support::process::command(dir.path());
-    command.args([
-        "gateway",
-        "--supergraph",
-        file.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]);
-    command.envs(env.iter().copied());
-    let process = Junction::start(command, "Junction is serving");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    (process, dir)
+    Junction::gateway(supergraph, env)
 }
 
 struct Router {
@@ -764,18 +748,7 @@ async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
     std::fs::write(&supergraph, subgraphs.supergraph()).unwrap();
     let config = dir.path().join("junction.toml");
     std::fs::write(&config, "[gateway.limits]\nmax_depth = 20\n").unwrap();
-    let mut command = support::process::command(dir.path());
-    command.args([
-        "gateway",
-        "--supergraph",
-        supergraph.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]);
-    let process = Junction::start(command, "Junction is serving");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let process = Junction::gateway_in(dir.path(), &supergraph, &[]);
     let client = reqwest::Client::new();
     let url = process.url("/graphql");
     let deep =

@@ -183,22 +183,7 @@ impl Setup {
             },
         ];
         let supergraph = junction_gateway::compose::compose(&sources).expect("composes");
-        let dir = tempfile::TempDir::new().unwrap();
-        let file = dir.path().join("supergraph.graphql");
-        std::fs::write(&file, supergraph).unwrap();
-        let mut command = support::process::command(dir.path());
-        command.args([
-            "gateway",
-            "--supergraph",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ]);
-        command.envs(env.iter().copied());
-        let gateway = Junction::start(command, "Junction is serving");
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (gateway, dir) = Junction::gateway(&supergraph, env);
         Self {
             gateway,
             reviews: sender,

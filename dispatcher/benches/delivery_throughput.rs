@@ -190,20 +190,7 @@ async fn main() {
             .await
             .unwrap();
         for i in 0..waiting {
-            publish::publish(
-                &db,
-                &tenant.id,
-                PublishEvent {
-                    event_type: "bench.parked".into(),
-                    payload: serde_json::json!({"n": i}),
-                    channels: vec![],
-                    idempotency_key: None,
-                    traceparent: None,
-                },
-                DEFAULT_MAX_PAYLOAD_BYTES,
-            )
-            .await
-            .expect("publish");
+            publish_one(&db, &tenant.id, "bench.parked", serde_json::json!({"n": i})).await;
         }
         let deadline = Instant::now() + Duration::from_secs(600);
         while failures.load(std::sync::atomic::Ordering::Relaxed) < waiting {
@@ -214,20 +201,13 @@ async fn main() {
 
     // Warm up: the first message through opens connections (and, on Kafka, waits for the
     // consumer group to form); the run measures what follows.
-    publish::publish(
+    publish_one(
         &db,
         &tenant.id,
-        PublishEvent {
-            event_type: "bench.event".into(),
-            payload: serde_json::json!({"warm": "up"}),
-            channels: vec![],
-            idempotency_key: None,
-            traceparent: None,
-        },
-        DEFAULT_MAX_PAYLOAD_BYTES,
+        "bench.event",
+        serde_json::json!({"warm": "up"}),
     )
-    .await
-    .expect("publish");
+    .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while arrivals.lock().unwrap().len() < endpoint_count {
         assert!(Instant::now() < deadline, "warm-up stalled");
@@ -249,20 +229,13 @@ async fn main() {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 let at = Instant::now();
-                let result = publish::publish(
+                let result = publish_one(
                     &db,
                     &tenant_id,
-                    PublishEvent {
-                        event_type: "bench.event".into(),
-                        payload: serde_json::json!({"n": i, "text": "a small webhook payload"}),
-                        channels: vec![],
-                        idempotency_key: None,
-                        traceparent: None,
-                    },
-                    DEFAULT_MAX_PAYLOAD_BYTES,
+                    "bench.event",
+                    serde_json::json!({"n": i, "text": "a small webhook payload"}),
                 )
-                .await
-                .expect("publish");
+                .await;
                 published.lock().unwrap().insert(result.message.id, at);
             }
         }));
@@ -317,6 +290,29 @@ async fn main() {
         percentile(0.99),
         percentile(1.0)
     );
+}
+
+/// Publishes one event of `event_type`, as `publishEvent` does.
+async fn publish_one(
+    db: &sea_orm::DatabaseConnection,
+    tenant_id: &str,
+    event_type: &str,
+    payload: serde_json::Value,
+) -> publish::Published {
+    publish::publish(
+        db,
+        tenant_id,
+        PublishEvent {
+            event_type: event_type.into(),
+            payload,
+            channels: vec![],
+            idempotency_key: None,
+            traceparent: None,
+        },
+        DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    .await
+    .expect("publish")
 }
 
 async fn receive(

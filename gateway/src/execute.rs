@@ -73,8 +73,8 @@ impl SubgraphClient {
             ("traceparent", &forwarded.traceparent),
             (crate::edge::REQUEST_ID, &forwarded.request_id),
         ] {
-            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                headers.insert(name, value);
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
             }
         }
         headers
@@ -116,24 +116,19 @@ impl SubgraphClient {
     }
 }
 
-/// What the router passes on from the client's request to every subgraph request.
+/// What the router passes on from the client's request to every subgraph request: the
+/// header values as they came (cloning one shares its bytes).
 #[derive(Clone, Debug, Default)]
 pub struct Forwarded {
-    pub traceparent: Option<String>,
-    pub request_id: Option<String>,
+    pub traceparent: Option<HeaderValue>,
+    pub request_id: Option<HeaderValue>,
 }
 
 impl Forwarded {
     pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
-        let text = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
         Self {
-            traceparent: text("traceparent"),
-            request_id: text(crate::edge::REQUEST_ID),
+            traceparent: headers.get("traceparent").cloned(),
+            request_id: headers.get(crate::edge::REQUEST_ID).cloned(),
         }
     }
 }

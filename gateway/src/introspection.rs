@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::router::Authenticator;
+use crate::router::{Authenticator, bearer};
 
 /// `[gateway.introspection]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -145,12 +145,7 @@ impl Authenticator for Introspection {
         headers: &'a HeaderMap,
     ) -> BoxFuture<'a, Result<Option<Identity>, String>> {
         Box::pin(async move {
-            let token = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && !t.starts_with("jk_"));
+            let token = bearer(headers).filter(|t| !t.starts_with("jk_"));
             match token {
                 None => Ok(None),
                 Some(token) => self.introspect(token).await.map(Some),

@@ -19,7 +19,7 @@ use junction_schema::{Identity, Scopes};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::router::Authenticator;
+use crate::router::{Authenticator, bearer};
 
 /// `[gateway.jwt]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -305,12 +305,7 @@ fn refusal(error: &jsonwebtoken::errors::Error) -> String {
 
 /// A bearer credential that looks like a JWT (three dot-separated parts).
 fn bearer_jwt(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get("authorization")?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?
-        .trim();
-    (token.split('.').count() == 3).then_some(token)
+    bearer(headers).filter(|token| token.split('.').count() == 3)
 }
 
 impl Authenticator for JwtAuthenticator {
@@ -406,21 +401,13 @@ mod tests {
     /// An Ed25519 key: the PKCS#8 document to sign with, and its public JWK.
     fn ed25519(seed: u8, kid: &str) -> (EncodingKey, Value) {
         let seed = [seed; 32];
-        let mut pkcs8 = hex_prefix();
+        let mut pkcs8 = crate::oauth::PKCS8_ED25519.to_vec();
         pkcs8.extend_from_slice(&seed);
         let public = ed25519_dalek::SigningKey::from_bytes(&seed)
             .verifying_key()
             .to_bytes();
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(public), "kid": kid, "alg": "EdDSA", "use": "sig"});
         (EncodingKey::from_ed_der(&pkcs8), jwk)
-    }
-
-    /// PKCS#8 v1 for an Ed25519 private key, up to the 32-byte seed.
-    fn hex_prefix() -> Vec<u8> {
-        vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ]
     }
 
     fn eddsa(claims: &Value, key: &EncodingKey, kid: &str) -> String {

@@ -22,7 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use junction_schema::{Identity, Scopes};
 use serde_json::{Value, json};
 
-use crate::router::Authenticator;
+use crate::router::{Authenticator, bearer};
 
 /// Checks a client's id and secret; the identity its tokens will carry, or `None`.
 pub trait ClientCredentials: Send + Sync {
@@ -41,7 +41,7 @@ pub struct TokenIssuer {
 }
 
 /// PKCS#8 v1 for an Ed25519 private key, up to its 32-byte seed.
-const PKCS8_ED25519: [u8; 16] = [
+pub(crate) const PKCS8_ED25519: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
@@ -88,7 +88,7 @@ impl TokenIssuer {
             "iss": self.issuer, "aud": AUDIENCE, "sub": identity.subject,
             "tenant": identity.tenant, "scope": scopes.to_string(),
             "iat": now, "nbf": now, "exp": now + self.ttl.as_secs() as i64,
-            "jti": uuid_like(),
+            "jti": random_id(),
         });
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
@@ -122,7 +122,7 @@ impl TokenIssuer {
     }
 }
 
-fn uuid_like() -> String {
+fn random_id() -> String {
     let bytes: [u8; 16] = rand::random();
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -133,12 +133,8 @@ impl Authenticator for TokenIssuer {
         headers: &'a HeaderMap,
     ) -> BoxFuture<'a, Result<Option<Identity>, String>> {
         Box::pin(async move {
-            let token = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match token {
-                Some(token) => self.verify(token.trim()),
+            match bearer(headers) {
+                Some(token) => self.verify(token),
                 None => Ok(None),
             }
         })

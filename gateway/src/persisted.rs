@@ -40,10 +40,6 @@ pub enum ManifestError {
     Format(String, String),
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl PersistedQueries {
     /// With a safelist from `config`, when it names one.
     pub fn new(config: &PersistedQueriesConfig) -> Result<Self, ManifestError> {
@@ -136,7 +132,7 @@ impl PersistedQueries {
         };
         match query {
             Some(query) => {
-                if hex(&Sha256::digest(query.as_bytes())) != hash {
+                if format!("{:x}", Sha256::digest(query.as_bytes())) != hash {
                     return Err(Rejection::new(
                         StatusCode::BAD_REQUEST,
                         "BAD_USER_INPUT",
@@ -183,7 +179,7 @@ mod tests {
     #[test]
     fn a_hash_alone_is_unknown_until_sent_with_its_query() {
         let cache = PersistedQueries::default();
-        let hash = hex(&Sha256::digest(QUERY.as_bytes()));
+        let hash = format!("{:x}", Sha256::digest(QUERY.as_bytes()));
         let missing = cache.resolve(None, Some(&extensions(&hash))).unwrap_err();
         assert_eq!(missing.status, StatusCode::OK);
         assert_eq!(missing.errors[0]["message"], "PersistedQueryNotFound");

@@ -44,6 +44,17 @@ pub trait Authenticator: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Identity>, String>>;
 }
 
+/// The credential of `Authorization: Bearer <credential>` (the scheme in any case).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    let credential = credential.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential)
+}
+
 pub struct GraphRouter {
     pub supergraph: Arc<Supergraph>,
     client: SubgraphClient,
@@ -583,35 +594,12 @@ async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -
             "GET requests need a `content-type: application/json` or `apollo-require-preflight` header (CSRF prevention)",
         );
     }
-    let variables = match params
-        .variables
-        .as_deref()
-        .map(serde_json::from_str::<Value>)
-    {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                "`variables` is not JSON",
-            );
-        }
-    };
-    let extensions = match params
-        .extensions
-        .as_deref()
-        .map(serde_json::from_str::<Value>)
-    {
-        None => None,
-        Some(Ok(value)) => Some(value),
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                "`extensions` is not JSON",
-            );
-        }
+    let (variables, extensions) = match (
+        json_param("variables", params.variables.as_deref()),
+        json_param("extensions", params.extensions.as_deref()),
+    ) {
+        (Ok(variables), Ok(extensions)) => (variables, extensions),
+        (Err(refused), _) | (_, Err(refused)) => return refused.into_response(),
     };
     let request = GraphQLRequest {
         query: params.query,
@@ -620,6 +608,19 @@ async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -
         extensions,
     };
     router.handle(&headers, request, &Method::GET).await
+}
+
+/// A JSON-encoded query-string parameter of a GET request.
+fn json_param(name: &str, text: Option<&str>) -> Result<Option<Value>, Rejection> {
+    text.map(serde_json::from_str::<Value>)
+        .transpose()
+        .map_err(|_| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("`{name}` is not JSON"),
+            )
+        })
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -93,7 +93,21 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<Stri
         )),
         None => None,
     };
-    let router = Arc::new(
+    let router = graph_router(config, supergraph, client, authenticator)?;
+    Ok((
+        front_door(config, router, health::routes(Vec::new())),
+        subgraphs,
+    ))
+}
+
+/// The router over `supergraph` with the `[gateway]` settings every deployment shares.
+pub fn graph_router(
+    config: &Config,
+    supergraph: Supergraph,
+    client: SubgraphClient,
+    authenticator: Option<Arc<dyn Authenticator>>,
+) -> Result<Arc<GraphRouter>, Failure> {
+    Ok(Arc::new(
         GraphRouter::new(
             Arc::new(supergraph),
             client,
@@ -115,16 +129,20 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<Stri
             PersistedQueries::new(&config.gateway.persisted_queries)
                 .map_err(|e| Failure::Usage(e.to_string()))?,
         ),
-    );
-    let app = junction_gateway::edge::layer(
+    ))
+}
+
+/// What the router's address serves: GraphQL, the playground and `routes`, behind the edge
+/// layers and request tracing.
+pub fn front_door(config: &Config, router: Arc<GraphRouter>, routes: Router) -> Router {
+    junction_gateway::edge::layer(
         router
             .routes()
             .merge(junction_playground::routes())
-            .merge(health::routes(Vec::new())),
+            .merge(routes),
         &config.gateway.http,
     )
-    .layer(TraceLayer::new_for_http());
-    Ok((app, subgraphs))
+    .layer(TraceLayer::new_for_http())
 }
 
 /// On SIGHUP: the configuration and the supergraph read again, and the router rebuilt from

@@ -10,18 +10,15 @@ use junction_gateway::health::{self, ReadinessProbe};
 use junction_gateway::introspection::Introspection;
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
-use junction_gateway::persisted::PersistedQueries;
-use junction_gateway::rate_limit::RateLimiter;
-use junction_gateway::router::{Authenticator, GraphRouter};
+use junction_gateway::router::Authenticator;
 use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::ApiKeys;
-use crate::commands::{Failure, connect, dispatcher, subgraph};
+use crate::commands::{Failure, connect, dispatcher, gateway, subgraph};
 use crate::config::Config;
 use crate::shutdown::Shutdown;
 
@@ -134,38 +131,14 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     }
     authenticators.push(api_keys);
     let authenticator: Arc<dyn Authenticator> = Arc::new(AnyOf(authenticators));
-    let router = Arc::new(
-        GraphRouter::new(
-            Arc::new(supergraph),
-            client,
-            config.gateway.limits.clone(),
-            Some(authenticator),
-        )
-        .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
-        .with_subscriptions(config.gateway.subscriptions.clone())
-        .with_rate_limit(
-            config
-                .gateway
-                .rate_limit
-                .as_ref()
-                .map(RateLimiter::new)
-                .transpose()
-                .map_err(Failure::Usage)?,
-        )
-        .with_persisted_queries(
-            PersistedQueries::new(&config.gateway.persisted_queries)
-                .map_err(|e| Failure::Usage(e.to_string()))?,
-        ),
-    );
-    let app = junction_gateway::edge::layer(
-        router
+    let router = gateway::graph_router(&config, supergraph, client, Some(authenticator))?;
+    let app = gateway::front_door(
+        &config,
+        router,
+        tokens
             .routes()
-            .merge(junction_playground::routes())
-            .merge(tokens.routes())
             .merge(health::routes(vec![database_probe(db.clone())])),
-        &config.gateway.http,
-    )
-    .layer(TraceLayer::new_for_http());
+    );
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await

@@ -57,6 +57,33 @@ impl Junction {
         Self::start(command, "Junction is serving")
     }
 
+    /// `junction gateway` on the supergraph `sdl`, as an operator runs it; the folder holds
+    /// the file (and any `junction.toml` the test puts there).
+    pub fn gateway(sdl: &str, env: &[(&str, &str)]) -> (Self, tempfile::TempDir) {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = dir.path().join("supergraph.graphql");
+        std::fs::write(&file, sdl).unwrap();
+        (Self::gateway_in(dir.path(), &file, env), dir)
+    }
+
+    /// `junction gateway --supergraph FILE` run in `dir`.
+    pub fn gateway_in(dir: &Path, supergraph: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = command(dir);
+        command.args([
+            "gateway",
+            "--supergraph",
+            supergraph.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ]);
+        command.envs(env.iter().copied());
+        let process = Self::start(command, "Junction is serving");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        process
+    }
+
     /// `junction dispatcher`, which serves no HTTP.
     pub fn dispatcher(dir: &Path, database_url: &str, env: &[(&str, &str)]) -> Self {
         let mut command = command(dir);

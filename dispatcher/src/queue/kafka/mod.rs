@@ -656,7 +656,7 @@ impl Queue for KafkaQueue {
     /// this one's partitions at once. Records read and not settled are read again by them.
     async fn close(&self) {
         drop(lock(&self.relay).take());
-        if let Err(e) = leave_group(&self.consumer, LEAVE_TIMEOUT).await {
+        if let Err(e) = leave_group(&self.consumer, Polled::Here, LEAVE_TIMEOUT).await {
             tracing::warn!(error = %e, "cannot leave the dispatch consumer group cleanly");
         }
         if let Err(e) = self.scheduler.leave(LEAVE_TIMEOUT).await {
@@ -668,10 +668,19 @@ impl Queue for KafkaQueue {
 /// How long a stopping dispatcher waits to leave its consumer groups.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Leaves a consumer group: unsubscribes, then serves the rebalance that follows until the
-/// assignment is empty (a consumer that is not polled cannot give its partitions up).
-async fn leave_group<C: ConsumerContext + 'static>(
+/// Who polls a consumer while it leaves its group: one that is not polled cannot give its
+/// partitions up.
+pub(crate) enum Polled {
+    /// Nobody else: leaving reads on (and discards: nothing read now is stored).
+    Here,
+    /// A task of its own goes on polling it.
+    Elsewhere,
+}
+
+/// Leaves a consumer group: unsubscribes, then waits until the assignment is empty.
+pub(crate) async fn leave_group<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
+    polled: Polled,
     limit: Duration,
 ) -> Result<(), String> {
     consumer.unsubscribe();
@@ -687,8 +696,12 @@ async fn leave_group<C: ConsumerContext + 'static>(
                 "{assigned} partition(s) still assigned after {limit:?}"
             ));
         }
-        // Read on (and discard: nothing read now is stored) so the rebalance is served.
-        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+        match polled {
+            Polled::Here => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+            }
+            Polled::Elsewhere => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
     }
 }
 

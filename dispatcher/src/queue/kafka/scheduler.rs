@@ -20,7 +20,10 @@ use super::config::KafkaConfig;
 use super::leases::Partition;
 use super::records::{self, DUE_AT, QUEUED_AT};
 use super::tiers::Tiers;
-use super::{COMMITTING_CONSUMER, Closing, SEND_TIMEOUT, Topics, backend, client_config, lock};
+use super::{
+    COMMITTING_CONSUMER, Closing, Polled, SEND_TIMEOUT, Topics, backend, client_config,
+    leave_group, lock,
+};
 use crate::queue::{QueueError, Task};
 
 /// A partition holding this many waiting records is paused until it is down to half.
@@ -104,20 +107,7 @@ impl Scheduler {
     /// Leaves the retry consumer group; the run loop goes on polling meanwhile, which serves
     /// the rebalance.
     pub async fn leave(&self, limit: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        self.consumer.unsubscribe();
-        loop {
-            let assigned = self.consumer.assignment().map(|l| l.count()).unwrap_or(0);
-            if assigned == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{assigned} partition(s) still assigned after {limit:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        leave_group(&self.consumer, Polled::Elsewhere, limit).await
     }
 
     /// Runs until the task is dropped.
