@@ -181,7 +181,6 @@ pub fn parse(
         })?;
     config
         .gateway
-        .http
         .validate()
         .map_err(|message| ConfigError::Invalid {
             origin: origin.clone(),

@@ -44,6 +44,17 @@ pub struct GatewayConfig {
     pub introspection: Option<crate::introspection::IntrospectionConfig>,
     #[serde(default)]
     pub persisted_queries: crate::persisted::PersistedQueriesConfig,
+    /// REST routes passed through to upstream services.
+    #[serde(default)]
+    pub routes: Vec<crate::passthrough::RouteConfig>,
+}
+
+impl GatewayConfig {
+    /// What deserializing cannot check: origins, routes.
+    pub fn validate(&self) -> Result<(), String> {
+        self.http.validate()?;
+        crate::passthrough::validate_routes(&self.routes)
+    }
 }
 
 /// `[gateway.oauth]`: the client-credentials token endpoint of `junction serve`.
@@ -119,6 +130,7 @@ impl Default for GatewayConfig {
             oauth: OAuthConfig::default(),
             introspection: None,
             persisted_queries: crate::persisted::PersistedQueriesConfig::default(),
+            routes: Vec::new(),
         }
     }
 }

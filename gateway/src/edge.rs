@@ -1,12 +1,16 @@
-//! What every request through the router's door gets (`[gateway.http]`): a request id
-//! (the client's `x-request-id` when it sent a sane one, else a new UUID), echoed in the
-//! answer and passed to subgraphs; a body size limit (413 beyond); CORS for the configured
-//! origins; gzip for answers that are worth it (not event streams).
+//! What requests through the router's door get (`[gateway.http]`). Every request: a request
+//! id (the client's `x-request-id` when it sent a sane one, else a new UUID), echoed in the
+//! answer and passed to subgraphs and upstreams. The router's own endpoints (GraphQL, the
+//! playground, OAuth, health): a body size limit (413 beyond), CORS for the configured
+//! origins, gzip for answers worth it (not event streams). REST routes choose their own
+//! limits and CORS and pass bodies through as they are.
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use ipnet::IpNet;
 use serde::Deserialize;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -19,13 +23,15 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// The largest request body accepted, in bytes.
+    /// The largest request body the router's own endpoints accept, in bytes.
     pub max_body_bytes: usize,
-    /// Origins allowed to call from a browser: exact origins, or `["*"]` for any. None by
-    /// default (same-origin only, as the playground is).
+    /// Origins allowed to call the router's own endpoints from a browser: exact origins,
+    /// or `["*"]` for any. None by default (same-origin only, as the playground is).
     pub cors_origins: Vec<String>,
     /// Compress answers with gzip when the client accepts it.
     pub compression: bool,
+    /// Proxies in front of the router (CIDRs) whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for HttpConfig {
@@ -34,63 +40,88 @@ impl Default for HttpConfig {
             max_body_bytes: 2 * 1024 * 1024,
             cors_origins: Vec::new(),
             compression: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl HttpConfig {
     pub fn validate(&self) -> Result<(), String> {
-        for origin in &self.cors_origins {
-            if origin != "*" && HeaderValue::from_str(origin).is_err() {
-                return Err(format!(
-                    "gateway.http.cors_origins: {origin:?} is not an origin"
-                ));
-            }
-        }
-        Ok(())
+        validate_origins(&self.cors_origins).map_err(|e| format!("gateway.http.cors_origins: {e}"))
     }
 }
 
-/// `app` behind the edge layers.
-pub fn layer(app: Router, config: &HttpConfig) -> Router {
-    let request_id = HeaderName::from_static(REQUEST_ID);
-    let mut app = app.layer(RequestBodyLimitLayer::new(config.max_body_bytes));
+pub fn validate_origins(origins: &[String]) -> Result<(), String> {
+    match origins
+        .iter()
+        .find(|o| *o != "*" && HeaderValue::from_str(o).is_err())
+    {
+        Some(origin) => Err(format!("{origin:?} is not an origin")),
+        None => Ok(()),
+    }
+}
+
+/// CORS for `origins` (`*` for any): what every preflight gets; callers add methods and
+/// request headers.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let allowed = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods(tower_http::cors::AllowMethods::mirror_request())
+        .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+        .expose_headers([
+            HeaderName::from_static(REQUEST_ID),
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// The router's own endpoints behind the body limit, compression and CORS.
+pub fn own_endpoints(app: Router, config: &HttpConfig) -> Router {
+    let mut app = app
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::map_response(close_after_refused_body));
     if config.compression {
         app = app.layer(CompressionLayer::new().gzip(true));
     }
     if !config.cors_origins.is_empty() {
-        let origins = if config.cors_origins.iter().any(|o| o == "*") {
-            AllowOrigin::any()
-        } else {
-            AllowOrigin::list(
-                config
-                    .cors_origins
-                    .iter()
-                    .filter_map(|o| HeaderValue::from_str(o).ok()),
-            )
-        };
         app = app.layer(
-            CorsLayer::new()
-                .allow_origin(origins)
+            cors(&config.cors_origins)
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
                 .allow_headers([
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
                     HeaderName::from_static("apollo-require-preflight"),
                     HeaderName::from_static("traceparent"),
-                    request_id.clone(),
-                ])
-                .expose_headers([
-                    request_id.clone(),
-                    HeaderName::from_static("ratelimit-limit"),
-                    HeaderName::from_static("ratelimit-remaining"),
-                    HeaderName::from_static("ratelimit-reset"),
-                    header::RETRY_AFTER,
-                ])
-                .max_age(Duration::from_secs(3600)),
+                    HeaderName::from_static(REQUEST_ID),
+                ]),
         );
     }
-    // Outermost: the id exists before anything else runs, and every answer carries it.
+    app
+}
+
+/// A body refused unread leaves the connection unusable: say so, so that the client does
+/// not send its next request on it.
+async fn close_after_refused_body(mut response: Response) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Around everything the address serves: the request id exists before anything else runs,
+/// and every answer carries it.
+pub fn request_ids(app: Router) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID);
     app.layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }

@@ -2,7 +2,8 @@
 //!
 //! It loads an Apollo Federation v2 supergraph ([`supergraph`]), plans each operation into
 //! fetches against subgraphs ([`plan`], a plain data type made by [`planner`]), runs the plan
-//! ([`execute`]) and shapes the answer; subscriptions over WebSocket and SSE; the edge
+//! ([`execute`]) and shapes the answer; subscriptions over WebSocket and SSE; REST routes
+//! to upstream services ([`passthrough`]); the edge
 //! ([`edge`]: request ids, CORS, limits, gzip), credentials ([`jwt`], [`oauth`],
 //! [`introspection`]), [`rate_limit`]s and persisted queries; plus the HTTP server shell every
 //! deployment shares: health endpoints with pluggable readiness probes and a graceful
@@ -18,6 +19,7 @@ pub mod introspection;
 pub mod jwt;
 pub mod oauth;
 pub mod operation;
+pub mod passthrough;
 pub mod persisted;
 pub mod plan;
 pub mod planner;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 /// `[gateway.rate_limit]`: the same limit for every consumer (an API key, a token's subject).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Sustained requests per second.
@@ -44,6 +44,24 @@ pub struct Decision {
     pub reset: Duration,
     /// For a refused request: when to try again.
     pub retry_after: Duration,
+}
+
+impl Decision {
+    /// `RateLimit-Limit/Remaining/Reset`, and `Retry-After` on a refusal (whole seconds,
+    /// rounded up).
+    pub fn set_headers(&self, headers: &mut axum::http::HeaderMap) {
+        let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        for (name, value) in [
+            ("ratelimit-limit", u64::from(self.limit)),
+            ("ratelimit-remaining", u64::from(self.remaining)),
+            ("ratelimit-reset", seconds(self.reset)),
+        ] {
+            headers.insert(name, value.into());
+        }
+        if !self.allowed {
+            headers.insert("retry-after", seconds(self.retry_after).into());
+        }
+    }
 }
 
 /// Forget consumers idle long enough once this many are tracked.

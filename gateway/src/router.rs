@@ -28,7 +28,7 @@ use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
 use crate::plan::QueryPlan;
 use crate::planner;
-use crate::rate_limit::{Decision, RateLimiter};
+use crate::rate_limit::RateLimiter;
 use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
 
@@ -358,12 +358,12 @@ impl GraphRouter {
                 "too many requests: slow down and try again after `Retry-After` seconds",
             )
             .into_response();
-            rate_limit_headers(&mut response, &decision);
+            decision.set_headers(response.headers_mut());
             return response;
         }
         let mut response = self.respond(headers, request, method, identity).await;
         if let Some(decision) = &limited {
-            rate_limit_headers(&mut response, decision);
+            decision.set_headers(response.headers_mut());
         }
         response
     }
@@ -459,21 +459,6 @@ impl IntoResponse for Rejection {
 }
 
 /// The IETF `RateLimit-*` fields, and `Retry-After` on a refusal.
-fn rate_limit_headers(response: &mut Response, decision: &Decision) {
-    let seconds = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("ratelimit-limit", u64::from(decision.limit)),
-        ("ratelimit-remaining", u64::from(decision.remaining)),
-        ("ratelimit-reset", seconds(decision.reset)),
-    ] {
-        headers.insert(name, value.into());
-    }
-    if !decision.allowed {
-        headers.insert("retry-after", seconds(decision.retry_after).into());
-    }
-}
-
 /// graphql-sse: the client asks for a stream of results.
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
     headers

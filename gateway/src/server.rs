@@ -15,12 +15,16 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = begun_tx.send(());
-        })
-        .into_future();
+    // The peer address reaches handlers: REST routes forward it and rate-limit by it.
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = begun_tx.send(());
+    })
+    .into_future();
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result,

@@ -7,12 +7,13 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use axum::Router;
 use junction_gateway::execute::SubgraphClient;
-use junction_gateway::health;
 use junction_gateway::jwt::JwtAuthenticator;
+use junction_gateway::passthrough::{Passthrough, ProxyContext};
 use junction_gateway::persisted::PersistedQueries;
 use junction_gateway::rate_limit::RateLimiter;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::supergraph::Supergraph;
+use junction_gateway::{edge, health};
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
@@ -84,7 +85,7 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<Stri
         .collect();
     // Without a shared key there is nobody to sign for: third-party subgraphs do not check.
     let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
-    let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer)
+    let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer.clone())
         .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
     // With `[gateway.jwt]`, every caller needs a valid token; without, the router is open.
     let authenticator: Option<Arc<dyn Authenticator>> = match &config.gateway.jwt {
@@ -93,11 +94,29 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<Stri
         )),
         None => None,
     };
+    let routes = passthrough(config, authenticator.as_ref(), signer)?;
     let router = graph_router(config, supergraph, client, authenticator)?;
     Ok((
-        front_door(config, router, health::routes(Vec::new())),
+        front_door(config, router, health::routes(Vec::new()), routes),
         subgraphs,
     ))
+}
+
+/// The `[[gateway.routes]]`, with the router's authenticator and identity signer.
+pub fn passthrough(
+    config: &Config,
+    authenticator: Option<&Arc<dyn Authenticator>>,
+    signer: Option<IdentitySigner>,
+) -> Result<Passthrough, Failure> {
+    Passthrough::new(
+        &config.gateway.routes,
+        authenticator,
+        ProxyContext {
+            signer,
+            trusted_proxies: config.gateway.http.trusted_proxies.clone().into(),
+        },
+    )
+    .map_err(Failure::Usage)
 }
 
 /// The router over `supergraph` with the `[gateway]` settings every deployment shares.
@@ -132,17 +151,29 @@ pub fn graph_router(
     ))
 }
 
-/// What the router's address serves: GraphQL, the playground and `routes`, behind the edge
-/// layers and request tracing.
-pub fn front_door(config: &Config, router: Arc<GraphRouter>, routes: Router) -> Router {
-    junction_gateway::edge::layer(
+/// What the router's address serves: GraphQL, the playground and `endpoints`, then the REST
+/// routes for every other path; behind request ids and request tracing.
+pub fn front_door(
+    config: &Config,
+    router: Arc<GraphRouter>,
+    endpoints: Router,
+    passthrough: Passthrough,
+) -> Router {
+    let own = edge::own_endpoints(
         router
             .routes()
             .merge(junction_playground::routes())
-            .merge(routes),
+            .merge(endpoints),
         &config.gateway.http,
-    )
-    .layer(TraceLayer::new_for_http())
+    );
+    // Added after the own endpoints' layers, so REST bodies are neither limited nor
+    // compressed by them.
+    let app = if passthrough.is_empty() {
+        own
+    } else {
+        own.fallback_service(passthrough.into_service())
+    };
+    edge::request_ids(app).layer(TraceLayer::new_for_http())
 }
 
 /// On SIGHUP: the configuration and the supergraph read again, and the router rebuilt from

@@ -103,11 +103,9 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         .map_err(|e| anyhow::anyhow!("composing Junction's own subgraphs: {e}"))?;
     let supergraph = Supergraph::parse(&supergraph)
         .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
-    let client = SubgraphClient::new(
-        config.gateway.subgraph_timeout,
-        Some(IdentitySigner::new(key)),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
+    let signer = IdentitySigner::new(key);
+    let client = SubgraphClient::new(config.gateway.subgraph_timeout, Some(signer.clone()))
+        .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
     let api_keys = Arc::new(ApiKeys { db: db.clone() });
     // OAuth2 client credentials: API keys trade for short-lived tokens of this router.
     let tokens = Arc::new(TokenIssuer::new(
@@ -131,6 +129,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     }
     authenticators.push(api_keys);
     let authenticator: Arc<dyn Authenticator> = Arc::new(AnyOf(authenticators));
+    let routes = gateway::passthrough(&config, Some(&authenticator), Some(signer))?;
     let router = gateway::graph_router(&config, supergraph, client, Some(authenticator))?;
     let app = gateway::front_door(
         &config,
@@ -138,6 +137,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         tokens
             .routes()
             .merge(health::routes(vec![database_probe(db.clone())])),
+        routes,
     );
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)

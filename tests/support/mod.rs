@@ -13,6 +13,7 @@ pub mod media;
 pub mod process;
 pub mod receiver;
 pub mod redis;
+pub mod upstream;
 
 pub use database::TestDatabase;
 pub use process::{Junction, cli};

@@ -1,0 +1,205 @@
+//! REST passthrough: `[[gateway.routes]]` send requests the router does not answer itself
+//! to upstream services, through the route's plugins (auth, rate limits, CORS). The most
+//! specific route whose path, host and method match takes a request; a path matched with
+//! another method gets 405 and `Allow`, no match 404, both as problem documents.
+
+mod config;
+mod matcher;
+mod plugins;
+mod problem;
+mod proxy;
+mod upstream;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use tower::{ServiceExt, service_fn};
+
+pub use config::{HeaderRules, PassiveHealth, PluginConfig, RouteConfig, validate_routes};
+use matcher::PathPattern;
+pub use plugins::RouteService;
+pub use proxy::ProxyContext;
+
+use crate::router::Authenticator;
+
+/// Every route, most specific first.
+pub struct Passthrough {
+    routes: Vec<Route>,
+}
+
+struct Route {
+    pattern: PathPattern,
+    methods: Vec<Method>,
+    /// Lower-case; `*.example.com` for subdomains.
+    hosts: Vec<String>,
+    service: RouteService,
+}
+
+impl Passthrough {
+    pub fn new(
+        configs: &[RouteConfig],
+        authenticator: Option<&Arc<dyn Authenticator>>,
+        context: ProxyContext,
+    ) -> Result<Self, String> {
+        validate_routes(configs)?;
+        let mut routes = Vec::with_capacity(configs.len());
+        for config in configs {
+            let proxy = Arc::new(proxy::Proxy::new(config, context.clone())?);
+            let mut service = RouteService::new(service_fn(move |request: Request| {
+                let proxy = Arc::clone(&proxy);
+                async move { Ok(proxy.forward(request).await) }
+            }));
+            let shared = plugins::Shared {
+                route: &config.name,
+                authenticator,
+                trusted_proxies: &context.trusted_proxies,
+            };
+            for plugin in config.plugins.iter().rev() {
+                service = plugins::wrap(plugin, service, &shared)?;
+            }
+            routes.push(Route {
+                pattern: config.pattern()?,
+                methods: config.methods()?,
+                hosts: config
+                    .hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect(),
+                service,
+            });
+        }
+        // Stable: among equally specific routes, the first configured wins.
+        routes.sort_by_key(|route| std::cmp::Reverse(route.pattern.specificity()));
+        Ok(Self { routes })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The routes as one service, for the router's fallback.
+    pub fn into_service(self) -> RouteService {
+        let passthrough = Arc::new(self);
+        RouteService::new(service_fn(move |request: Request| {
+            let passthrough = Arc::clone(&passthrough);
+            async move { Ok(passthrough.dispatch(request).await) }
+        }))
+    }
+
+    async fn dispatch(&self, request: Request) -> Response {
+        let request_id = request.headers().get(crate::edge::REQUEST_ID);
+        if !matcher::is_safe_path(request.uri().path()) {
+            return problem::response(
+                StatusCode::BAD_REQUEST,
+                "the path has `.` or `..` segments",
+                request_id,
+            );
+        }
+        let host = request_host(&request);
+        let mut allowed: Vec<&Method> = Vec::new();
+        for route in &self.routes {
+            if route.pattern.matches(request.uri().path()).is_none()
+                || !route.takes_host(host.as_deref())
+            {
+                continue;
+            }
+            if route.methods.is_empty() || route.methods.contains(request.method()) {
+                return match route.service.clone().oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+            }
+            allowed.extend(&route.methods);
+        }
+        if allowed.is_empty() {
+            return problem::not_found(request.headers());
+        }
+        let mut response = problem::response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{} is not accepted here", request.method()),
+            request_id,
+        );
+        let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+            response.headers_mut().insert(header::ALLOW, value);
+        }
+        response
+    }
+}
+
+impl Route {
+    fn takes_host(&self, host: Option<&str>) -> bool {
+        if self.hosts.is_empty() {
+            return true;
+        }
+        let Some(host) = host else {
+            return false;
+        };
+        self.hosts
+            .iter()
+            .any(|pattern| match pattern.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                None => pattern == host,
+            })
+    }
+}
+
+/// The `Host` of the request, lower-case, without a port.
+fn request_host(request: &Request) -> Option<String> {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host())?;
+    Some(host_name(host).to_ascii_lowercase())
+}
+
+fn host_name(host: &str) -> &str {
+    if let Some(end) = host.find(']') {
+        return &host[..=end];
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_for(hosts: &[&str]) -> Route {
+        Route {
+            pattern: PathPattern::parse("/").unwrap(),
+            methods: Vec::new(),
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            service: RouteService::new(service_fn(|_: Request| async {
+                Ok(Response::new(axum::body::Body::empty()))
+            })),
+        }
+    }
+
+    #[test]
+    fn hosts_match_exactly_or_by_subdomain_wildcard() {
+        let route = route_for(&["api.example.com", "*.tenants.example.com"]);
+        assert!(route.takes_host(Some("api.example.com")));
+        assert!(route.takes_host(Some("acme.tenants.example.com")));
+        assert!(!route.takes_host(Some("tenants.example.com")));
+        assert!(!route.takes_host(Some("eviltenants.example.com")));
+        assert!(!route.takes_host(Some("other.example.com")));
+        assert!(!route.takes_host(None));
+        assert!(route_for(&[]).takes_host(None));
+    }
+
+    #[test]
+    fn ports_are_not_part_of_the_host_name() {
+        assert_eq!(host_name("api.example.com:8080"), "api.example.com");
+        assert_eq!(host_name("api.example.com"), "api.example.com");
+        assert_eq!(host_name("[::1]:4000"), "[::1]");
+        assert_eq!(host_name("[::1]"), "[::1]");
+    }
+}

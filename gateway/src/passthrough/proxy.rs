@@ -1,0 +1,569 @@
+//! Forwarding one request to a route's upstream and its answer back, both bodies streamed.
+//! Hop-by-hop headers are dropped in both directions (RFC 9110 section 7.6.1), the
+//! `X-Forwarded-*` headers set, client-sent identity headers replaced by the router's
+//! signature, and WebSocket (any `Upgrade`) connections tunnelled once the upstream agrees.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode, Version};
+use axum::response::Response;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::IpNet;
+use junction_schema::Identity;
+use junction_schema::identity::{IdentitySigner, strip_identity_headers};
+
+use super::config::{HeaderRules, RouteConfig};
+use super::matcher::{PathPattern, Rewrite};
+use super::problem;
+use super::upstream::Upstreams;
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// Headers that describe one connection, never forwarded (besides those a `Connection`
+/// header names).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Header rules with names and values parsed once.
+#[derive(Debug, Default)]
+struct HeaderTransform {
+    rename: Vec<(HeaderName, HeaderName)>,
+    remove: Vec<HeaderName>,
+    add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderTransform {
+    fn new(rules: &HeaderRules) -> Result<Self, String> {
+        let name = |n: &String| {
+            HeaderName::from_bytes(n.as_bytes()).map_err(|_| format!("{n:?} is not a header name"))
+        };
+        Ok(Self {
+            rename: rules
+                .rename
+                .iter()
+                .map(|(from, to)| Ok((name(from)?, name(to)?)))
+                .collect::<Result<_, String>>()?,
+            remove: rules.remove.iter().map(name).collect::<Result<_, _>>()?,
+            add: rules
+                .add
+                .iter()
+                .map(|(n, v)| {
+                    Ok((
+                        name(n)?,
+                        HeaderValue::from_str(v).map_err(|_| format!("bad value for {n}"))?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+        })
+    }
+
+    fn apply(&self, headers: &mut HeaderMap) {
+        for (from, to) in &self.rename {
+            let values: Vec<HeaderValue> = match headers.entry(from) {
+                header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
+                header::Entry::Vacant(_) => continue,
+            };
+            for value in values {
+                headers.append(to, value);
+            }
+        }
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.add {
+            headers.insert(name, value.clone());
+        }
+    }
+}
+
+/// What every route's proxy shares.
+#[derive(Clone, Default)]
+pub struct ProxyContext {
+    /// Signs the verified identity into upstream requests (when the route authenticates).
+    pub signer: Option<IdentitySigner>,
+    /// Peers whose `X-Forwarded-*` headers are believed (load balancers in front).
+    pub trusted_proxies: Arc<[IpNet]>,
+}
+
+/// The upstream side of one route.
+pub struct Proxy {
+    name: Arc<str>,
+    pattern: PathPattern,
+    rewrite: Option<Rewrite>,
+    upstreams: Upstreams,
+    client: HttpClient,
+    timeout: Duration,
+    retries: u32,
+    preserve_host: bool,
+    max_body_bytes: Option<u64>,
+    request_headers: HeaderTransform,
+    response_headers: HeaderTransform,
+    context: ProxyContext,
+}
+
+/// Why an attempt got no answer to pass on.
+enum Failure {
+    Unreachable(String),
+    TimedOut,
+}
+
+impl Proxy {
+    pub fn new(config: &RouteConfig, context: ProxyContext) -> Result<Self, String> {
+        let pattern = config.pattern()?;
+        let rewrite = config.rewrite(&pattern)?;
+        let mut connector = HttpConnector::new();
+        connector.enforce_http(false);
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let tls = crate::execute::tls_config()?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Self {
+            name: Arc::from(config.name.as_str()),
+            pattern,
+            rewrite,
+            upstreams: Upstreams::new(&config.upstreams, config.passive_health.clone())?,
+            client,
+            timeout: config.timeout,
+            retries: config.retries,
+            preserve_host: config.preserve_host,
+            max_body_bytes: config.max_body_bytes,
+            request_headers: HeaderTransform::new(&config.request_headers)?,
+            response_headers: HeaderTransform::new(&config.response_headers)?,
+            context,
+        })
+    }
+
+    /// Sends `request` upstream (another upstream on failure, when it may be repeated)
+    /// and answers with what came back, or a problem document (502, 504, 413).
+    pub async fn forward(&self, request: Request) -> Response {
+        let (mut parts, body) = request.into_parts();
+        let Some(matched) = self.pattern.matches(parts.uri.path()) else {
+            return problem::not_found(&parts.headers);
+        };
+        let mut path = match &self.rewrite {
+            Some(rewrite) => rewrite.apply(&matched),
+            None => parts.uri.path().to_owned(),
+        };
+        if let Some(query) = parts.uri.query() {
+            path.push('?');
+            path.push_str(query);
+        }
+        let request_id = parts.headers.get(crate::edge::REQUEST_ID).cloned();
+        if let (Some(limit), Some(length)) = (self.max_body_bytes, content_length(&parts.headers))
+            && length > limit
+        {
+            return too_large(limit, request_id.as_ref());
+        }
+        let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
+            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case("upgrade"))
+        });
+        let client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let mut headers = std::mem::take(&mut parts.headers);
+        remove_hop_by_hop(&mut headers);
+        if let Some(protocol) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol.clone());
+        }
+        self.set_forwarded(&mut headers, peer);
+        strip_identity_headers(&mut headers);
+        if let (Some(signer), Some(identity)) =
+            (&self.context.signer, parts.extensions.get::<Identity>())
+        {
+            signer.apply(identity, &mut headers);
+        }
+        if !self.preserve_host {
+            headers.remove(header::HOST);
+        }
+        self.request_headers.apply(&mut headers);
+
+        // A body can be sent once: only bodiless requests of idempotent methods are retried.
+        let repeatable = is_idempotent(&parts.method)
+            && content_length(&headers).is_none_or(|l| l == 0)
+            && !headers.contains_key(header::TRANSFER_ENCODING)
+            && upgrade.is_none();
+        let attempts = if repeatable { self.retries + 1 } else { 1 };
+        let mut body = Some(match self.max_body_bytes {
+            Some(limit) => Body::new(http_body_util::Limited::new(
+                body,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            )),
+            None => body,
+        });
+        let mut tried = Vec::with_capacity(attempts as usize);
+        let mut failure = Failure::TimedOut;
+        for attempt in 1..=attempts {
+            let index = self.upstreams.pick(&tried);
+            tried.push(index);
+            let upstream = self.upstreams.get(index);
+            let uri = match upstream.uri(&path) {
+                Ok(uri) => uri,
+                Err(e) => {
+                    return problem::response(
+                        StatusCode::BAD_REQUEST,
+                        &format!("the path cannot be forwarded: {e}"),
+                        request_id.as_ref(),
+                    );
+                }
+            };
+            let mut outgoing = Request::new(body.take().unwrap_or_default());
+            *outgoing.method_mut() = parts.method.clone();
+            *outgoing.uri_mut() = uri;
+            *outgoing.version_mut() = Version::HTTP_11;
+            *outgoing.headers_mut() = if attempt < attempts {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
+            let last = attempt == attempts;
+            match tokio::time::timeout(self.timeout, self.client.request(outgoing)).await {
+                Ok(Ok(mut response)) => {
+                    if matches!(
+                        response.status(),
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    ) {
+                        self.upstreams.failed(index);
+                        if !last {
+                            continue;
+                        }
+                    } else {
+                        self.upstreams.succeeded(index);
+                    }
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_upgrade) = client_upgrade
+                    {
+                        let upstream_upgrade = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
+                        let (mut parts, body) = response.into_parts();
+                        let protocol = parts.headers.get(header::UPGRADE).cloned();
+                        remove_hop_by_hop(&mut parts.headers);
+                        if let Some(protocol) = protocol {
+                            parts
+                                .headers
+                                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                            parts.headers.insert(header::UPGRADE, protocol);
+                        }
+                        self.response_headers.apply(&mut parts.headers);
+                        return Response::from_parts(parts, Body::new(body));
+                    }
+                    let (mut parts, body) = response.into_parts();
+                    remove_hop_by_hop(&mut parts.headers);
+                    self.response_headers.apply(&mut parts.headers);
+                    return Response::from_parts(parts, Body::new(body));
+                }
+                Ok(Err(error)) if body_over_limit(&error) => {
+                    return too_large(self.max_body_bytes.unwrap_or_default(), request_id.as_ref());
+                }
+                Ok(Err(error)) => {
+                    self.upstreams.failed(index);
+                    let why = describe(&error);
+                    tracing::warn!(route = %self.name, upstream = %upstream.authority, attempt, error = %why, "upstream request failed");
+                    failure = Failure::Unreachable(why);
+                }
+                Err(_) => {
+                    self.upstreams.failed(index);
+                    failure = Failure::TimedOut;
+                    tracing::warn!(route = %self.name, upstream = %upstream.authority, attempt, timeout = ?self.timeout, "upstream timed out");
+                }
+            }
+        }
+        match failure {
+            Failure::TimedOut => problem::response(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("the upstream did not answer within {:?}", self.timeout),
+                request_id.as_ref(),
+            ),
+            Failure::Unreachable(why) => problem::response(
+                StatusCode::BAD_GATEWAY,
+                &format!("the upstream could not be reached: {why}"),
+                request_id.as_ref(),
+            ),
+        }
+    }
+
+    /// `X-Forwarded-For/Proto/Host`: believed from trusted proxies and extended, else set
+    /// from this connection.
+    fn set_forwarded(&self, headers: &mut HeaderMap, peer: Option<IpAddr>) {
+        let trusted = peer.is_some_and(|ip| is_trusted(&self.context.trusted_proxies, ip));
+        if !trusted {
+            headers.remove(X_FORWARDED_FOR);
+            headers.remove(X_FORWARDED_PROTO);
+            headers.remove(X_FORWARDED_HOST);
+            headers.remove(header::FORWARDED);
+        }
+        if let Some(ip) = peer {
+            let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+                Some(previous) => HeaderValue::from_str(&format!("{previous}, {ip}")),
+                None => HeaderValue::from_str(&ip.to_string()),
+            };
+            if let Ok(value) = value {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
+        }
+        if !headers.contains_key(X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        }
+        if !headers.contains_key(X_FORWARDED_HOST)
+            && let Some(host) = headers.get(header::HOST).cloned()
+        {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+    }
+}
+
+/// The client's address: the peer, or for a trusted proxy the nearest untrusted address in
+/// its `X-Forwarded-For`.
+pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = peer?;
+    if !is_trusted(trusted, peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(trusted, *ip))
+            .unwrap_or(peer),
+    )
+}
+
+fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Copies bytes both ways between the client and the upstream once both have switched.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    route: Arc<str>,
+) {
+    match tokio::try_join!(client, upstream) {
+        Ok((client, upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%route, %error, "upgraded connection ended");
+            }
+        }
+        Err(error) => tracing::warn!(%route, %error, "connection upgrade failed"),
+    }
+}
+
+fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+}
+
+/// Drops the hop-by-hop headers, `Upgrade` included (the caller puts it back for a tunnel).
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_names(headers)
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// RFC 9110 section 9.2.2.
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn too_large(limit: u64, request_id: Option<&HeaderValue>) -> Response {
+    let mut refused = problem::response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body is over this route's {limit} bytes"),
+        request_id,
+    );
+    // The rest of the body stays unread: the connection cannot carry another request.
+    refused
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refused
+}
+
+/// The client's body ran past the route's limit while it streamed upstream.
+fn body_over_limit(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+fn describe(error: &hyper_util::client::legacy::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Session"),
+            ("x-session", "abc"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("proxy-authorization", "Basic x"),
+            ("upgrade", "websocket"),
+            ("content-type", "text/plain"),
+            ("authorization", "Bearer t"),
+        ]);
+        remove_hop_by_hop(&mut map);
+        let mut left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["authorization", "content-type"]);
+    }
+
+    #[test]
+    fn header_rules_rename_then_remove_then_add() {
+        let rules = HeaderRules {
+            add: [
+                ("x-api-version".into(), "2".into()),
+                ("x-new".into(), "set".into()),
+            ]
+            .into_iter()
+            .collect(),
+            remove: vec!["x-debug".into()],
+            rename: [("x-old".into(), "x-renamed".into())].into_iter().collect(),
+        };
+        let mut map = headers(&[
+            ("x-old", "a"),
+            ("x-old", "b"),
+            ("x-debug", "1"),
+            ("x-api-version", "1"),
+        ]);
+        HeaderTransform::new(&rules).unwrap().apply(&mut map);
+        let renamed: Vec<&str> = map
+            .get_all("x-renamed")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(renamed, vec!["a", "b"]);
+        assert!(!map.contains_key("x-old") && !map.contains_key("x-debug"));
+        assert_eq!(map["x-api-version"], "2");
+        assert_eq!(map["x-new"], "set");
+    }
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7, 10.1.1.1")]);
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(&forwarded, Some(proxy), &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&forwarded, Some(stranger), &trusted),
+            Some(stranger)
+        );
+        assert_eq!(
+            client_ip(&HeaderMap::new(), Some(proxy), &trusted),
+            Some(proxy)
+        );
+    }
+
+    #[test]
+    fn only_idempotent_methods_are_repeatable() {
+        for method in [
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ] {
+            assert!(is_idempotent(&method), "{method}");
+        }
+        for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!is_idempotent(&method), "{method}");
+        }
+    }
+}
