@@ -1,16 +1,76 @@
 //! The router's credentials check for `junction serve`: Junction API keys, looked up in the
 //! database; the same keys are the client credentials of the OAuth2 token endpoint (client id:
 //! the key's id; secret: the whole key).
+//!
+//! A key verified once is remembered for `cache_ttl` (never past its expiry), so a busy
+//! client costs one database read per period instead of one per request; revoking a key
+//! therefore takes effect within that period.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use junction_gateway::oauth::ClientCredentials;
 use junction_gateway::router::{Authenticator, bearer};
 use junction_schema::Identity;
-use junction_schema::apikeys;
+use junction_schema::apikeys::{self, AuthError};
 use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
+
+/// Remembered keys are dropped when this many are held and new ones come.
+const CACHE_CAPACITY: usize = 100_000;
 
 pub struct ApiKeys {
-    pub db: DatabaseConnection,
+    db: DatabaseConnection,
+    cache_ttl: Duration,
+    /// By the key's SHA-256: the identity, and until when it may be used unchecked.
+    verified: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+}
+
+impl ApiKeys {
+    pub fn new(db: DatabaseConnection, cache_ttl: Duration) -> Self {
+        Self {
+            db,
+            cache_ttl,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The identity of `key`: remembered, or checked in the database (and then remembered).
+    /// Refusals are never remembered: a key created a moment ago works at once.
+    async fn verify(&self, key: &str) -> Result<Identity, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        let now = Instant::now();
+        if let Some((identity, until)) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            && *until > now
+        {
+            return Ok(identity.clone());
+        }
+        let identity = apikeys::authenticate(&self.db, key).await?;
+        let mut until = now + self.cache_ttl;
+        if let Some(expires_at) = identity.expires_at {
+            let left = (expires_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or_default();
+            until = until.min(now + left);
+        }
+        if until > now {
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= CACHE_CAPACITY {
+                verified.retain(|_, (_, until)| *until > now);
+                if verified.len() >= CACHE_CAPACITY {
+                    verified.clear();
+                }
+            }
+            verified.insert(digest, (identity.clone(), until));
+        }
+        Ok(identity)
+    }
 }
 
 /// The key from `Authorization: Bearer <key>` or `X-Api-Key: <key>`.
@@ -33,9 +93,9 @@ impl Authenticator for ApiKeys {
             let Some(key) = presented(headers) else {
                 return Ok(None);
             };
-            match apikeys::authenticate(&self.db, &key).await {
+            match self.verify(&key).await {
                 Ok(identity) => Ok(Some(identity)),
-                Err(apikeys::AuthError::Database(error)) => {
+                Err(AuthError::Database(error)) => {
                     tracing::error!(%error, "cannot check an API key");
                     Err("credentials cannot be checked right now".to_owned())
                 }
@@ -57,7 +117,7 @@ impl ClientCredentials for ApiKeys {
         secret: &'a str,
     ) -> BoxFuture<'a, Option<Identity>> {
         async move {
-            match apikeys::authenticate(&self.db, secret).await {
+            match self.verify(secret).await {
                 Ok(identity) if identity.subject == client_id => Some(identity),
                 Ok(_) => None,
                 Err(error) => {
@@ -73,8 +133,69 @@ impl ClientCredentials for ApiKeys {
 #[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue};
+    use junction_schema::tenants;
 
-    use super::presented;
+    use super::*;
+
+    async fn database() -> DatabaseConnection {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        junction_migrations::up(&db).await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn verified_keys_are_remembered_until_the_ttl_then_checked_again() {
+        let db = database().await;
+        let bootstrap = tenants::bootstrap(&db).await.unwrap().unwrap();
+        let key = bootstrap.admin_key.reveal().to_owned();
+        let id = bootstrap.admin_key.model.id.clone();
+        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300));
+        assert!(keys.verify("jk_live_nonsense").await.is_err());
+        let identity = keys.verify(&key).await.unwrap();
+        assert_eq!(identity.tenant, bootstrap.tenant.id);
+
+        apikeys::revoke(&db, &bootstrap.tenant.id, &id)
+            .await
+            .unwrap();
+        assert_eq!(
+            keys.verify(&key).await.unwrap().subject,
+            id,
+            "remembered within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(matches!(keys.verify(&key).await, Err(AuthError::Revoked)));
+        // A refusal is not remembered either way; with no TTL nothing is.
+        let fresh = apikeys::create(&db, &bootstrap.tenant.id, "new", &identity.scopes, None)
+            .await
+            .unwrap();
+        let uncached = ApiKeys::new(db.clone(), Duration::ZERO);
+        assert!(uncached.verify(fresh.reveal()).await.is_ok());
+        apikeys::revoke(&db, &bootstrap.tenant.id, &fresh.model.id)
+            .await
+            .unwrap();
+        assert!(matches!(
+            uncached.verify(fresh.reveal()).await,
+            Err(AuthError::Revoked)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_key_is_never_remembered_past_its_expiry() {
+        let db = database().await;
+        let bootstrap = tenants::bootstrap(&db).await.unwrap().unwrap();
+        let scopes = "admin".parse().unwrap();
+        let expiry = chrono::Utc::now() + chrono::Duration::milliseconds(1500);
+        let short = apikeys::create(&db, &bootstrap.tenant.id, "short", &scopes, Some(expiry))
+            .await
+            .unwrap();
+        let keys = ApiKeys::new(db, Duration::from_secs(3600));
+        assert!(keys.verify(short.reveal()).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert!(matches!(
+            keys.verify(short.reveal()).await,
+            Err(AuthError::Expired)
+        ));
+    }
 
     #[test]
     fn keys_come_from_bearer_or_x_api_key() {

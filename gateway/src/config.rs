@@ -44,6 +44,10 @@ pub struct GatewayConfig {
     pub introspection: Option<crate::introspection::IntrospectionConfig>,
     #[serde(default)]
     pub persisted_queries: crate::persisted::PersistedQueriesConfig,
+    /// How long a verified API key is used without checking the database again (so also
+    /// how long a revoked key may still work); `0s` checks every request.
+    #[serde(default = "default_api_key_cache_ttl", with = "humantime_serde")]
+    pub api_key_cache_ttl: Duration,
     /// REST routes passed through to upstream services.
     #[serde(default)]
     pub routes: Vec<crate::passthrough::RouteConfig>,
@@ -102,6 +106,10 @@ impl Default for SubscriptionConfig {
     }
 }
 
+fn default_api_key_cache_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
 fn default_subgraph_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -130,6 +138,7 @@ impl Default for GatewayConfig {
             oauth: OAuthConfig::default(),
             introspection: None,
             persisted_queries: crate::persisted::PersistedQueriesConfig::default(),
+            api_key_cache_ttl: default_api_key_cache_ttl(),
             routes: Vec::new(),
         }
     }

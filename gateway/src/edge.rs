@@ -15,7 +15,9 @@ use serde::Deserialize;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -123,5 +125,21 @@ async fn close_after_refused_body(mut response: Response) -> Response {
 pub fn request_ids(app: Router) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID);
     app.layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+}
+
+/// UUID v4 request ids from the thread's seeded generator: no system call per request, as
+/// `getrandom` for each id would be.
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let bytes: [u8; 16] = rand::random();
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
 }

@@ -164,10 +164,19 @@ pub fn is_safe_path(path: &str) -> bool {
     path.starts_with('/') && !path.split('/').any(is_dot_segment)
 }
 
+/// `.` or `..`, each dot possibly written `%2e` or `%2E`.
 fn is_dot_segment(segment: &str) -> bool {
-    let lower = segment.to_ascii_lowercase();
-    let decoded = lower.replace("%2e", ".");
-    decoded == "." || decoded == ".."
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 fn valid_name(name: &str) -> bool {

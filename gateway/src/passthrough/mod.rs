@@ -27,6 +27,8 @@ use crate::router::Authenticator;
 /// Every route, most specific first.
 pub struct Passthrough {
     routes: Vec<Route>,
+    /// Some route looks at the `Host`.
+    by_host: bool,
 }
 
 struct Route {
@@ -72,7 +74,8 @@ impl Passthrough {
         }
         // Stable: among equally specific routes, the first configured wins.
         routes.sort_by_key(|route| std::cmp::Reverse(route.pattern.specificity()));
-        Ok(Self { routes })
+        let by_host = routes.iter().any(|route| !route.hosts.is_empty());
+        Ok(Self { routes, by_host })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -97,7 +100,7 @@ impl Passthrough {
                 request_id,
             );
         }
-        let host = request_host(&request);
+        let host = self.by_host.then(|| request_host(&request)).flatten();
         let mut allowed: Vec<&Method> = Vec::new();
         for route in &self.routes {
             if route.pattern.matches(request.uri().path()).is_none()
