@@ -4,8 +4,9 @@
 # through a Junction route with API-key auth and a rate limit; all in one run on this machine.
 # Reports, per target: requests/s and latency at CONNECTIONS connections (wrk, saturating),
 # the proxy's CPU time per request (from /proc: steadier than requests/s on a shared
-# machine), for a GET and a small POST; and p50/p99 at a fixed RATE (open loop, latency from
-# when each request was due). Needs `wrk` and `nginx` (apt).
+# machine), for a GET and a small POST; and p50/p99 at a fixed RATE (open loop, see
+# benches/paced_load.rs). Junction's idle CPU is taken off its figures. Needs `wrk` and
+# `nginx` (apt).
 #
 #   gateway/benches/passthrough.sh            # DURATION=10s CONNECTIONS=50 RATE=1000
 set -euo pipefail
@@ -151,7 +152,7 @@ for method in GET POST; do
 done
 
 echo
-echo "open loop at $RATE requests/s for $seconds s (latency from when each request was due)"
+echo "open loop at $RATE requests/s for $seconds s"
 for target in "direct|http://127.0.0.1:4601/" "nginx|http://127.0.0.1:4602/" \
   "Junction, no plugins|http://127.0.0.1:4603/plain"; do
   echo "${target%%|*}: $("$paced" "${target#*|}" "$RATE" "$seconds")"
