@@ -862,3 +862,189 @@ async fn rate_limits_are_shared_across_routers_through_redis() {
     drop(redis);
     assert_eq!(ask(&two).await.unwrap().status(), 200);
 }
+
+/// The classic supergraph with Apollo's authorization directives, as Apollo's composition
+/// writes them: `me` needs a signed-in caller, `inStock` a scope, `stockLevel` (non-null) one
+/// of two scopes, and the `Review` type a scope of its own.
+fn supergraph_with_authorization(subgraphs: &Subgraphs) -> String {
+    let mut sdl = subgraphs.supergraph();
+    for (from, to) in [
+        (
+            "  @link(url: \"https://specs.apollo.dev/join/v0.3\", for: EXECUTION)\n",
+            "  @link(url: \"https://specs.apollo.dev/join/v0.3\", for: EXECUTION)\n  @link(url: \"https://specs.apollo.dev/authenticated/v0.1\", for: SECURITY)\n  @link(url: \"https://specs.apollo.dev/requiresScopes/v0.1\", for: SECURITY)\n",
+        ),
+        (
+            "scalar join__FieldSet\n",
+            "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\ndirective @requiresScopes(scopes: [[requiresScopes__Scope!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\nscalar requiresScopes__Scope\n\nscalar join__FieldSet\n",
+        ),
+        (
+            "me: User @join__field(graph: ACCOUNTS)",
+            "me: User @join__field(graph: ACCOUNTS) @authenticated",
+        ),
+        (
+            "inStock: Boolean @join__field(graph: INVENTORY)",
+            "inStock: Boolean @join__field(graph: INVENTORY) @requiresScopes(scopes: [[\"inventory:read\"]])",
+        ),
+        (
+            "stockLevel: Int! @join__field(graph: INVENTORY)",
+            "stockLevel: Int! @join__field(graph: INVENTORY) @requiresScopes(scopes: [[\"inventory:read\"], [\"admin\"]])",
+        ),
+        (
+            "type Review\n  @join__type(graph: REVIEWS, key: \"id\")\n",
+            "type Review\n  @join__type(graph: REVIEWS, key: \"id\")\n  @requiresScopes(scopes: [[\"reviews:read\"]])\n",
+        ),
+    ] {
+        assert!(sdl.contains(from), "{from}");
+        sdl = sdl.replace(from, to);
+    }
+    sdl
+}
+
+/// `@authenticated` and `@requiresScopes` are enforced by the router: a field the caller may
+/// not see is nulled with an `UNAUTHORIZED_FIELD_OR_TYPE` error and never asked of a
+/// subgraph; a non-null one nulls its parent; callers with the scopes see everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_directives_null_what_the_caller_may_not_see() {
+    const SECRET: &str = "a shared secret for the authorization test, long enough";
+    let subgraphs = Subgraphs::start().await;
+    let supergraph = supergraph_with_authorization(&subgraphs);
+    let (anonymous, _dir) = gateway(&supergraph);
+    let client = reqwest::Client::new();
+    let ask = |url: String, token: Option<String>, query: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut request = client.post(url).json(&json!({"query": query}));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let url = anonymous.url("/graphql");
+
+    let body = ask(url.clone(), None, "{ me { name } }").await;
+    assert_eq!(body["data"], json!({"me": null}), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["me"]));
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "UNAUTHORIZED_FIELD_OR_TYPE"
+    );
+    assert_eq!(subgraphs.accounts.requests(), 0, "never asked");
+
+    let body = ask(url.clone(), None, "{ topProducts { upc inStock } }").await;
+    let products = body["data"]["topProducts"].as_array().unwrap();
+    assert!(!products.is_empty());
+    assert!(
+        products
+            .iter()
+            .all(|p| p["inStock"].is_null() && p["upc"].is_string()),
+        "{body}"
+    );
+    assert_eq!(body["errors"].as_array().unwrap().len(), 1);
+    assert_eq!(subgraphs.inventory.requests(), 0, "inventory never asked");
+
+    // A non-null field the caller may not see nulls the object holding it.
+    let body = ask(url.clone(), None, "{ topProducts { upc stockLevel } }").await;
+    assert!(
+        body["data"]["topProducts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(Value::is_null),
+        "{body}"
+    );
+    // A field of a protected type; and every sub-field taken leaves the parent as {}.
+    let body = ask(
+        url.clone(),
+        None,
+        "{ topProducts { name reviews { body } } }",
+    )
+    .await;
+    assert!(body["data"]["topProducts"][0]["name"].is_string(), "{body}");
+    assert!(
+        body["data"]["topProducts"][0]["reviews"].is_null(),
+        "{body}"
+    );
+    assert_eq!(subgraphs.reviews.requests(), 0);
+    // The API schema shows no authorization directives.
+    let body = ask(
+        url.clone(),
+        None,
+        "{ __schema { types { name } directives { name } } }",
+    )
+    .await;
+    let text = body.to_string();
+    assert!(
+        !text.contains("requiresScopes") && !text.contains("authenticated"),
+        "{text}"
+    );
+
+    // With tokens: what the scopes allow, and nothing more.
+    let keys = format!("[{{algorithm = \"HS256\", secret = \"{SECRET}\"}}]");
+    let (signed, _signed_dir) = gateway_with(
+        &supergraph,
+        &[
+            ("JUNCTION_GATEWAY__JWT__ISSUER", "https://issuer.test"),
+            ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]"),
+            ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]"),
+            ("JUNCTION_GATEWAY__JWT__KEYS", keys.as_str()),
+        ],
+    );
+    let now = chrono::Utc::now().timestamp();
+    let token = |scope: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"iss": "https://issuer.test", "aud": "junction", "sub": "client-1",
+                    "tenant": "acme", "scope": scope, "exp": now + 300}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let url = signed.url("/graphql");
+    let query = "{ me { name } topProducts { upc inStock stockLevel reviews { body } } }";
+    let unauthorized = |body: &Value| -> Vec<Value> {
+        body["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["extensions"]["code"] == "UNAUTHORIZED_FIELD_OR_TYPE")
+            .map(|e| e["path"].clone())
+            .collect()
+    };
+    let body = ask(
+        url.clone(),
+        Some(token("inventory:read reviews:read")),
+        query,
+    )
+    .await;
+    assert!(unauthorized(&body).is_empty(), "{body}");
+    assert!(body["data"]["me"]["name"].is_string(), "{body}");
+    assert!(
+        body["data"]["topProducts"][0]["inStock"].is_boolean(),
+        "{body}"
+    );
+    assert!(
+        body["data"]["topProducts"][0]["reviews"].is_array(),
+        "{body}"
+    );
+    // `admin` opens stockLevel (the second alternative) but not inStock or reviews.
+    let body = ask(url.clone(), Some(token("admin")), query).await;
+    assert!(body["data"]["me"]["name"].is_string(), "signed in: {body}");
+    assert!(
+        body["data"]["topProducts"][0]["stockLevel"].is_number(),
+        "{body}"
+    );
+    assert!(
+        body["data"]["topProducts"][0]["inStock"].is_null(),
+        "{body}"
+    );
+    assert_eq!(
+        unauthorized(&body),
+        [
+            json!(["topProducts", "inStock"]),
+            json!(["topProducts", "reviews"])
+        ]
+    );
+}

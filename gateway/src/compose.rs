@@ -16,6 +16,8 @@ use apollo_compiler::ast::{
 use apollo_compiler::{Name, Node};
 use indexmap::IndexMap;
 
+use crate::authorization::Requirement;
+
 /// One subgraph to compose.
 #[derive(Clone, Debug)]
 pub struct SubgraphSource {
@@ -60,6 +62,8 @@ struct MergedField {
     description: Option<Node<str>>,
     arguments: Vec<Node<InputValueDefinition>>,
     inaccessible: bool,
+    /// `@authenticated`/`@requiresScopes`: every subgraph's, all required.
+    access: Requirement,
     sources: IndexMap<String, FieldInGraph>,
 }
 
@@ -67,6 +71,7 @@ struct MergedType {
     kind: Kind,
     description: Option<Node<str>>,
     inaccessible: bool,
+    access: Requirement,
     graphs: IndexMap<String, GraphType>,
     fields: IndexMap<Name, MergedField>,
     implements: IndexMap<Name, Vec<String>>,
@@ -81,6 +86,7 @@ impl MergedType {
             kind,
             description: None,
             inaccessible: false,
+            access: Requirement::default(),
             graphs: IndexMap::new(),
             fields: IndexMap::new(),
             implements: IndexMap::new(),
@@ -294,6 +300,7 @@ fn add_interface_object_fields(types: &mut IndexMap<Name, MergedType>) {
                         description: field.description.clone(),
                         arguments: field.arguments.clone(),
                         inaccessible: field.inaccessible,
+                        access: field.access.clone(),
                         sources,
                     },
                 ));
@@ -337,6 +344,9 @@ fn merged_in<'t>(
         merged.description = description.cloned();
     }
     merged.inaccessible |= has(directives, "inaccessible");
+    merged
+        .access
+        .and(&Requirement::read(directives.iter().map(|d| &**d)));
     merged.graphs.entry(graph.to_owned()).or_default();
     Some(merged)
 }
@@ -527,9 +537,13 @@ fn read_definition(
                 description: field.description.clone(),
                 arguments: field.arguments.clone(),
                 inaccessible: false,
+                access: Requirement::default(),
                 sources: IndexMap::new(),
             });
         merged_field.inaccessible |= has(&field.directives, "inaccessible");
+        merged_field
+            .access
+            .and(&Requirement::read(field.directives.iter().map(|d| &**d)));
         if merged_field.description.is_none() {
             merged_field.description = field.description.clone();
         }
@@ -732,6 +746,23 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
             "  @link(url: \"https://specs.apollo.dev/inaccessible/v0.2\", for: SECURITY)\n",
         );
     }
+    let requirements = || {
+        types
+            .values()
+            .flat_map(|t| std::iter::once(&t.access).chain(t.fields.values().map(|f| &f.access)))
+    };
+    let uses_authenticated = requirements().any(|r| r.authenticated);
+    let uses_scopes = requirements().any(|r| !r.scopes.is_empty());
+    if uses_authenticated {
+        out.push_str(
+            "  @link(url: \"https://specs.apollo.dev/authenticated/v0.1\", for: SECURITY)\n",
+        );
+    }
+    if uses_scopes {
+        out.push_str(
+            "  @link(url: \"https://specs.apollo.dev/requiresScopes/v0.1\", for: SECURITY)\n",
+        );
+    }
     out.push_str("{\n");
     for (operation, name) in [
         ("query", "Query"),
@@ -755,6 +786,14 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
     if uses_inaccessible {
         out.push_str("directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION\n\n");
     }
+    if uses_authenticated {
+        out.push_str(
+            "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\n",
+        );
+    }
+    if uses_scopes {
+        out.push_str("directive @requiresScopes(scopes: [[requiresScopes__Scope!]!]!) on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\nscalar requiresScopes__Scope\n\n");
+    }
     out.push_str("scalar join__FieldSet\n\nenum join__Graph {\n");
     for (value, subgraph) in graphs {
         let _ = writeln!(
@@ -769,11 +808,15 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
     for (name, ty) in types {
         out.push('\n');
         description(&mut out, "", ty.description.as_ref());
-        let inaccessible = if ty.inaccessible {
+        let mut type_directives = String::from(if ty.inaccessible {
             " @inaccessible"
         } else {
             ""
-        };
+        });
+        // Unions and inputs take no authorization directives.
+        if !matches!(ty.kind, Kind::Union | Kind::Input) {
+            ty.access.print(&mut type_directives);
+        }
         let join_types = |out: &mut String| {
             for (graph, in_graph) in &ty.graphs {
                 if in_graph.keys.is_empty() {
@@ -805,12 +848,12 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
         };
         match ty.kind {
             Kind::Scalar => {
-                let _ = write!(out, "scalar {name}{inaccessible}");
+                let _ = write!(out, "scalar {name}{type_directives}");
                 join_types(&mut out);
                 out.push('\n');
             }
             Kind::Union => {
-                let _ = write!(out, "union {name}{inaccessible}");
+                let _ = write!(out, "union {name}{type_directives}");
                 join_types(&mut out);
                 for (member, in_graphs) in &ty.members {
                     for graph in in_graphs {
@@ -825,7 +868,7 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                 let _ = writeln!(out, "\n = {}", members.join(" | "));
             }
             Kind::Enum => {
-                let _ = write!(out, "enum {name}{inaccessible}");
+                let _ = write!(out, "enum {name}{type_directives}");
                 join_types(&mut out);
                 out.push_str("\n{\n");
                 for (value, (value_inaccessible, in_graphs)) in &ty.values {
@@ -841,7 +884,7 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                 out.push_str("}\n");
             }
             Kind::Input => {
-                let _ = write!(out, "input {name}{inaccessible}");
+                let _ = write!(out, "input {name}{type_directives}");
                 join_types(&mut out);
                 out.push_str("\n{\n");
                 let all = ty.graphs.len();
@@ -869,7 +912,7 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                 } else {
                     format!(" implements {}", implements.join(" & "))
                 };
-                let _ = write!(out, "{keyword} {name}{implements}{inaccessible}");
+                let _ = write!(out, "{keyword} {name}{implements}{type_directives}");
                 join_types(&mut out);
                 for (interface, in_graphs) in &ty.implements {
                     for graph in in_graphs {
@@ -946,6 +989,7 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                     if field.inaccessible {
                         out.push_str(" @inaccessible");
                     }
+                    field.access.print(&mut out);
                     out.push('\n');
                 }
                 out.push_str("}\n");
@@ -1026,6 +1070,72 @@ mod tests {
                 .field_graphs(&product, &apollo_compiler::name!("upc"))
                 .len(),
             2
+        );
+    }
+
+    #[test]
+    fn authorization_directives_reach_the_supergraph_combined_across_subgraphs() {
+        let supergraph = compose(&[
+            subgraph(
+                "accounts",
+                "type Query { me: User @authenticated } \
+                 type User @key(fields: \"id\") { id: ID! email: String @shareable @requiresScopes(scopes: [[\"users:read\"], [\"admin\"]]) }",
+            ),
+            subgraph(
+                "billing",
+                "type User @key(fields: \"id\") { id: ID! email: String @shareable @requiresScopes(scopes: [[\"pii\"]]) \
+                 invoices: [Invoice] } type Invoice @requiresScopes(scopes: [[\"billing\"]]) { total: Int }",
+            ),
+        ])
+        .unwrap();
+        assert!(
+            supergraph.contains(
+                "@link(url: \"https://specs.apollo.dev/authenticated/v0.1\", for: SECURITY)"
+            ),
+            "{supergraph}"
+        );
+        assert!(
+            supergraph.contains("me: User @authenticated"),
+            "{supergraph}"
+        );
+        assert!(
+            supergraph
+                .contains(r#"@requiresScopes(scopes: [["pii", "users:read"], ["admin", "pii"]])"#),
+            "both subgraphs' scopes are required: {supergraph}"
+        );
+        let parsed = crate::supergraph::Supergraph::parse(&supergraph).unwrap();
+        let api = parsed.api.to_string();
+        assert!(
+            !api.contains("requiresScopes") && !api.contains("authenticated"),
+            "{api}"
+        );
+        // The type's requirement applies to the field returning it.
+        let mut operation = crate::operation::normalize(
+            &crate::operation::parse(
+                &parsed.api,
+                "{ me { invoices { total } } }",
+                &Default::default(),
+            )
+            .unwrap(),
+            None,
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap()
+        .0;
+        let signed_in = junction_schema::Identity {
+            tenant: "t".into(),
+            subject: "s".into(),
+            scopes: junction_schema::identity::Scopes::new(["users:read"]).unwrap(),
+            expires_at: None,
+        };
+        let denial = parsed
+            .access
+            .filter(&parsed.api, &mut operation, Some(&signed_in));
+        assert!(!denial.is_empty());
+        assert_eq!(
+            crate::selection::print(&operation.selections),
+            "{ me { __junction_unauthorized: __typename } }"
         );
     }
 

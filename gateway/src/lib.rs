@@ -9,6 +9,7 @@
 //! deployment shares: health endpoints with pluggable readiness probes and a graceful
 //! shutdown. The router knows nothing about Junction's own subgraphs in particular.
 
+pub mod authorization;
 pub mod compose;
 mod config;
 pub mod edge;

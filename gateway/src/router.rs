@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::SubscriptionConfig;
+use crate::authorization::Denial;
 use crate::execute::{Forwarded, RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
@@ -184,8 +185,12 @@ impl GraphRouter {
         operation: &operation::Operation,
         conditions: &[bool],
         labels: &Labels,
+        denial: &Denial,
     ) -> Result<Arc<QueryPlan>, planner::PlanError> {
         let mut hasher = Sha256::new();
+        // Callers denied different fields run different operations from one query text.
+        hasher.update(denial.fingerprint().as_bytes());
+        hasher.update([0]);
         for label in labels {
             hasher.update(label.as_bytes());
             hasher.update([0]);
@@ -245,7 +250,11 @@ impl GraphRouter {
 
     /// Everything before execution: parsed, validated, limits checked, variables coerced,
     /// planned. Nothing reaches a subgraph before this succeeds.
-    pub(crate) fn prepare(&self, request: GraphQLRequest) -> Result<Prepared, Rejection> {
+    pub(crate) fn prepare(
+        &self,
+        request: GraphQLRequest,
+        identity: Option<&Identity>,
+    ) -> Result<Prepared, Rejection> {
         let query = self
             .persisted
             .resolve(request.query, request.extensions.as_ref())?;
@@ -262,7 +271,7 @@ impl GraphRouter {
         };
         let api = &self.supergraph.api;
         let document = self.document(&query).map_err(Rejection::from)?;
-        let (operation, conditions) = operation::normalize(
+        let (mut operation, conditions) = operation::normalize(
             &document,
             request.operation_name.as_deref(),
             &variables,
@@ -289,9 +298,13 @@ impl GraphRouter {
             )
         })?;
         let introspection = introspect(&self.supergraph, &document, selected, &coerced);
+        let denial = self
+            .supergraph
+            .access
+            .filter(&self.supergraph.api, &mut operation, identity);
         let labels = self.labels_for_request();
         let plan = self
-            .plan(&query, &operation, &conditions, &labels)
+            .plan(&query, &operation, &conditions, &labels, &denial)
             .map_err(|e| {
                 tracing::warn!(error = %e, "cannot plan an operation");
                 Rejection::new(
@@ -305,6 +318,7 @@ impl GraphRouter {
             variables,
             plan,
             introspection,
+            denial,
         })
     }
 
@@ -322,13 +336,15 @@ impl GraphRouter {
             identity,
             forwarded,
         };
-        execute(
+        let mut body = execute(
             &self.client,
             &prepared.plan,
             &context,
             prepared.introspection,
         )
-        .await
+        .await;
+        prepared.denial.complete(&mut body);
+        body
     }
 
     async fn handle(
@@ -375,7 +391,7 @@ impl GraphRouter {
         method: &Method,
         identity: Option<Identity>,
     ) -> Response {
-        let prepared = match self.prepare(request) {
+        let prepared = match self.prepare(request, identity.as_ref()) {
             Ok(prepared) => prepared,
             Err(rejection) => return rejection.into_response(),
         };
@@ -412,6 +428,8 @@ pub(crate) struct Prepared {
     pub plan: Arc<QueryPlan>,
     /// Answers to `__schema`/`__type`, merged into the data.
     pub introspection: Option<Value>,
+    /// Fields taken out for the caller, put back as nulls with errors.
+    pub denial: Denial,
 }
 
 /// A request refused before execution: an HTTP status and GraphQL errors.

@@ -78,9 +78,11 @@ pub struct Supergraph {
     implementers: apollo_compiler::collections::HashMap<Name, Implementers>,
     /// Identifies this supergraph in plan cache keys.
     pub hash: String,
+    /// `@authenticated` and `@requiresScopes`, enforced before planning.
+    pub access: crate::authorization::Access,
 }
 
-const FEDERATION_PREFIXES: &[&str] = &["join__", "link__"];
+const FEDERATION_PREFIXES: &[&str] = &["join__", "link__", "requiresScopes__", "policy__"];
 
 impl Supergraph {
     pub fn parse(sdl: &str) -> Result<Self, SupergraphError> {
@@ -150,6 +152,7 @@ impl Supergraph {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let access = crate::authorization::Access::read(&schema);
         Ok(Self {
             schema,
             api,
@@ -158,6 +161,7 @@ impl Supergraph {
             fields,
             implementers,
             hash,
+            access,
         })
     }
 
@@ -407,12 +411,17 @@ fn convert(set: &SelectionSet) -> Vec<Selection> {
     out
 }
 
-/// The schema clients see: no `join__`/`link__` types or directives, no `@link`, and nothing
-/// marked `@inaccessible`.
+/// The schema clients see: no `join__`/`link__` types or directives, no `@link`, no
+/// authorization directives (the router enforces them), and nothing marked `@inaccessible`.
 fn api_schema(supergraph: &Valid<Schema>) -> Result<Valid<Schema>, SupergraphError> {
     let mut schema: Schema = supergraph.clone().into_inner();
-    let removed_directive =
-        |name: &str| is_federation_name(name) || matches!(name, "link" | "inaccessible" | "tag");
+    let removed_directive = |name: &str| {
+        is_federation_name(name)
+            || matches!(
+                name,
+                "link" | "inaccessible" | "tag" | "authenticated" | "requiresScopes" | "policy"
+            )
+    };
     let inaccessible =
         |directives: &apollo_compiler::ast::DirectiveList| directives.get("inaccessible").is_some();
     schema

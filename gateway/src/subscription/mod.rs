@@ -226,7 +226,8 @@ pub async fn run(
                     identity: identity.as_ref(),
                     forwarded: &forwarded,
                 };
-                let body = execute_from(router.client(), &rest, &context, data, errors).await;
+                let mut body = execute_from(router.client(), &rest, &context, data, errors).await;
+                prepared.denial.complete(&mut body);
                 if !send(Event::Next(body)).await {
                     break;
                 }

@@ -269,7 +269,7 @@ impl Connection {
                 );
             }
         };
-        let prepared = match self.router.prepare(request) {
+        let prepared = match self.router.prepare(request, self.identity.as_ref()) {
             Ok(prepared) => prepared,
             Err(rejection) => return self.refuse(&id, rejection.errors),
         };
