@@ -99,7 +99,154 @@ on_both_databases!(
     live_delivery_events_through_the_router,
     jwt_bearer_tokens_through_the_router,
     oauth2_client_credentials_through_the_router,
+    api_keys_are_managed_through_graphql,
 );
+
+/// An admin creates a key with `createApiKey` (the secret shown once), lists keys without
+/// secrets, and revokes one; the new key works at once with exactly its scopes, and stops
+/// when revoked (the router checks every request here: `api_key_cache_ttl = "0s"`).
+async fn api_keys_are_managed_through_graphql(db: TestDatabase) {
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("JUNCTION_GATEWAY__API_KEY_CACHE_TTL", "0s"));
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &settings);
+    let admin = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let create = "mutation($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id name scopes expiresAt revokedAt } } }";
+    let created = client
+        .data(
+            &admin,
+            create,
+            json!({"input": {"name": "reporting", "scopes": ["webhooks:read"]}}),
+        )
+        .await;
+    let secret = created["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = created["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(secret.starts_with(&format!("jk_live_{id}_")), "{secret}");
+    assert_eq!(
+        created["createApiKey"]["apiKey"]["scopes"],
+        json!(["webhooks:read"])
+    );
+
+    // The new key reads, cannot write, and cannot manage keys.
+    client
+        .data(
+            &secret,
+            "{ endpoints { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let (_, body) = client
+        .call(
+            Some(&secret),
+            "mutation { createEventType(input: {name: \"x.y\"}) { eventType { name } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    let (_, body) = client
+        .call(
+            Some(&secret),
+            create,
+            json!({"input": {"name": "escalate", "scopes": ["admin"]}}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["message"], "this needs the scope admin");
+
+    // Bad input is refused with the reason, and creates nothing.
+    for (input, reason) in [
+        (json!({"name": "", "scopes": ["webhooks:read"]}), "name"),
+        (json!({"name": "x", "scopes": []}), "at least one scope"),
+        (
+            json!({"name": "x", "scopes": ["has space"]}),
+            "invalid scope",
+        ),
+        (
+            json!({"name": "x", "scopes": ["admin"], "expiresAt": "2020-01-01T00:00:00Z"}),
+            "in the future",
+        ),
+    ] {
+        let (_, body) = client
+            .call(Some(&admin), create, json!({"input": input}), &[])
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{body}"
+        );
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(reason),
+            "{body}"
+        );
+    }
+
+    // Listed without any secret.
+    let listed = client
+        .data(
+            &admin,
+            "{ apiKeys { id name scopes lastUsedAt } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> = listed["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bootstrap admin", "reporting"]);
+    assert!(!listed.to_string().contains(&secret[8..]));
+    assert!(
+        listed["apiKeys"][1]["lastUsedAt"].is_string(),
+        "use recorded: {listed}"
+    );
+
+    let revoked = client
+        .data(
+            &admin,
+            "mutation($id: ID!) { revokeApiKey(id: $id) { apiKey { revokedAt } } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert!(revoked["revokeApiKey"]["apiKey"]["revokedAt"].is_string());
+    let (status, body) = client
+        .call(
+            Some(&secret),
+            "{ endpoints { edges { node { id } } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let (_, body) = client
+        .call(
+            Some(&admin),
+            "mutation { revokeApiKey(id: \"nope\") { apiKey { id } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{body}"
+    );
+}
 
 async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
     let junction = Junction::serve_with(db.dir.path(), Some(&db.url), SETTINGS);

@@ -24,13 +24,15 @@ pub fn caller<'a>(ctx: &'a Context<'_>, allowed: &[&str]) -> Result<&'a Identity
     let permitted = identity.scopes.contains(ADMIN_SCOPE)
         || allowed.iter().any(|s| identity.scopes.contains(s));
     if !permitted {
-        return Err(error(
-            ErrorCode::Forbidden,
+        let needed = if allowed.is_empty() {
+            format!("this needs the scope {ADMIN_SCOPE}")
+        } else {
             format!(
                 "this needs one of the scopes: {}, {ADMIN_SCOPE}",
                 allowed.join(", ")
-            ),
-        ));
+            )
+        };
+        return Err(error(ErrorCode::Forbidden, needed));
     }
     Ok(identity)
 }

@@ -57,3 +57,8 @@ pub fn reader<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>, Error> {
 pub fn writer<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>, Error> {
     access(ctx, &[WRITE_SCOPE])
 }
+
+/// `admin` only: managing the tenant's credentials.
+pub fn admin<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>, Error> {
+    access(ctx, &[])
+}

@@ -2,6 +2,7 @@
 //! are entities other subgraphs extend; every operation is scoped to the caller's tenant.
 
 mod access;
+mod api_keys;
 mod mutation;
 mod objects;
 mod query;

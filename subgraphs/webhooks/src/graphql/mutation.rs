@@ -7,6 +7,7 @@ use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Resu
 use junction_schema::error_code::ErrorCode;
 
 use super::access::{ApiResult, error, writer};
+use super::api_keys::{self, CreateApiKeyInput, CreateApiKeyPayload, RevokeApiKeyPayload};
 use super::objects::{Endpoint, EventType, Message, SigningAlgorithm};
 use crate::endpoints::{self, EndpointPatch, NewEndpoint};
 use crate::event_types::{self, EventTypePatch, NewEventType};
@@ -187,6 +188,22 @@ fn headers(list: Vec<HeaderInput>) -> Result<BTreeMap<String, String>> {
 
 #[Object]
 impl Mutation {
+    /// Creates an API key for the caller's tenant (`admin` only); the secret is in this
+    /// answer and nowhere else, ever.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> Result<CreateApiKeyPayload> {
+        api_keys::create(ctx, input).await
+    }
+
+    /// Revokes an API key of the caller's tenant (`admin` only); revoking twice keeps the
+    /// first time. Routers stop accepting it within their `api_key_cache_ttl`.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<RevokeApiKeyPayload> {
+        api_keys::revoke(ctx, id).await
+    }
+
     /// Creates an endpoint and its first signing secret, shown only in this answer.
     async fn create_endpoint(
         &self,

@@ -1,5 +1,6 @@
 //! Queries, including the entity lookups the router uses to join other subgraphs' fields.
 
+use super::api_keys::{self, ApiKey};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, Result};
 use chrono::{DateTime, Utc};
@@ -147,6 +148,11 @@ impl Query {
         .await
         .api()?;
         Ok(page(rows, limit, |row| row.id.clone(), Message))
+    }
+
+    /// The tenant's API keys, oldest first (`admin` only).
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
+        api_keys::list(ctx).await
     }
 
     #[graphql(entity)]
