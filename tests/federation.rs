@@ -1048,3 +1048,65 @@ async fn authorization_directives_null_what_the_caller_may_not_see() {
         ]
     );
 }
+
+/// `[gateway.cost]`: an operation estimated above the maximum is refused before any subgraph
+/// is called; with `unit = "cost"` the rate limit spends each operation's cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costly_operations_are_refused_and_rate_limits_can_count_cost() {
+    let subgraphs = Subgraphs::start().await;
+    let (router, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[
+            ("JUNCTION_GATEWAY__COST__MAX", "500"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__UNIT", "cost"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.5"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "30"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let ask = |query: &str| {
+        client
+            .post(router.url("/graphql"))
+            .json(&json!({"query": query}))
+            .send()
+    };
+    // Ten assumed products, each with ten reviews whose authors have ten reviews: 2,210.
+    let deep = ask("{ topProducts { reviews { author { reviews { product { name } } } } } }")
+        .await
+        .unwrap();
+    assert_eq!(deep.status(), 400);
+    let body: Value = deep.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "COST_ESTIMATED_TOO_EXPENSIVE"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("estimated cost is 2210, above the maximum of 500"),
+        "{body}"
+    );
+    assert_eq!(subgraphs.total_requests(), 0, "refused before any subgraph");
+
+    // `{ topProducts { upc } }` costs 10: three fit a burst of 30 units, the fourth waits.
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let response = ask("{ topProducts { upc } }").await.unwrap();
+        assert_eq!(response.status(), 200);
+        remaining.push(
+            response.headers()["ratelimit-remaining"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(remaining, ["20", "10", "0"]);
+    let refused = ask("{ topProducts { upc } }").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(
+        refused.headers()["retry-after"],
+        "20",
+        "10 units at 0.5 a second"
+    );
+}

@@ -29,10 +29,7 @@ impl Requirement {
     pub fn read<'a>(directives: impl IntoIterator<Item = &'a Directive>) -> Self {
         let mut requirement = Self::default();
         for directive in directives {
-            let name = directive
-                .name
-                .strip_prefix("federation__")
-                .unwrap_or(&directive.name);
+            let name = crate::compose::unprefixed(&directive.name);
             if name == "authenticated" {
                 requirement.authenticated = true;
             } else if name == "requiresScopes"

@@ -64,6 +64,8 @@ struct MergedField {
     inaccessible: bool,
     /// `@authenticated`/`@requiresScopes`: every subgraph's, all required.
     access: Requirement,
+    /// `@cost`/`@listSize`, from the first subgraph giving them.
+    cost: Vec<Directive>,
     sources: IndexMap<String, FieldInGraph>,
 }
 
@@ -72,6 +74,7 @@ struct MergedType {
     description: Option<Node<str>>,
     inaccessible: bool,
     access: Requirement,
+    cost: Vec<Directive>,
     graphs: IndexMap<String, GraphType>,
     fields: IndexMap<Name, MergedField>,
     implements: IndexMap<Name, Vec<String>>,
@@ -87,6 +90,7 @@ impl MergedType {
             description: None,
             inaccessible: false,
             access: Requirement::default(),
+            cost: Vec::new(),
             graphs: IndexMap::new(),
             fields: IndexMap::new(),
             implements: IndexMap::new(),
@@ -126,10 +130,31 @@ pub fn graph_enum_value(name: &str) -> String {
     value
 }
 
+/// A directive's name without the `federation__` prefix subgraphs may write it with.
+pub(crate) fn unprefixed(name: &str) -> &str {
+    name.strip_prefix("federation__").unwrap_or(name)
+}
+
 fn directive<'a>(directives: &'a DirectiveList, name: &str) -> Option<&'a Node<Directive>> {
     directives
         .iter()
         .find(|d| d.name == name || d.name.strip_prefix("federation__") == Some(name))
+}
+
+/// `@cost` and `@listSize` (IBM's cost directives, as Apollo imports them), named without a
+/// `federation__` prefix as the supergraph defines them.
+fn cost_directives(directives: &DirectiveList) -> Vec<Directive> {
+    directives
+        .iter()
+        .filter_map(|d| {
+            let name = unprefixed(&d.name);
+            matches!(name, "cost" | "listSize").then(|| {
+                let mut directive = (**d).clone();
+                directive.name = Name::new_unchecked(name);
+                directive
+            })
+        })
+        .collect()
 }
 
 fn has(directives: &DirectiveList, name: &str) -> bool {
@@ -301,6 +326,7 @@ fn add_interface_object_fields(types: &mut IndexMap<Name, MergedType>) {
                         arguments: field.arguments.clone(),
                         inaccessible: field.inaccessible,
                         access: field.access.clone(),
+                        cost: field.cost.clone(),
                         sources,
                     },
                 ));
@@ -347,6 +373,9 @@ fn merged_in<'t>(
     merged
         .access
         .and(&Requirement::read(directives.iter().map(|d| &**d)));
+    if merged.cost.is_empty() {
+        merged.cost = cost_directives(directives);
+    }
     merged.graphs.entry(graph.to_owned()).or_default();
     Some(merged)
 }
@@ -538,8 +567,12 @@ fn read_definition(
                 arguments: field.arguments.clone(),
                 inaccessible: false,
                 access: Requirement::default(),
+                cost: Vec::new(),
                 sources: IndexMap::new(),
             });
+        if merged_field.cost.is_empty() {
+            merged_field.cost = cost_directives(&field.directives);
+        }
         merged_field.inaccessible |= has(&field.directives, "inaccessible");
         merged_field
             .access
@@ -751,6 +784,20 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
             .values()
             .flat_map(|t| std::iter::once(&t.access).chain(t.fields.values().map(|f| &f.access)))
     };
+    let uses_cost = types.values().any(|t| {
+        !t.cost.is_empty()
+            || t.fields.values().any(|f| {
+                !f.cost.is_empty()
+                    || f.arguments
+                        .iter()
+                        .any(|a| !cost_directives(&a.directives).is_empty())
+            })
+    });
+    if uses_cost {
+        out.push_str(
+            "  @link(url: \"https://specs.apollo.dev/cost/v0.1\", import: [\"@cost\", \"@listSize\"])\n",
+        );
+    }
     let uses_authenticated = requirements().any(|r| r.authenticated);
     let uses_scopes = requirements().any(|r| !r.scopes.is_empty());
     if uses_authenticated {
@@ -786,6 +833,9 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
     if uses_inaccessible {
         out.push_str("directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION\n\n");
     }
+    if uses_cost {
+        out.push_str("directive @cost(weight: Int!) on ARGUMENT_DEFINITION | ENUM | FIELD_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | SCALAR\n\ndirective @listSize(assumedSize: Int, slicingArguments: [String!], sizedFields: [String!], requireOneSlicingArgument: Boolean = true) on FIELD_DEFINITION\n\n");
+    }
     if uses_authenticated {
         out.push_str(
             "directive @authenticated on FIELD_DEFINITION | OBJECT | INTERFACE | SCALAR | ENUM\n\n",
@@ -816,6 +866,9 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
         // Unions and inputs take no authorization directives.
         if !matches!(ty.kind, Kind::Union | Kind::Input) {
             ty.access.print(&mut type_directives);
+            for directive in &ty.cost {
+                let _ = write!(type_directives, " {directive}");
+            }
         }
         let join_types = |out: &mut String| {
             for (graph, in_graph) in &ty.graphs {
@@ -935,7 +988,12 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                             .iter()
                             .map(|a| {
                                 let mut a = a.as_ref().clone();
-                                a.directives = DirectiveList::default();
+                                a.directives = DirectiveList(
+                                    cost_directives(&a.directives)
+                                        .into_iter()
+                                        .map(Node::new)
+                                        .collect(),
+                                );
                                 a.description = None;
                                 a.to_string()
                             })
@@ -990,6 +1048,9 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
                         out.push_str(" @inaccessible");
                     }
                     field.access.print(&mut out);
+                    for directive in &field.cost {
+                        let _ = write!(out, " {directive}");
+                    }
                     out.push('\n');
                 }
                 out.push_str("}\n");
@@ -1137,6 +1198,38 @@ mod tests {
             crate::selection::print(&operation.selections),
             "{ me { __junction_unauthorized: __typename } }"
         );
+    }
+
+    #[test]
+    fn cost_directives_reach_the_supergraph_and_its_cost_model() {
+        let supergraph = compose(&[subgraph(
+            "products",
+            "type Query { top(first: Int @federation__cost(weight: 2)): [Product] @federation__listSize(assumedSize: 50, slicingArguments: [\"first\"]) } \
+             type Product @key(fields: \"upc\") @federation__cost(weight: 3) { upc: String! price: Int @federation__cost(weight: 7) }",
+        )])
+        .unwrap();
+        for expected in [
+            "top(first: Int @cost(weight: 2)): [Product] @listSize(assumedSize: 50, slicingArguments: [\"first\"])",
+            "price: Int @cost(weight: 7)",
+            "@cost(weight: 3)",
+        ] {
+            assert!(supergraph.contains(expected), "{expected}: {supergraph}");
+        }
+        let parsed = crate::supergraph::Supergraph::parse(&supergraph).unwrap();
+        assert!(!parsed.api.to_string().contains("@cost"));
+        let variables = Default::default();
+        let document = crate::operation::parse(
+            &parsed.api,
+            "{ top(first: 4) { price } }",
+            &Default::default(),
+        )
+        .unwrap();
+        let (operation, _) =
+            crate::operation::normalize(&document, None, &variables, &Default::default()).unwrap();
+        let cost = parsed
+            .cost
+            .estimate(&parsed.api, &operation, &variables, &Default::default());
+        assert_eq!(cost, 2 + 4 * (3 + 7));
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct GatewayConfig {
     pub subgraph_timeout: Duration,
     #[serde(default)]
     pub limits: crate::operation::Limits,
+    #[serde(default)]
+    pub cost: crate::cost::CostConfig,
     /// Progressive-override labels to switch on (`percent(N)` labels are drawn per request).
     #[serde(default)]
     pub override_labels: Vec<String>,
@@ -130,6 +132,7 @@ impl Default for GatewayConfig {
             supergraph: None,
             subgraph_timeout: default_subgraph_timeout(),
             limits: crate::operation::Limits::default(),
+            cost: crate::cost::CostConfig::default(),
             override_labels: Vec::new(),
             subscriptions: SubscriptionConfig::default(),
             jwt: None,

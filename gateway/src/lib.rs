@@ -12,6 +12,7 @@
 pub mod authorization;
 pub mod compose;
 mod config;
+pub mod cost;
 pub mod edge;
 
 pub mod execute;

@@ -27,6 +27,18 @@ pub struct RateLimitConfig {
     /// Share the limits of every router through this Redis (`redis://host:6379`).
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// What is counted: `requests`, or `cost` (GraphQL operations weigh their estimated cost,
+    /// `[gateway.cost]`; `requests_per_second` and `burst` are then cost units).
+    #[serde(default)]
+    pub unit: RateUnit,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RateUnit {
+    #[default]
+    Requests,
+    Cost,
 }
 
 fn default_burst() -> u32 {
@@ -70,6 +82,7 @@ const SWEEP_AT: usize = 100_000;
 pub struct RateLimiter {
     interval: Duration,
     burst: u32,
+    unit: RateUnit,
     arrivals: Mutex<HashMap<String, Instant>>,
     shared: Option<Shared>,
 }
@@ -81,16 +94,18 @@ struct Shared {
     script: redis::Script,
 }
 
-/// GCRA on Redis's clock, in milliseconds: `{allowed, reset, retry_after, remaining}`.
+/// GCRA on Redis's clock, in milliseconds, for a request of `ARGV[3]` units:
+/// `{allowed, reset, retry_after, remaining}`.
 const GCRA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local window = interval * burst
+local weight = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local nxt = tat + interval
+local nxt = tat + interval * weight
 local ahead = nxt - now
 if ahead > window then
   return {0, tat - now, ahead - window, 0}
@@ -125,20 +140,28 @@ impl RateLimiter {
         Self {
             interval: Duration::from_secs_f64((1.0 / rate).min(86_400.0)),
             burst: config.burst.max(1),
+            unit: config.unit,
             arrivals: Mutex::new(HashMap::new()),
             shared: None,
         }
     }
 
-    /// Counts one request of `consumer` at `now`.
-    pub fn check_at(&self, consumer: &str, now: Instant) -> Decision {
+    /// Requests weigh their estimated cost.
+    pub fn by_cost(&self) -> bool {
+        self.unit == RateUnit::Cost
+    }
+
+    /// Counts a request of `consumer` weighing `weight` at `now` (at most the burst: a
+    /// request costlier than the whole allowance waits for all of it).
+    pub fn check_at(&self, consumer: &str, now: Instant, weight: u32) -> Decision {
         let window = self.interval * self.burst;
+        let step = self.interval * weight.clamp(1, self.burst);
         let mut arrivals = self.arrivals.lock().unwrap_or_else(|p| p.into_inner());
         if arrivals.len() >= SWEEP_AT {
             arrivals.retain(|_, tat| *tat > now);
         }
         let tat = arrivals.get(consumer).copied().unwrap_or(now).max(now);
-        let next = tat + self.interval;
+        let next = tat + step;
         let ahead = next - now;
         if ahead > window {
             return Decision {
@@ -160,11 +183,11 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request of `consumer`: in Redis when shared, else here.
-    pub async fn check(&self, consumer: &str) -> Decision {
+    /// Counts a request of `consumer` weighing `weight`: in Redis when shared, else here.
+    pub async fn check(&self, consumer: &str, weight: u32) -> Decision {
         match &self.shared {
-            None => self.check_at(consumer, Instant::now()),
-            Some(shared) => match self.check_shared(shared, consumer).await {
+            None => self.check_at(consumer, Instant::now(), weight),
+            Some(shared) => match self.check_shared(shared, consumer, weight).await {
                 Ok(decision) => decision,
                 Err(e) => {
                     tracing::warn!(error = %e, "the shared rate limiter is unreachable; letting the request through");
@@ -181,7 +204,12 @@ impl RateLimiter {
         }
     }
 
-    async fn check_shared(&self, shared: &Shared, consumer: &str) -> redis::RedisResult<Decision> {
+    async fn check_shared(
+        &self,
+        shared: &Shared,
+        consumer: &str,
+        weight: u32,
+    ) -> redis::RedisResult<Decision> {
         let mut slot = shared.connection.lock().await;
         if slot.is_none() {
             *slot = Some(shared.client.get_multiplexed_async_connection().await?);
@@ -194,6 +222,7 @@ impl RateLimiter {
             .key(format!("junction:ratelimit:{consumer}"))
             .arg(interval)
             .arg(self.burst)
+            .arg(weight.clamp(1, self.burst))
             .invoke_async(&mut connection)
             .await?;
         let millis = |n: i64| Duration::from_millis(n.max(0) as u64);
@@ -216,6 +245,7 @@ mod tests {
             requests_per_second: rate,
             burst,
             redis_url: None,
+            unit: RateUnit::Requests,
         })
     }
 
@@ -224,28 +254,43 @@ mod tests {
         let limiter = limiter(2.0, 3);
         let start = Instant::now();
         let remaining: Vec<(bool, u32)> = (0..4)
-            .map(|_| limiter.check_at("a", start))
+            .map(|_| limiter.check_at("a", start, 1))
             .map(|d| (d.allowed, d.remaining))
             .collect();
         assert_eq!(remaining, [(true, 2), (true, 1), (true, 0), (false, 0)]);
-        let refused = limiter.check_at("a", start);
+        let refused = limiter.check_at("a", start, 1);
         assert_eq!(refused.retry_after, Duration::from_millis(500));
         // Half a second later one more request fits, and only one.
         let later = start + Duration::from_millis(500);
-        assert!(limiter.check_at("a", later).allowed);
-        assert!(!limiter.check_at("a", later).allowed);
+        assert!(limiter.check_at("a", later, 1).allowed);
+        assert!(!limiter.check_at("a", later, 1).allowed);
         // After a quiet spell the whole burst is back.
         let quiet = start + Duration::from_secs(10);
-        let decision = limiter.check_at("a", quiet);
+        let decision = limiter.check_at("a", quiet, 1);
         assert_eq!((decision.allowed, decision.remaining), (true, 2));
+    }
+
+    #[test]
+    fn weighted_requests_take_their_weight_of_the_allowance() {
+        let limiter = limiter(10.0, 100);
+        let now = Instant::now();
+        let first = limiter.check_at("a", now, 60);
+        assert_eq!((first.allowed, first.remaining), (true, 40));
+        let second = limiter.check_at("a", now, 60);
+        assert!(!second.allowed);
+        // 60 units at 10 per second: 2 seconds until 60 fit again.
+        assert_eq!(second.retry_after, Duration::from_secs(2));
+        // A request weighing more than the burst waits for the whole burst, not forever.
+        let later = now + Duration::from_secs(20);
+        assert!(limiter.check_at("a", later, 1_000).allowed);
     }
 
     #[test]
     fn consumers_are_limited_apart() {
         let limiter = limiter(1.0, 1);
         let now = Instant::now();
-        assert!(limiter.check_at("a", now).allowed);
-        assert!(!limiter.check_at("a", now).allowed);
-        assert!(limiter.check_at("b", now).allowed);
+        assert!(limiter.check_at("a", now, 1).allowed);
+        assert!(!limiter.check_at("a", now, 1).allowed);
+        assert!(limiter.check_at("b", now, 1).allowed);
     }
 }

@@ -71,6 +71,7 @@ pub struct GraphRouter {
     client_limits: Arc<ClientLimits>,
     rate_limiter: Option<RateLimiter>,
     persisted: PersistedQueries,
+    cost: crate::cost::CostConfig,
 }
 
 /// `percent(25)` -> 25.0
@@ -104,12 +105,18 @@ impl GraphRouter {
             client_limits: Arc::default(),
             rate_limiter: None,
             persisted: PersistedQueries::default(),
+            cost: crate::cost::CostConfig::default(),
         }
     }
 
     /// Trusted documents only, when the configuration names a manifest.
     pub fn with_persisted_queries(mut self, persisted: PersistedQueries) -> Self {
         self.persisted = persisted;
+        self
+    }
+
+    pub fn with_cost(mut self, cost: crate::cost::CostConfig) -> Self {
+        self.cost = cost;
         self
     }
 
@@ -302,6 +309,22 @@ impl GraphRouter {
             .supergraph
             .access
             .filter(&self.supergraph.api, &mut operation, identity);
+        let cost =
+            self.supergraph
+                .cost
+                .estimate(&self.supergraph.api, &operation, &variables, &self.cost);
+        if let Some(max) = self.cost.max
+            && cost > max
+        {
+            return Err(Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "COST_ESTIMATED_TOO_EXPENSIVE",
+                &format!(
+                    "the operation's estimated cost is {cost}, above the maximum of {max}: \
+                     ask for fewer items (`first`) or fewer nested lists"
+                ),
+            ));
+        }
         let labels = self.labels_for_request();
         let plan = self
             .plan(&query, &operation, &conditions, &labels, &denial)
@@ -319,6 +342,7 @@ impl GraphRouter {
             plan,
             introspection,
             denial,
+            cost,
         })
     }
 
@@ -357,27 +381,30 @@ impl GraphRouter {
             Ok(identity) => identity,
             Err(rejection) => return rejection.into_response(),
         };
-        let limited = match &self.rate_limiter {
-            None => None,
-            Some(limiter) => {
-                let consumer = match &identity {
-                    Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
-                    None => "anonymous".to_owned(),
-                };
-                Some(limiter.check(&consumer).await)
-            }
+        let consumer = || match &identity {
+            Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
+            None => "anonymous".to_owned(),
         };
-        if let Some(decision) = limited.filter(|d| !d.allowed) {
-            let mut response = Rejection::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                "too many requests: slow down and try again after `Retry-After` seconds",
-            )
-            .into_response();
-            decision.set_headers(response.headers_mut());
-            return response;
+        // Counted by request: before any work. By cost: once the cost is known.
+        let mut limited = None;
+        if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| !l.by_cost()) {
+            limited = Some(limiter.check(&consumer(), 1).await);
         }
-        let mut response = self.respond(headers, request, method, identity).await;
+        if let Some(refused) = limited.filter(|d| !d.allowed) {
+            return too_many(&refused);
+        }
+        let prepared = match self.prepare(request, identity.as_ref()) {
+            Ok(prepared) => prepared,
+            Err(rejection) => return rejection.into_response(),
+        };
+        if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| l.by_cost()) {
+            let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
+            limited = Some(limiter.check(&consumer(), weight).await);
+        }
+        if let Some(refused) = limited.filter(|d| !d.allowed) {
+            return too_many(&refused);
+        }
+        let mut response = self.respond(headers, prepared, method, identity).await;
         if let Some(decision) = &limited {
             decision.set_headers(response.headers_mut());
         }
@@ -387,14 +414,10 @@ impl GraphRouter {
     async fn respond(
         self: &Arc<Self>,
         headers: &HeaderMap,
-        request: GraphQLRequest,
+        prepared: Prepared,
         method: &Method,
         identity: Option<Identity>,
     ) -> Response {
-        let prepared = match self.prepare(request, identity.as_ref()) {
-            Ok(prepared) => prepared,
-            Err(rejection) => return rejection.into_response(),
-        };
         if method == Method::GET && prepared.operation.kind != OperationType::Query {
             return Rejection::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -421,6 +444,18 @@ impl GraphRouter {
     }
 }
 
+/// A 429 in GraphQL's shape, with the limiter's headers.
+fn too_many(decision: &crate::rate_limit::Decision) -> Response {
+    let mut response = Rejection::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        "too many requests: slow down and try again after `Retry-After` seconds",
+    )
+    .into_response();
+    decision.set_headers(response.headers_mut());
+    response
+}
+
 /// An operation ready to run.
 pub(crate) struct Prepared {
     pub operation: operation::Operation,
@@ -430,6 +465,8 @@ pub(crate) struct Prepared {
     pub introspection: Option<Value>,
     /// Fields taken out for the caller, put back as nulls with errors.
     pub denial: Denial,
+    /// The estimated cost (`[gateway.cost]`).
+    pub cost: u64,
 }
 
 /// A request refused before execution: an HTTP status and GraphQL errors.

@@ -80,6 +80,8 @@ pub struct Supergraph {
     pub hash: String,
     /// `@authenticated` and `@requiresScopes`, enforced before planning.
     pub access: crate::authorization::Access,
+    /// `@cost` and `@listSize`, for the operation cost estimate.
+    pub cost: crate::cost::CostModel,
 }
 
 const FEDERATION_PREFIXES: &[&str] = &["join__", "link__", "requiresScopes__", "policy__"];
@@ -153,6 +155,7 @@ impl Supergraph {
             .map(|b| format!("{b:02x}"))
             .collect();
         let access = crate::authorization::Access::read(&schema);
+        let cost = crate::cost::CostModel::read(&schema);
         Ok(Self {
             schema,
             api,
@@ -162,6 +165,7 @@ impl Supergraph {
             implementers,
             hash,
             access,
+            cost,
         })
     }
 
@@ -419,7 +423,14 @@ fn api_schema(supergraph: &Valid<Schema>) -> Result<Valid<Schema>, SupergraphErr
         is_federation_name(name)
             || matches!(
                 name,
-                "link" | "inaccessible" | "tag" | "authenticated" | "requiresScopes" | "policy"
+                "link"
+                    | "inaccessible"
+                    | "tag"
+                    | "authenticated"
+                    | "requiresScopes"
+                    | "policy"
+                    | "cost"
+                    | "listSize"
             )
     };
     let inaccessible =

@@ -134,6 +134,7 @@ pub fn graph_router(
             authenticator,
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
+        .with_cost(config.gateway.cost.clone())
         .with_subscriptions(config.gateway.subscriptions.clone())
         .with_rate_limit(
             config

@@ -197,6 +197,13 @@ impl RouteConfig {
                 .map_err(|e| self.error(&format!("{section}: {e}")))?;
         }
         for (index, plugin) in self.plugins.iter().enumerate() {
+            if let PluginConfig::RateLimit(limit) = plugin
+                && limit.unit != crate::rate_limit::RateUnit::Requests
+            {
+                return Err(self.error(
+                    "plugins.rate_limit: a REST route counts requests (unit = \"requests\")",
+                ));
+            }
             if let PluginConfig::Cors { origins } = plugin {
                 crate::edge::validate_origins(origins)
                     .map_err(|e| self.error(&format!("plugins.cors: {e}")))?;

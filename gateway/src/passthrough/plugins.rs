@@ -118,7 +118,7 @@ fn rate_limit(
             }
         };
         async move {
-            let decision = limiter.check(&consumer).await;
+            let decision = limiter.check(&consumer, 1).await;
             let mut response = if decision.allowed {
                 inner.oneshot(request).await?
             } else {
