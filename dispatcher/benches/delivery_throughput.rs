@@ -1,6 +1,6 @@
 //! Publish-to-delivered throughput and latency, on the embedded queue or on Kafka.
 //!
-//! Publishes MESSAGES events (4 publishers in parallel) to ENDPOINTS endpoints on a local
+//! Publishes MESSAGES events (PUBLISHERS in parallel, 4 by default) to ENDPOINTS endpoints on a local
 //! receiver that answers 200 at once, with the dispatcher running, and reports deliveries
 //! per second and publish-to-first-attempt latency percentiles.
 //!
@@ -218,12 +218,13 @@ async fn main() {
     let published: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let started = Instant::now();
     let mut publishers = Vec::new();
-    for worker_index in 0..4 {
+    let publisher_count = env_usize("PUBLISHERS", 4).max(1);
+    for worker_index in 0..publisher_count {
         let db = db.clone();
         let tenant_id = tenant.id.clone();
         let published = Arc::clone(&published);
         publishers.push(tokio::spawn(async move {
-            for i in (worker_index..messages).step_by(4) {
+            for i in (worker_index..messages).step_by(publisher_count) {
                 if rate > 0 {
                     let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
                     tokio::time::sleep_until(due.into()).await;

@@ -6,7 +6,8 @@
 //! the same `webhook-id`; nothing is ever dropped.
 //!
 //! - [`queue`]: the small `Queue` trait and its backends: embedded in the database, and Kafka.
-//! - [`worker`]: the delivery loop, with per-endpoint isolation.
+//! - [`worker`]: the delivery loop, with per-endpoint isolation; attempts are recorded with
+//!   group commit (`recorder`).
 //! - [`ssrf`]: the HTTP client's resolver that enforces the address policy at connect time.
 //! - [`retry`]: the back-off schedule.
 //! - [`replay`]: putting deliveries back on the queue: one message, or dead letters in bulk as
@@ -14,6 +15,7 @@
 
 mod config;
 pub mod queue;
+mod recorder;
 pub mod replay;
 pub mod retry;
 mod sender;

@@ -9,21 +9,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use junction_schema::entities::{delivery, delivery_attempt, endpoint, endpoint_secret, message};
+use junction_schema::entities::{delivery_attempt, endpoint, endpoint_secret, message};
 use junction_schema::envelope::{AttemptOutcome, DeliveryEvent, Envelope};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 
 use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
 use crate::queue::{Queue, Received};
+use crate::recorder::{Attempt, Recorder, Settlement};
 use crate::retry;
 use crate::sender::{AttemptResult, ClientError, Sender};
 use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
@@ -49,6 +48,7 @@ pub struct Dispatcher {
 
 struct Inner {
     db: DatabaseConnection,
+    recorder: Recorder,
     queue: Arc<dyn Queue>,
     sender: Sender,
     config: DispatcherConfig,
@@ -105,6 +105,7 @@ impl Dispatcher {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Ok(Self {
             inner: Arc::new(Inner {
+                recorder: Recorder::start(db.clone()),
                 db,
                 queue,
                 sender,
@@ -466,49 +467,52 @@ impl Inner {
             }
         };
 
-        let error_text = result.error.as_ref().map(|(_, message)| message.clone());
-        let record = delivery_attempt::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            tenant_id: Set(task.tenant_id.clone()),
-            delivery_id: Set(task.delivery_id.clone()),
-            message_id: Set(task.message_id.clone()),
-            endpoint_id: Set(task.endpoint_id.clone()),
-            attempt: Set(attempt),
-            status_code: Set(status.map(i32::from)),
-            duration_ms: Set(i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX)),
-            response_excerpt: Set(result.excerpt.clone()),
-            error_kind: Set(result
+        let record = delivery_attempt::Model {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: task.tenant_id.clone(),
+            delivery_id: task.delivery_id.clone(),
+            message_id: task.message_id.clone(),
+            endpoint_id: task.endpoint_id.clone(),
+            attempt,
+            status_code: status.map(i32::from),
+            duration_ms: i64::try_from(result.duration.as_millis()).unwrap_or(i64::MAX),
+            response_excerpt: result.excerpt.clone(),
+            error_kind: result
                 .error
                 .as_ref()
-                .map(|(kind, _)| kind.as_str().to_owned())),
-            trace_id: Set(context.message.traceparent.as_deref().and_then(trace_id)),
-            created_at: Set(Utc::now()),
+                .map(|(kind, _)| kind.as_str().to_owned()),
+            trace_id: context.message.traceparent.as_deref().and_then(trace_id),
+            created_at: Utc::now(),
         };
-        // One transaction: one commit (one fsync) for the attempt and its bookkeeping.
-        let recorded = async {
-            let txn = self.db.begin().await?;
-            let record = record.insert(&txn).await?;
-            delivery::Entity::update_many()
-                .col_expr(delivery::Column::Attempts, Expr::value(attempt))
-                .col_expr(delivery::Column::LastError, Expr::value(error_text.clone()))
-                .col_expr(delivery::Column::UpdatedAt, Expr::value(Utc::now()))
-                .filter(delivery::Column::Id.eq(&task.delivery_id))
-                .exec(&txn)
-                .await?;
-            self.track_endpoint_health(&txn, endpoint, succeeded, gone)
-                .await?;
-            txn.commit().await?;
-            Ok::<_, DbErr>(record)
+        // The attempt and the delivery's new state, committed with the other attempts
+        // finishing now.
+        let recorded = self
+            .recorder
+            .record(Attempt {
+                record: record.clone(),
+                last_error: result.error.as_ref().map(|(_, message)| message.clone()),
+                settlement: match &outcome {
+                    Decision::Ack => Settlement::Succeeded,
+                    Decision::Retry(at) => Settlement::RetryAt(*at),
+                    Decision::Dead(reason) => Settlement::Dead(reason.clone()),
+                },
+            })
+            .await;
+        if let Err(error) = recorded {
+            // Unrecorded means unsettled: the lease runs out and the delivery repeats.
+            tracing::error!(delivery = %task.delivery_id, %error, "cannot record attempt; it will be repeated");
+            return;
         }
-        .await;
-        let record = match recorded {
-            Ok(record) => record,
-            Err(error) => {
-                // Unrecorded means unsettled: the lease runs out and the delivery repeats.
-                tracing::error!(delivery = %task.delivery_id, %error, "cannot record attempt; it will be repeated");
-                return;
-            }
-        };
+        // Bookkeeping only, and rarely a write: a failure streak starting or ending.
+        if let Err(error) = self
+            .track_endpoint_health(&self.db, endpoint, succeeded, gone)
+            .await
+        {
+            tracing::warn!(endpoint = %endpoint.id, %error, "cannot update endpoint health");
+        }
+        let mut received = received.clone();
+        received.state_recorded = true;
+        let received = &received;
 
         let (event_outcome, next_attempt_at) = match &outcome {
             Decision::Ack => (AttemptOutcome::Succeeded, None),

@@ -119,16 +119,16 @@ impl Queue for EmbeddedQueue {
         let rows = self.db.query_all_raw(statement).await?;
         rows.iter()
             .map(|row| {
-                Ok(Received {
-                    task: Task {
+                Ok(Received::new(
+                    Task {
                         delivery_id: row.try_get("", "id")?,
                         tenant_id: row.try_get("", "tenant_id")?,
                         message_id: row.try_get("", "message_id")?,
                         endpoint_id: row.try_get("", "endpoint_id")?,
                         attempts: row.try_get("", "attempts")?,
                     },
-                    receipt: token.clone(),
-                })
+                    token.clone(),
+                ))
             })
             .collect()
     }

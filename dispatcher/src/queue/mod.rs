@@ -63,6 +63,19 @@ pub struct Received {
     pub task: Task,
     /// Opaque to the worker: a lease token, or a partition and offset.
     pub receipt: String,
+    /// The worker already wrote the settled state (status, times) with the attempt: a
+    /// backend that mirrors it in the deliveries table need not write it again.
+    pub state_recorded: bool,
+}
+
+impl Received {
+    pub fn new(task: Task, receipt: String) -> Self {
+        Self {
+            task,
+            receipt,
+            state_recorded: false,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

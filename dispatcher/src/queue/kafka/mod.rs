@@ -425,19 +425,19 @@ impl KafkaQueue {
                 Ok(decoded) => {
                     let generation =
                         lock(&self.leases).hold(key, offset, decoded.task.clone(), until);
-                    fresh.push(Received {
-                        task: decoded.task,
-                        receipt: Self::receipt(partition, offset, generation),
-                    });
+                    fresh.push(Received::new(
+                        decoded.task,
+                        Self::receipt(partition, offset, generation),
+                    ));
                 }
                 Err(why) => {
                     // Not ours to deliver: skip it rather than block the partition.
                     tracing::error!(partition, offset, %why, "skipping a record that is not a task");
                     let generation = lock(&self.leases).hold(key, offset, Task::default(), until);
-                    let skipped = Received {
-                        task: Task::default(),
-                        receipt: Self::receipt(partition, offset, generation),
-                    };
+                    let skipped = Received::new(
+                        Task::default(),
+                        Self::receipt(partition, offset, generation),
+                    );
                     drop(message);
                     self.settle(&skipped)?;
                 }
@@ -559,9 +559,8 @@ impl Queue for KafkaQueue {
         let mut out: Vec<Received> = lock(&self.leases)
             .expired(now, now + self.lease, max)
             .into_iter()
-            .map(|((_, partition), offset, generation, task)| Received {
-                task,
-                receipt: Self::receipt(partition, offset, generation),
+            .map(|((_, partition), offset, generation, task)| {
+                Received::new(task, Self::receipt(partition, offset, generation))
             })
             .collect();
         if out.len() < max {
@@ -580,18 +579,20 @@ impl Queue for KafkaQueue {
         if !self.holds(received)? {
             return Ok(());
         }
-        let now = Utc::now();
-        self.mirror(
-            &received.task.delivery_id,
-            vec![
-                (delivery::Column::Status, Expr::value(delivery::SUCCEEDED)),
-                (
-                    delivery::Column::DeliveredAt,
-                    Expr::col(delivery::Column::DeliveredAt).if_null(now),
-                ),
-            ],
-        )
-        .await?;
+        if !received.state_recorded {
+            let now = Utc::now();
+            self.mirror(
+                &received.task.delivery_id,
+                vec![
+                    (delivery::Column::Status, Expr::value(delivery::SUCCEEDED)),
+                    (
+                        delivery::Column::DeliveredAt,
+                        Expr::col(delivery::Column::DeliveredAt).if_null(now),
+                    ),
+                ],
+            )
+            .await?;
+        }
         self.settle(received)
     }
 
@@ -616,11 +617,13 @@ impl Queue for KafkaQueue {
             .send(record, SEND_TIMEOUT)
             .await
             .map_err(|(e, _)| backend("cannot send a retry to Kafka", e))?;
-        self.mirror(
-            &task.delivery_id,
-            vec![(delivery::Column::NextAttemptAt, Expr::value(at))],
-        )
-        .await?;
+        if !received.state_recorded {
+            self.mirror(
+                &task.delivery_id,
+                vec![(delivery::Column::NextAttemptAt, Expr::value(at))],
+            )
+            .await?;
+        }
         self.settle(received)
     }
 
@@ -639,16 +642,18 @@ impl Queue for KafkaQueue {
             .send(record, SEND_TIMEOUT)
             .await
             .map_err(|(e, _)| backend("cannot send a dead letter to Kafka", e))?;
-        let now = Utc::now();
-        self.mirror(
-            &task.delivery_id,
-            vec![
-                (delivery::Column::Status, Expr::value(delivery::DEAD)),
-                (delivery::Column::DeadAt, Expr::value(now)),
-                (delivery::Column::LastError, Expr::value(reason.to_owned())),
-            ],
-        )
-        .await?;
+        if !received.state_recorded {
+            let now = Utc::now();
+            self.mirror(
+                &task.delivery_id,
+                vec![
+                    (delivery::Column::Status, Expr::value(delivery::DEAD)),
+                    (delivery::Column::DeadAt, Expr::value(now)),
+                    (delivery::Column::LastError, Expr::value(reason.to_owned())),
+                ],
+            )
+            .await?;
+        }
         self.settle(received)
     }
 

@@ -1,0 +1,189 @@
+//! Recording attempts with group commit: every attempt in flight hands its record to one task,
+//! which writes all that are waiting in one transaction (one multi-row INSERT of attempts,
+//! one UPDATE of their deliveries from a VALUES list, one commit) and answers each. Under load
+//! the cost of a commit, and of a statement round trip, is shared by hundreds of attempts;
+//! when idle an attempt is written alone at once, so nothing waits for a batch to fill.
+//!
+//! A batch that fails is written again one attempt per transaction, so one bad row cannot
+//! hold back the others; an attempt whose write fails stays unsettled and is repeated.
+
+use chrono::{DateTime, Utc};
+use junction_schema::entities::{delivery, delivery_attempt};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement,
+    TransactionTrait, Value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters; an
+/// attempt needs 20).
+const MAX_BATCH: usize = 1_000;
+
+/// How the delivery stands once this attempt is recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    Succeeded,
+    RetryAt(DateTime<Utc>),
+    Dead(String),
+}
+
+/// One attempt and the delivery state it leads to.
+pub struct Attempt {
+    pub record: delivery_attempt::Model,
+    pub last_error: Option<String>,
+    pub settlement: Settlement,
+}
+
+struct Pending {
+    attempt: Attempt,
+    done: oneshot::Sender<Result<(), DbErr>>,
+}
+
+/// The handle attempts are recorded through. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl Recorder {
+    /// Starts the writing task on `db`.
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        tokio::spawn(write_batches(db, rx));
+        Self { tx }
+    }
+
+    /// Records `attempt`; returns once it is committed.
+    pub async fn record(&self, attempt: Attempt) -> Result<(), DbErr> {
+        let (done, written) = oneshot::channel();
+        self.tx
+            .send(Pending { attempt, done })
+            .await
+            .map_err(|_| DbErr::Custom("the attempt recorder has stopped".into()))?;
+        written
+            .await
+            .map_err(|_| DbErr::Custom("the attempt recorder has stopped".into()))?
+    }
+}
+
+async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let pending = std::mem::take(&mut batch);
+        match write(&db, pending.iter().map(|p| &p.attempt)).await {
+            Ok(()) => {
+                for p in pending {
+                    let _ = p.done.send(Ok(()));
+                }
+            }
+            Err(error) if pending.len() > 1 => {
+                tracing::warn!(%error, attempts = pending.len(), "recording a batch of attempts failed; recording them one by one");
+                for p in pending {
+                    let result = write(&db, std::iter::once(&p.attempt)).await;
+                    let _ = p.done.send(result);
+                }
+            }
+            Err(error) => {
+                for p in pending {
+                    let _ = p.done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Writes `attempts` in one transaction.
+async fn write<'a>(
+    db: &DatabaseConnection,
+    attempts: impl Iterator<Item = &'a Attempt> + Clone,
+) -> Result<(), DbErr> {
+    let txn = db.begin().await?;
+    delivery_attempt::Entity::insert_many(attempts.clone().map(|a| {
+        let r = &a.record;
+        delivery_attempt::ActiveModel {
+            id: Set(r.id.clone()),
+            tenant_id: Set(r.tenant_id.clone()),
+            delivery_id: Set(r.delivery_id.clone()),
+            message_id: Set(r.message_id.clone()),
+            endpoint_id: Set(r.endpoint_id.clone()),
+            attempt: Set(r.attempt),
+            status_code: Set(r.status_code),
+            duration_ms: Set(r.duration_ms),
+            response_excerpt: Set(r.response_excerpt.clone()),
+            error_kind: Set(r.error_kind.clone()),
+            trace_id: Set(r.trace_id.clone()),
+            created_at: Set(r.created_at),
+        }
+    }))
+    .exec_without_returning(&txn)
+    .await?;
+    txn.execute_raw(update_deliveries(db.get_database_backend(), attempts))
+        .await?;
+    txn.commit().await
+}
+
+/// One UPDATE for every delivery in the batch, from a VALUES list (a CTE, which both
+/// PostgreSQL and SQLite take).
+fn update_deliveries<'a>(
+    backend: sea_orm::DbBackend,
+    attempts: impl Iterator<Item = &'a Attempt>,
+) -> Statement {
+    let now = Utc::now();
+    let mut rows = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    for attempt in attempts {
+        let (status, delivered_at, next_attempt_at, dead_at, last_error) = match &attempt.settlement
+        {
+            Settlement::Succeeded => (
+                Some(delivery::SUCCEEDED),
+                Some(now),
+                None,
+                None,
+                attempt.last_error.clone(),
+            ),
+            Settlement::RetryAt(at) => (None, None, Some(*at), None, attempt.last_error.clone()),
+            Settlement::Dead(reason) => (
+                Some(delivery::DEAD),
+                None,
+                None,
+                Some(now),
+                Some(reason.clone()),
+            ),
+        };
+        let first = values.len();
+        rows.push(format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            first + 1,
+            first + 2,
+            first + 3,
+            first + 4,
+            first + 5,
+            first + 6,
+            first + 7
+        ));
+        values.extend([
+            Value::from(attempt.record.delivery_id.clone()),
+            Value::from(attempt.record.attempt),
+            Value::from(last_error),
+            Value::from(status.map(str::to_owned)),
+            Value::from(delivered_at),
+            Value::from(next_attempt_at),
+            Value::from(dead_at),
+        ]);
+    }
+    values.push(Value::from(now));
+    let now_parameter = values.len();
+    let sql = format!(
+        "WITH v(id, attempts, last_error, status, delivered_at, next_attempt_at, dead_at) AS \
+         (VALUES {}) \
+         UPDATE deliveries SET attempts = v.attempts, last_error = v.last_error, \
+         status = COALESCE(v.status, deliveries.status), \
+         delivered_at = COALESCE(deliveries.delivered_at, v.delivered_at), \
+         next_attempt_at = COALESCE(v.next_attempt_at, deliveries.next_attempt_at), \
+         dead_at = COALESCE(v.dead_at, deliveries.dead_at), \
+         updated_at = ${now_parameter} \
+         FROM v WHERE deliveries.id = v.id",
+        rows.join(", ")
+    );
+    Statement::from_sql_and_values(backend, sql, values)
+}
