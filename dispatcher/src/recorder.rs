@@ -187,3 +187,142 @@ fn update_deliveries<'a>(
     );
     Statement::from_sql_and_values(backend, sql, values)
 }
+
+#[cfg(test)]
+mod tests {
+    use junction_schema::database::{DatabaseConfig, DatabaseUrl};
+    use junction_schema::webhook_url::AddressPolicy;
+    use junction_webhooks::endpoints::{self, NewEndpoint};
+    use junction_webhooks::event_types::{self, NewEventType};
+    use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    use super::*;
+
+    /// A database with one endpoint and `count` deliveries to it.
+    async fn deliveries(
+        dir: &tempfile::TempDir,
+        count: usize,
+    ) -> (DatabaseConnection, Vec<delivery::Model>) {
+        let url = format!("sqlite://{}/recorder.db", dir.path().display());
+        let db = junction_schema::database::connect(&DatabaseConfig {
+            url: DatabaseUrl::parse(&url).unwrap(),
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        junction_migrations::up(&db).await.unwrap();
+        let tenant = junction_schema::tenants::create(&db, "t").await.unwrap();
+        let event = NewEventType {
+            name: "order.created".into(),
+            description: String::new(),
+            schema: None,
+        };
+        event_types::create(&db, &tenant.id, event).await.unwrap();
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        endpoints::create(
+            &db,
+            &policy,
+            &tenant.id,
+            NewEndpoint::new("http://127.0.0.1:9/hook"),
+        )
+        .await
+        .unwrap();
+        for n in 0..count {
+            let event = PublishEvent {
+                event_type: "order.created".into(),
+                payload: serde_json::json!({"n": n}),
+                channels: vec![],
+                idempotency_key: None,
+                traceparent: None,
+            };
+            publish::publish(&db, &tenant.id, event, DEFAULT_MAX_PAYLOAD_BYTES)
+                .await
+                .unwrap();
+        }
+        let rows = delivery::Entity::find().all(&db).await.unwrap();
+        (db, rows)
+    }
+
+    fn attempt(delivery: &delivery::Model, settlement: Settlement) -> Attempt {
+        Attempt {
+            record: delivery_attempt::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                tenant_id: delivery.tenant_id.clone(),
+                delivery_id: delivery.id.clone(),
+                message_id: delivery.message_id.clone(),
+                endpoint_id: delivery.endpoint_id.clone(),
+                attempt: 1,
+                status_code: Some(500),
+                duration_ms: 3,
+                response_excerpt: None,
+                error_kind: None,
+                trace_id: None,
+                created_at: Utc::now(),
+            },
+            last_error: Some("HTTP 500".into()),
+            settlement,
+        }
+    }
+
+    /// Four attempts finishing together go to the writer as one batch; one of them names a
+    /// delivery that does not exist, so the batch fails and is written one by one: the three
+    /// good attempts are recorded with their deliveries' new state, the bad one is refused.
+    #[tokio::test]
+    async fn a_batch_records_each_settlement_and_a_bad_attempt_holds_back_none() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let (db, rows) = deliveries(&dir, 3).await;
+        let recorder = Recorder::start(db.clone());
+        let retry_at = Utc::now() + chrono::Duration::minutes(5);
+        let mut ghost = rows[0].clone();
+        ghost.id = "no-such-delivery".into();
+        let (succeeded, retried, dead, missing) = tokio::join!(
+            recorder.record(attempt(&rows[0], Settlement::Succeeded)),
+            recorder.record(attempt(&rows[1], Settlement::RetryAt(retry_at))),
+            recorder.record(attempt(
+                &rows[2],
+                Settlement::Dead("retries exhausted".into())
+            )),
+            recorder.record(attempt(&ghost, Settlement::Succeeded)),
+        );
+        for result in [succeeded, retried, dead] {
+            result.unwrap();
+        }
+        assert!(
+            missing.is_err(),
+            "the attempt of a missing delivery is refused"
+        );
+
+        let after = |id: &str| {
+            let db = db.clone();
+            let id = id.to_owned();
+            async move {
+                delivery::Entity::find_by_id(id)
+                    .one(&db)
+                    .await
+                    .unwrap()
+                    .unwrap()
+            }
+        };
+        let first = after(&rows[0].id).await;
+        assert_eq!(
+            (first.status.as_str(), first.attempts),
+            (delivery::SUCCEEDED, 1)
+        );
+        assert!(first.delivered_at.is_some());
+        let second = after(&rows[1].id).await;
+        assert_eq!(second.status, delivery::PENDING);
+        assert_eq!(second.next_attempt_at.timestamp(), retry_at.timestamp());
+        assert_eq!(second.last_error.as_deref(), Some("HTTP 500"));
+        let third = after(&rows[2].id).await;
+        assert_eq!(third.status, delivery::DEAD);
+        assert_eq!(third.last_error.as_deref(), Some("retries exhausted"));
+        assert!(third.dead_at.is_some());
+        let recorded = delivery_attempt::Entity::find()
+            .filter(delivery_attempt::Column::DeliveryId.ne("no-such-delivery"))
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(recorded.len(), 3);
+    }
+}
