@@ -190,11 +190,7 @@ impl Proxy {
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
         let mut headers = std::mem::take(&mut parts.headers);
-        remove_hop_by_hop(&mut headers);
-        if let Some(protocol) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, protocol.clone());
-        }
+        remove_hop_by_hop(&mut headers, upgrade.as_ref());
         self.set_forwarded(&mut headers, peer);
         strip_identity_headers(&mut headers);
         if let (Some(signer), Some(identity)) =
@@ -247,7 +243,7 @@ impl Proxy {
             };
             let last = attempt == attempts;
             match tokio::time::timeout(self.timeout, self.client.request(outgoing)).await {
-                Ok(Ok(mut response)) => {
+                Ok(Ok(response)) => {
                     if matches!(
                         response.status(),
                         StatusCode::BAD_GATEWAY
@@ -261,27 +257,7 @@ impl Proxy {
                     } else {
                         self.upstreams.succeeded(index);
                     }
-                    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-                        && let Some(client_upgrade) = client_upgrade
-                    {
-                        let upstream_upgrade = hyper::upgrade::on(&mut response);
-                        tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
-                        let (mut parts, body) = response.into_parts();
-                        let protocol = parts.headers.get(header::UPGRADE).cloned();
-                        remove_hop_by_hop(&mut parts.headers);
-                        if let Some(protocol) = protocol {
-                            parts
-                                .headers
-                                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                            parts.headers.insert(header::UPGRADE, protocol);
-                        }
-                        self.response_headers.apply(&mut parts.headers);
-                        return Response::from_parts(parts, Body::new(body));
-                    }
-                    let (mut parts, body) = response.into_parts();
-                    remove_hop_by_hop(&mut parts.headers);
-                    self.response_headers.apply(&mut parts.headers);
-                    return Response::from_parts(parts, Body::new(body));
+                    return self.answer(response, client_upgrade);
                 }
                 Ok(Err(error)) if body_over_limit(&error) => {
                     return too_large(self.max_body_bytes.unwrap_or_default(), request_id.as_ref());
@@ -311,6 +287,27 @@ impl Proxy {
                 request_id.as_ref(),
             ),
         }
+    }
+
+    /// The upstream's response for the client: its own hop-by-hop headers dropped, the
+    /// route's rules applied; a switch of protocols starts the tunnel.
+    fn answer(
+        &self,
+        mut response: hyper::Response<hyper::body::Incoming>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response {
+        let mut upgrade = None;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client_upgrade) = client_upgrade
+        {
+            upgrade = response.headers().get(header::UPGRADE).cloned();
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
+        }
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers, upgrade.as_ref());
+        self.response_headers.apply(&mut parts.headers);
+        Response::from_parts(parts, Body::new(body))
     }
 
     /// `X-Forwarded-For/Proto/Host`: believed from trusted proxies and extended, else set
@@ -398,8 +395,9 @@ fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|n| !n.is_empty())
 }
 
-/// Drops the hop-by-hop headers, `Upgrade` included (the caller puts it back for a tunnel).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Drops the hop-by-hop headers; for a connection switching to `upgrade`, puts back the
+/// two headers that say so on the next hop.
+fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = connection_names(headers)
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
@@ -412,6 +410,10 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -495,10 +497,16 @@ mod tests {
             ("content-type", "text/plain"),
             ("authorization", "Bearer t"),
         ]);
-        remove_hop_by_hop(&mut map);
+        remove_hop_by_hop(&mut map, None);
         let mut left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["authorization", "content-type"]);
+
+        let mut switching = headers(&[("connection", "Upgrade, x-hop"), ("x-hop", "1")]);
+        remove_hop_by_hop(&mut switching, Some(&HeaderValue::from_static("websocket")));
+        assert_eq!(switching["connection"], "upgrade");
+        assert_eq!(switching["upgrade"], "websocket");
+        assert!(!switching.contains_key("x-hop"));
     }
 
     #[test]
