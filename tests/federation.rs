@@ -509,9 +509,10 @@ async fn unions_composite_and_multiple_keys_across_subgraphs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subgraph_times_out_and_the_rest_still_answers() {
     let subgraphs = Subgraphs::start().await;
+    // The inventory subgraph's own timeout, under the 30 s every other subgraph gets.
     let (process, _dir) = gateway_with(
         &subgraphs.supergraph(),
-        &[("JUNCTION_GATEWAY_SUBGRAPH_TIMEOUT", "300ms")],
+        &[("JUNCTION_GATEWAY__SUBGRAPHS__INVENTORY__TIMEOUT", "300ms")],
     );
     let started = std::time::Instant::now();
     let body: Value = reqwest::Client::new()
@@ -534,6 +535,28 @@ async fn a_slow_subgraph_times_out_and_the_rest_still_answers() {
     assert_eq!(
         body["errors"][0]["message"],
         "the inventory service timed out"
+    );
+
+    // A name the supergraph does not have is a mistake, said at start.
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("supergraph.graphql");
+    std::fs::write(&file, subgraphs.supergraph()).unwrap();
+    let output = support::process::command(dir.path())
+        .args([
+            "gateway",
+            "--supergraph",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("JUNCTION_GATEWAY__SUBGRAPHS__INVENTROY__TIMEOUT", "1s")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("gateway.subgraphs.inventroy: the supergraph has no subgraph of that name"),
+        "{stderr}"
     );
 }
 
@@ -1109,4 +1132,78 @@ async fn costly_operations_are_refused_and_rate_limits_can_count_cost() {
         "20",
         "10 units at 0.5 a second"
     );
+}
+
+/// `per = "tenant"`: a tenant's keys and tokens share one allowance; a named operation can
+/// have a limit of its own on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_tenant_and_per_operation() {
+    const SECRET: &str = "a shared secret for the rate limit test, long enough";
+    let subgraphs = Subgraphs::start().await;
+    let keys = format!("[{{algorithm = \"HS256\", secret = \"{SECRET}\"}}]");
+    let (router, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[
+            ("JUNCTION_GATEWAY__JWT__ISSUER", "https://issuer.test"),
+            ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]"),
+            ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]"),
+            ("JUNCTION_GATEWAY__JWT__KEYS", keys.as_str()),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "3"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__PER", "tenant"),
+            (
+                "JUNCTION_GATEWAY__RATE_LIMIT__OPERATIONS",
+                "{ Expensive = { requests_per_second = 0.01, burst = 1 } }",
+            ),
+        ],
+    );
+    let now = chrono::Utc::now().timestamp();
+    let token = |tenant: &str, subject: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &json!({"iss": "https://issuer.test", "aud": "junction", "sub": subject,
+                    "tenant": tenant, "exp": now + 300}),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let client = reqwest::Client::new();
+    let ask = |token: String, query: &'static str| {
+        client
+            .post(router.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": query}))
+            .send()
+    };
+    let cheap = "query Cheap { topProducts { upc } }";
+    let expensive = "query Expensive { topProducts { name } }";
+
+    let first = ask(token("acme", "key-1"), expensive).await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        first.headers()["ratelimit-remaining"],
+        "0",
+        "the operation's own limit"
+    );
+    let again = ask(token("acme", "key-2"), expensive).await.unwrap();
+    assert_eq!(
+        again.status(),
+        429,
+        "another key of the tenant shares the operation's limit"
+    );
+    // Other operations draw on the tenant's allowance: 3 in all, and both requests above
+    // spent from it (the limit of every request is counted before the operation's).
+    let statuses: Vec<u16> = futures_util::future::join_all(
+        ["key-1", "key-2", "key-3"].map(|subject| ask(token("acme", subject), cheap)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().status().as_u16())
+    .collect();
+    let mut sorted = statuses.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [200, 429, 429], "{statuses:?}");
+    // Another tenant has its own allowance.
+    let other = ask(token("globex", "key-1"), cheap).await.unwrap();
+    assert_eq!(other.status(), 200);
 }

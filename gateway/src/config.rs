@@ -22,6 +22,9 @@ pub struct GatewayConfig {
     /// How long one subgraph request may take.
     #[serde(default = "default_subgraph_timeout", with = "humantime_serde")]
     pub subgraph_timeout: Duration,
+    /// Settings of one subgraph, by its name in the supergraph (`[gateway.subgraphs.NAME]`).
+    #[serde(default)]
+    pub subgraphs: std::collections::BTreeMap<String, SubgraphSettings>,
     #[serde(default)]
     pub limits: crate::operation::Limits,
     #[serde(default)]
@@ -61,6 +64,15 @@ impl GatewayConfig {
         self.http.validate()?;
         crate::passthrough::validate_routes(&self.routes)
     }
+}
+
+/// `[gateway.subgraphs.NAME]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphSettings {
+    /// This subgraph's request timeout, instead of `subgraph_timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
 }
 
 /// `[gateway.oauth]`: the client-credentials token endpoint of `junction serve`.
@@ -131,6 +143,7 @@ impl Default for GatewayConfig {
             shutdown_grace: default_shutdown_grace(),
             supergraph: None,
             subgraph_timeout: default_subgraph_timeout(),
+            subgraphs: std::collections::BTreeMap::new(),
             limits: crate::operation::Limits::default(),
             cost: crate::cost::CostConfig::default(),
             override_labels: Vec::new(),

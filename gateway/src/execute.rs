@@ -2,6 +2,7 @@
 //! deduplicated per fetch, results merged by path, then the response shaped to exactly what the
 //! client asked, with GraphQL's null propagation and error paths.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ use crate::supergraph::Supergraph;
 pub struct SubgraphClient {
     http: reqwest::Client,
     signer: Option<IdentitySigner>,
+    /// By subgraph URL, for subgraphs with a timeout of their own.
+    timeouts: HashMap<String, Duration>,
 }
 
 /// TLS to subgraphs: ring, the webpki roots.
@@ -54,7 +57,14 @@ impl SubgraphClient {
         Ok(Self {
             http: plain_client(timeout)?,
             signer,
+            timeouts: HashMap::new(),
         })
+    }
+
+    /// Timeouts of their own for the subgraphs at these URLs.
+    pub fn with_timeouts(mut self, timeouts: HashMap<String, Duration>) -> Self {
+        self.timeouts = timeouts;
+        self
     }
 
     /// What every request to a subgraph carries: the caller's signed identity (and nothing a
@@ -88,20 +98,17 @@ impl SubgraphClient {
     ) -> Result<Value, String> {
         let mut headers = self.downstream_headers(request.identity, request.forwarded);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let response = self
-            .http
-            .post(url)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "timed out".to_owned()
-                } else {
-                    "is unreachable".to_owned()
-                }
-            })?;
+        let mut post = self.http.post(url);
+        if let Some(timeout) = self.timeouts.get(url) {
+            post = post.timeout(*timeout);
+        }
+        let response = post.headers(headers).body(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                "is unreachable".to_owned()
+            }
+        })?;
         let status = response.status();
         let bytes = response
             .bytes()

@@ -32,4 +32,4 @@ pub mod server;
 mod subscription;
 pub mod supergraph;
 
-pub use config::{GatewayConfig, SubscriptionConfig};
+pub use config::{GatewayConfig, SubgraphSettings, SubscriptionConfig};

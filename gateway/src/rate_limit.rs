@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-/// `[gateway.rate_limit]`: the same limit for every consumer (an API key, a token's subject).
+/// `[gateway.rate_limit]`: the same limit for every consumer (an API key, a token's subject,
+/// or a tenant).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -31,6 +32,31 @@ pub struct RateLimitConfig {
     /// `[gateway.cost]`; `requests_per_second` and `burst` are then cost units).
     #[serde(default)]
     pub unit: RateUnit,
+    /// Who has an allowance of their own: each `subject` (an API key, a token's subject), or
+    /// each `tenant` (all its keys and tokens together).
+    #[serde(default)]
+    pub per: RateKey,
+    /// Named GraphQL operations with a limit of their own, on top of this one
+    /// (`[gateway.rate_limit.operations.CreateOrder]`).
+    #[serde(default)]
+    pub operations: std::collections::BTreeMap<String, OperationLimit>,
+}
+
+/// A limit for one named operation, counted per consumer like the limit it sits under.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OperationLimit {
+    pub requests_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    #[default]
+    Subject,
+    Tenant,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq)]
@@ -83,6 +109,9 @@ pub struct RateLimiter {
     interval: Duration,
     burst: u32,
     unit: RateUnit,
+    per: RateKey,
+    /// Keeps this limiter's consumers apart from other limiters' in a shared Redis.
+    namespace: String,
     arrivals: Mutex<HashMap<String, Instant>>,
     shared: Option<Shared>,
 }
@@ -141,6 +170,8 @@ impl RateLimiter {
             interval: Duration::from_secs_f64((1.0 / rate).min(86_400.0)),
             burst: config.burst.max(1),
             unit: config.unit,
+            per: config.per,
+            namespace: String::new(),
             arrivals: Mutex::new(HashMap::new()),
             shared: None,
         }
@@ -149,6 +180,36 @@ impl RateLimiter {
     /// Requests weigh their estimated cost.
     pub fn by_cost(&self) -> bool {
         self.unit == RateUnit::Cost
+    }
+
+    /// The limiters of `config.operations`, by operation name: the same store, unit and
+    /// consumers as `config`, each with its own rate.
+    pub fn for_operations(
+        config: &RateLimitConfig,
+    ) -> Result<HashMap<String, RateLimiter>, String> {
+        config
+            .operations
+            .iter()
+            .map(|(name, limit)| {
+                let mut limiter = Self::new(&RateLimitConfig {
+                    requests_per_second: limit.requests_per_second,
+                    burst: limit.burst,
+                    operations: Default::default(),
+                    ..config.clone()
+                })?;
+                limiter.namespace = format!("op:{name}:");
+                Ok((name.clone(), limiter))
+            })
+            .collect()
+    }
+
+    /// Whose allowance a caller spends; `None` for a caller without an identity.
+    pub fn consumer(&self, identity: Option<&junction_schema::Identity>) -> Option<String> {
+        let identity = identity?;
+        Some(match self.per {
+            RateKey::Subject => format!("{}/{}", identity.tenant, identity.subject),
+            RateKey::Tenant => identity.tenant.clone(),
+        })
     }
 
     /// Counts a request of `consumer` weighing `weight` at `now` (at most the burst: a
@@ -219,7 +280,7 @@ impl RateLimiter {
         let interval = (self.interval.as_millis() as u64).max(1);
         let (allowed, reset, retry, remaining): (i64, i64, i64, i64) = shared
             .script
-            .key(format!("junction:ratelimit:{consumer}"))
+            .key(format!("junction:ratelimit:{}{consumer}", self.namespace))
             .arg(interval)
             .arg(self.burst)
             .arg(weight.clamp(1, self.burst))
@@ -246,6 +307,8 @@ mod tests {
             burst,
             redis_url: None,
             unit: RateUnit::Requests,
+            per: RateKey::Subject,
+            operations: Default::default(),
         })
     }
 

@@ -70,6 +70,7 @@ pub struct GraphRouter {
     subscriptions: SubscriptionConfig,
     client_limits: Arc<ClientLimits>,
     rate_limiter: Option<RateLimiter>,
+    operation_limiters: HashMap<String, RateLimiter>,
     persisted: PersistedQueries,
     cost: crate::cost::CostConfig,
 }
@@ -104,6 +105,7 @@ impl GraphRouter {
             subscriptions: SubscriptionConfig::default(),
             client_limits: Arc::default(),
             rate_limiter: None,
+            operation_limiters: HashMap::new(),
             persisted: PersistedQueries::default(),
             cost: crate::cost::CostConfig::default(),
         }
@@ -122,6 +124,12 @@ impl GraphRouter {
 
     pub fn with_rate_limit(mut self, limiter: Option<RateLimiter>) -> Self {
         self.rate_limiter = limiter;
+        self
+    }
+
+    /// Limits of their own for named operations.
+    pub fn with_operation_limits(mut self, limiters: HashMap<String, RateLimiter>) -> Self {
+        self.operation_limiters = limiters;
         self
     }
 
@@ -381,14 +389,16 @@ impl GraphRouter {
             Ok(identity) => identity,
             Err(rejection) => return rejection.into_response(),
         };
-        let consumer = || match &identity {
-            Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
-            None => "anonymous".to_owned(),
+        let consumer = |limiter: &RateLimiter| {
+            limiter
+                .consumer(identity.as_ref())
+                .unwrap_or_else(|| "anonymous".to_owned())
         };
-        // Counted by request: before any work. By cost: once the cost is known.
+        // Counted by request: before any work. By cost (and per operation): once the
+        // operation is known.
         let mut limited = None;
         if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| !l.by_cost()) {
-            limited = Some(limiter.check(&consumer(), 1).await);
+            limited = Some(limiter.check(&consumer(limiter), 1).await);
         }
         if let Some(refused) = limited.filter(|d| !d.allowed) {
             return too_many(&refused);
@@ -397,9 +407,21 @@ impl GraphRouter {
             Ok(prepared) => prepared,
             Err(rejection) => return rejection.into_response(),
         };
+        let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
         if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| l.by_cost()) {
-            let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
-            limited = Some(limiter.check(&consumer(), weight).await);
+            limited = Some(limiter.check(&consumer(limiter), weight).await);
+        }
+        let operation_limiter = prepared
+            .operation
+            .name
+            .as_ref()
+            .and_then(|name| self.operation_limiters.get(name.as_str()));
+        if let Some(limiter) = operation_limiter
+            && limited.is_none_or(|d| d.allowed)
+        {
+            let weight = if limiter.by_cost() { weight } else { 1 };
+            // The narrower limit's headers are the ones worth showing.
+            limited = Some(limiter.check(&consumer(limiter), weight).await);
         }
         if let Some(refused) = limited.filter(|d| !d.allowed) {
             return too_many(&refused);

@@ -126,6 +126,18 @@ pub fn graph_router(
     client: SubgraphClient,
     authenticator: Option<Arc<dyn Authenticator>>,
 ) -> Result<Arc<GraphRouter>, Failure> {
+    let mut timeouts = std::collections::HashMap::new();
+    for (name, settings) in &config.gateway.subgraphs {
+        let Some(graph) = supergraph.graphs.values().find(|g| &g.name == name) else {
+            return Err(Failure::Usage(format!(
+                "gateway.subgraphs.{name}: the supergraph has no subgraph of that name"
+            )));
+        };
+        if let Some(timeout) = settings.timeout {
+            timeouts.insert(graph.url.clone(), timeout);
+        }
+    }
+    let client = client.with_timeouts(timeouts);
     Ok(Arc::new(
         GraphRouter::new(
             Arc::new(supergraph),
@@ -145,6 +157,10 @@ pub fn graph_router(
                 .transpose()
                 .map_err(Failure::Usage)?,
         )
+        .with_operation_limits(match &config.gateway.rate_limit {
+            Some(limits) => RateLimiter::for_operations(limits).map_err(Failure::Usage)?,
+            None => Default::default(),
+        })
         .with_persisted_queries(
             PersistedQueries::new(&config.gateway.persisted_queries)
                 .map_err(|e| Failure::Usage(e.to_string()))?,

@@ -198,10 +198,12 @@ impl RouteConfig {
         }
         for (index, plugin) in self.plugins.iter().enumerate() {
             if let PluginConfig::RateLimit(limit) = plugin
-                && limit.unit != crate::rate_limit::RateUnit::Requests
+                && (limit.unit != crate::rate_limit::RateUnit::Requests
+                    || !limit.operations.is_empty())
             {
                 return Err(self.error(
-                    "plugins.rate_limit: a REST route counts requests (unit = \"requests\")",
+                    "plugins.rate_limit: a REST route counts requests (unit = \"requests\", \
+                     no operations)",
                 ));
             }
             if let PluginConfig::Cors { origins } = plugin {

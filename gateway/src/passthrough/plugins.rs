@@ -104,8 +104,8 @@ fn rate_limit(
     BoxCloneSyncService::new(service_fn(move |request: Request| {
         let inner = inner.clone();
         let limiter = Arc::clone(&limiter);
-        let consumer = match request.extensions().get::<Identity>() {
-            Some(identity) => format!("{route}:{}/{}", identity.tenant, identity.subject),
+        let consumer = match limiter.consumer(request.extensions().get::<Identity>()) {
+            Some(consumer) => format!("{route}:{consumer}"),
             None => {
                 let peer = request
                     .extensions()
