@@ -49,9 +49,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = cli.load_config()?;
     logging::init(&config.log);
     if let Command::Gateway { supergraph, .. } = &cli.command {
-        // The router reloads its configuration on SIGHUP: the same files, read again.
+        // The router reloads its configuration on SIGHUP or when a file changes: the same
+        // files, read again.
         let supergraph = supergraph.clone();
-        return commands::gateway::run(config, supergraph, move || cli.load_config()).await;
+        let config_file = cli
+            .config
+            .clone()
+            .unwrap_or_else(|| config::DEFAULT_FILE.into());
+        return commands::gateway::run(config, supergraph, config_file, move || cli.load_config())
+            .await;
     }
     match &cli.command {
         Command::Serve { .. } => commands::serve::run(config).await,

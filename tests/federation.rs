@@ -770,7 +770,13 @@ async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
     let supergraph = dir.path().join("supergraph.graphql");
     std::fs::write(&supergraph, subgraphs.supergraph()).unwrap();
     let config = dir.path().join("junction.toml");
-    std::fs::write(&config, "[gateway.limits]\nmax_depth = 20\n").unwrap();
+    // SIGHUP alone: no watching of files here.
+    let watch_off = "[gateway]\nwatch_interval = \"0s\"\n";
+    std::fs::write(
+        &config,
+        format!("{watch_off}[gateway.limits]\nmax_depth = 20\n"),
+    )
+    .unwrap();
     let process = Junction::gateway_in(dir.path(), &supergraph, &[]);
     let client = reqwest::Client::new();
     let url = process.url("/graphql");
@@ -820,7 +826,11 @@ async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
         assert!(status.success());
     };
 
-    std::fs::write(&config, "[gateway.limits]\nmax_depth = 3\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("{watch_off}[gateway.limits]\nmax_depth = 3\n"),
+    )
+    .unwrap();
     hangup();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while status(deep.clone()).await != 400 {
@@ -832,7 +842,11 @@ async fn a_reload_on_sighup_changes_limits_and_no_request_fails() {
     }
 
     // A broken file: the running configuration stays.
-    std::fs::write(&config, "[gateway.limits]\nmax_depth = \"deep\"\n").unwrap();
+    std::fs::write(
+        &config,
+        format!("{watch_off}[gateway.limits]\nmax_depth = \"deep\"\n"),
+    )
+    .unwrap();
     hangup();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(status(deep.clone()).await, 400, "still the reloaded limit");

@@ -485,9 +485,10 @@ async fn websocket_connections_pass_through() {
 async fn a_reload_moves_a_route_with_requests_in_flight_and_none_fail() {
     let blue = Upstream::start("blue").await;
     let green = Upstream::start("green").await;
+    // SIGHUP alone: no watching of files here.
     let route = |upstream: &Upstream| {
         format!(
-            "[[gateway.routes]]\nname = \"app\"\npath = \"/app\"\nupstreams = [\"{}\"]\n",
+            "[gateway]\nwatch_interval = \"0s\"\n\n[[gateway.routes]]\nname = \"app\"\npath = \"/app\"\nupstreams = [\"{}\"]\n",
             upstream.url()
         )
     };
@@ -535,6 +536,45 @@ async fn a_reload_moves_a_route_with_requests_in_flight_and_none_fail() {
     let first_green = answers.iter().position(|a| a == "green").unwrap();
     assert!(first_green > 0, "blue answered before the reload");
     assert!(answers.len() > 40, "traffic flowed: {}", answers.len());
+}
+
+/// With `watch_interval`, a changed configuration file is picked up without a signal; a
+/// broken one keeps the running routes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_file_reloads_the_routes_without_a_signal() {
+    let blue = Upstream::start("blue").await;
+    let green = Upstream::start("green").await;
+    let config = |upstream: &Upstream| {
+        format!(
+            "[gateway]\nwatch_interval = \"100ms\"\n\n[[gateway.routes]]\nname = \"app\"\npath = \"/app\"\nupstreams = [\"{}\"]\n",
+            upstream.url()
+        )
+    };
+    let (router, dir) = gateway(&config(&blue));
+    let client = client();
+    let who = || async {
+        let response = client.get(router.url("/app/who")).send().await.unwrap();
+        let echo: Value = response.json().await.unwrap();
+        echo["upstream"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(who().await, "blue");
+    std::fs::write(dir.path().join("junction.toml"), config(&green)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while who().await != "green" {
+        assert!(Instant::now() < deadline, "the change was never picked up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::write(
+        dir.path().join("junction.toml"),
+        "[gateway]\nwatch_interval = \"100ms\"\n\n[[gateway.routes]]\nname = \"app\"\npath = \"app\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        who().await,
+        "green",
+        "a broken file keeps the running routes"
+    );
 }
 
 /// On `junction serve`: the auth plugin takes API keys, hides them from the upstream and

@@ -19,6 +19,10 @@ pub struct GatewayConfig {
     /// The supergraph SDL `junction gateway` serves (`--supergraph` overrides it).
     #[serde(default)]
     pub supergraph: Option<std::path::PathBuf>,
+    /// How often `junction gateway` looks whether its configuration or supergraph file
+    /// changed, to reload them (as SIGHUP does); `0s` for SIGHUP only.
+    #[serde(default = "default_watch_interval", with = "humantime_serde")]
+    pub watch_interval: Duration,
     /// How long one subgraph request may take.
     #[serde(default = "default_subgraph_timeout", with = "humantime_serde")]
     pub subgraph_timeout: Duration,
@@ -120,6 +124,10 @@ impl Default for SubscriptionConfig {
     }
 }
 
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(2)
+}
+
 fn default_api_key_cache_ttl() -> Duration {
     Duration::from_secs(10)
 }
@@ -142,6 +150,7 @@ impl Default for GatewayConfig {
             listen: default_listen(),
             shutdown_grace: default_shutdown_grace(),
             supergraph: None,
+            watch_interval: default_watch_interval(),
             subgraph_timeout: default_subgraph_timeout(),
             subgraphs: std::collections::BTreeMap::new(),
             limits: crate::operation::Limits::default(),

@@ -26,17 +26,28 @@ use crate::shutdown::Shutdown;
 pub async fn run(
     config: Config,
     supergraph: Option<PathBuf>,
+    config_file: PathBuf,
     reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
 ) -> Result<(), Failure> {
     let (app, subgraphs) = build(&config, supergraph.as_deref())?;
     // Requests take the app current when they arrive and finish on it; a reload swaps in a
     // new one for the requests after.
     let current = Arc::new(RwLock::new(app));
-    tokio::spawn(reload_on_hangup(
+    let mut watched = vec![config_file];
+    watched.extend(
+        supergraph
+            .clone()
+            .or_else(|| config.gateway.supergraph.clone()),
+    );
+    tokio::spawn(reload_when_asked(
         Arc::clone(&current),
         supergraph,
         config.gateway.listen,
         reload,
+        Watch {
+            files: watched,
+            every: config.gateway.watch_interval,
+        },
     ));
     let app = Router::new().fallback_service(tower::service_fn(move |request| {
         let app = current.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -193,20 +204,61 @@ pub fn front_door(
     edge::request_ids(app).layer(TraceLayer::new_for_http())
 }
 
-/// On SIGHUP: the configuration and the supergraph read again, and the router rebuilt from
-/// them; anything wrong keeps the running router. (The listening address stays as started.)
-async fn reload_on_hangup(
+/// Files whose change reloads the router, looked at every `every` (never when zero).
+struct Watch {
+    files: Vec<PathBuf>,
+    every: std::time::Duration,
+}
+
+/// What identifies a file's content cheaply: its length and modification time.
+fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}
+
+/// On SIGHUP, or when a watched file changes: the configuration and the supergraph read
+/// again, and the router rebuilt from them; anything wrong keeps the running router. (The
+/// listening address stays as started.)
+async fn reload_when_asked(
     current: Arc<RwLock<Router>>,
     supergraph: Option<PathBuf>,
     listen: std::net::SocketAddr,
     reload: impl Fn() -> Result<Config, Failure>,
+    watch: Watch,
 ) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        tracing::warn!("cannot listen for SIGHUP; configuration reloads are off");
-        return;
-    };
-    while hangups.recv().await.is_some() {
+    let (asked, mut asks) = tokio::sync::mpsc::channel::<&'static str>(1);
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            let asked = asked.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    let _ = asked.try_send("SIGHUP");
+                }
+            });
+        }
+        Err(_) => tracing::warn!("cannot listen for SIGHUP; reloads come from file changes only"),
+    }
+    if !watch.every.is_zero() {
+        tokio::spawn(async move {
+            let mut last = fingerprint(&watch.files);
+            loop {
+                tokio::time::sleep(watch.every).await;
+                let now = fingerprint(&watch.files);
+                if now != last {
+                    last = now;
+                    if asked.send("a file changed").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    while let Some(why) = asks.recv().await {
         match reload().and_then(|config| {
             if config.gateway.listen != listen {
                 tracing::warn!(listen = %config.gateway.listen, "a new listening address needs a restart");
@@ -215,10 +267,10 @@ async fn reload_on_hangup(
         }) {
             Ok((app, subgraphs)) => {
                 *current.write().unwrap_or_else(|p| p.into_inner()) = app;
-                tracing::info!(subgraphs = %subgraphs.join(", "), "configuration reloaded");
+                tracing::info!(subgraphs = %subgraphs.join(", "), trigger = why, "configuration reloaded");
             }
             Err(failure) => {
-                tracing::warn!(error = %failure, "configuration reload failed; the running configuration stays");
+                tracing::warn!(error = %failure, trigger = why, "configuration reload failed; the running configuration stays");
             }
         }
     }
