@@ -88,10 +88,36 @@ fn flatten(prefix: String, value: toml::Value, out: &mut BTreeMap<String, toml::
                 flatten(key, value, out);
             }
         }
+        // Routes and the like, by name: a change shows which one and where, as decK does.
+        toml::Value::Array(items) if is_named_list(&items) => {
+            for item in items {
+                let name = item
+                    .get("name")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                flatten(format!("{prefix}[{name}]"), item, out);
+            }
+        }
         other => {
             out.insert(prefix, other);
         }
     }
+}
+
+/// Tables that each have a distinct `name`.
+fn is_named_list(items: &[toml::Value]) -> bool {
+    let names: Vec<&str> = items
+        .iter()
+        .filter_map(|item| item.as_table()?.get("name")?.as_str())
+        .collect();
+    !items.is_empty()
+        && names.len() == items.len()
+        && names
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == names.len()
 }
 
 /// A value as printed, with secrets masked.
@@ -115,6 +141,34 @@ mod tests {
         let path = dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path
+    }
+
+    #[test]
+    fn routes_are_compared_by_name() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let old = file(
+            &dir,
+            "old.toml",
+            "[[gateway.routes]]\nname = \"a\"\npath = \"/a\"\nupstreams = [\"http://127.0.0.1:1\"]\n\n[[gateway.routes]]\nname = \"gone\"\npath = \"/g\"\nupstreams = [\"http://127.0.0.1:9\"]\n",
+        );
+        let new = file(
+            &dir,
+            "new.toml",
+            "[[gateway.routes]]\nname = \"b\"\npath = \"/b\"\nupstreams = [\"http://127.0.0.1:3\"]\n\n[[gateway.routes]]\nname = \"a\"\npath = \"/a\"\nupstreams = [\"http://127.0.0.1:2\"]\nplugins = [{ name = \"auth\" }]\n",
+        );
+        assert_eq!(
+            diff(&old, &new).unwrap(),
+            [
+                "+ gateway.routes[a].plugins[auth].name = \"auth\"",
+                "~ gateway.routes[a].upstreams: [\"http://127.0.0.1:1\"] -> [\"http://127.0.0.1:2\"]",
+                "+ gateway.routes[b].name = \"b\"",
+                "+ gateway.routes[b].path = \"/b\"",
+                "+ gateway.routes[b].upstreams = [\"http://127.0.0.1:3\"]",
+                "- gateway.routes[gone].name = \"gone\"",
+                "- gateway.routes[gone].path = \"/g\"",
+                "- gateway.routes[gone].upstreams = [\"http://127.0.0.1:9\"]",
+            ]
+        );
     }
 
     #[test]
