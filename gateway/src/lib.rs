@@ -2,7 +2,8 @@
 //!
 //! It loads an Apollo Federation v2 supergraph ([`supergraph`]), plans each operation into
 //! fetches against subgraphs ([`plan`], a plain data type made by [`planner`]), runs the plan
-//! ([`execute`]) and shapes the answer; subscriptions over WebSocket and SSE; REST routes
+//! ([`execute`]) and shapes the answer, a GraphQL request going through tower services in
+//! stages (`stages`: auth, limits, plan, operation limits, execute); subscriptions over WebSocket and SSE; REST routes
 //! to upstream services ([`passthrough`]); the edge
 //! ([`edge`]: request ids, CORS, limits, gzip), credentials ([`jwt`], [`oauth`],
 //! [`introspection`]), [`rate_limit`]s and persisted queries; plus the HTTP server shell every
@@ -29,6 +30,7 @@ pub mod rate_limit;
 pub mod router;
 pub mod selection;
 pub mod server;
+mod stages;
 mod subscription;
 pub mod supergraph;
 

@@ -1,9 +1,11 @@
 //! The GraphQL endpoint: `POST /graphql`, `GET /graphql` (queries only, with CSRF
 //! prevention; a WebSocket upgrade for subscriptions), and event streams for clients that
-//! accept them. Authenticates, rate-limits, resolves persisted queries, parses and validates
-//! against the API schema, checks limits, plans (plans cached by operation text, name,
-//! `@skip`/`@include` values and schema), runs the plan, and answers in GraphQL's shape.
-//! Nothing reaches a subgraph before all checks pass.
+//! accept them. These handlers are the http stage; the stages after it (`crate::stages`)
+//! authenticate, rate-limit, and prepare with [`GraphRouter`]: persisted queries resolved,
+//! parsed and validated against the API schema, limits and authorization checked, cost
+//! estimated, planned (plans cached by operation text, name, `@skip`/`@include` values,
+//! authorization outcome and schema); then the plan runs and the answer takes GraphQL's
+//! shape. Nothing reaches a subgraph before all checks pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,8 +32,10 @@ use crate::persisted::PersistedQueries;
 use crate::plan::QueryPlan;
 use crate::planner;
 use crate::rate_limit::RateLimiter;
+use crate::stages::{self, Call, Stage};
 use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
+use tower::ServiceExt;
 
 const PLAN_CACHE_CAPACITY: usize = 10_000;
 /// Documents are larger than plans: fewer are kept.
@@ -151,9 +155,21 @@ impl GraphRouter {
     }
 
     pub fn routes(self: Arc<Self>) -> axum::Router {
+        let pipeline = stages::pipeline(&self);
         axum::Router::new()
             .route("/graphql", get(graphql_get).post(graphql_post))
-            .with_state(self)
+            .with_state(Http {
+                router: self,
+                pipeline,
+            })
+    }
+
+    pub(crate) fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.rate_limiter.as_ref()
+    }
+
+    pub(crate) fn operation_limiter(&self, operation: &str) -> Option<&RateLimiter> {
+        self.operation_limiters.get(operation)
     }
 
     /// Progressive-override labels always on (besides `percent(N)` labels, drawn per request).
@@ -379,61 +395,8 @@ impl GraphRouter {
         body
     }
 
-    async fn handle(
-        self: &Arc<Self>,
-        headers: &HeaderMap,
-        request: GraphQLRequest,
-        method: &Method,
-    ) -> Response {
-        let identity = match self.authenticate(headers).await {
-            Ok(identity) => identity,
-            Err(rejection) => return rejection.into_response(),
-        };
-        let consumer = |limiter: &RateLimiter| {
-            limiter
-                .consumer(identity.as_ref())
-                .unwrap_or_else(|| "anonymous".to_owned())
-        };
-        // Counted by request: before any work. By cost (and per operation): once the
-        // operation is known.
-        let mut limited = None;
-        if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| !l.by_cost()) {
-            limited = Some(limiter.check(&consumer(limiter), 1).await);
-        }
-        if let Some(refused) = limited.filter(|d| !d.allowed) {
-            return too_many(&refused);
-        }
-        let prepared = match self.prepare(request, identity.as_ref()) {
-            Ok(prepared) => prepared,
-            Err(rejection) => return rejection.into_response(),
-        };
-        let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
-        if let Some(limiter) = self.rate_limiter.as_ref().filter(|l| l.by_cost()) {
-            limited = Some(limiter.check(&consumer(limiter), weight).await);
-        }
-        let operation_limiter = prepared
-            .operation
-            .name
-            .as_ref()
-            .and_then(|name| self.operation_limiters.get(name.as_str()));
-        if let Some(limiter) = operation_limiter
-            && limited.is_none_or(|d| d.allowed)
-        {
-            let weight = if limiter.by_cost() { weight } else { 1 };
-            // The narrower limit's headers are the ones worth showing.
-            limited = Some(limiter.check(&consumer(limiter), weight).await);
-        }
-        if let Some(refused) = limited.filter(|d| !d.allowed) {
-            return too_many(&refused);
-        }
-        let mut response = self.respond(headers, prepared, method, identity).await;
-        if let Some(decision) = &limited {
-            decision.set_headers(response.headers_mut());
-        }
-        response
-    }
-
-    async fn respond(
+    /// The execute stage: runs a prepared operation (or opens its event stream) and answers.
+    pub(crate) async fn respond(
         self: &Arc<Self>,
         headers: &HeaderMap,
         prepared: Prepared,
@@ -467,7 +430,7 @@ impl GraphRouter {
 }
 
 /// A 429 in GraphQL's shape, with the limiter's headers.
-fn too_many(decision: &crate::rate_limit::Decision) -> Response {
+pub(crate) fn too_many(decision: &crate::rate_limit::Decision) -> Response {
     let mut response = Rejection::new(
         StatusCode::TOO_MANY_REQUESTS,
         "RATE_LIMITED",
@@ -596,8 +559,29 @@ struct GetParams {
     extensions: Option<String>,
 }
 
+/// The http stage's state: the router, and the stages after it.
+#[derive(Clone)]
+struct Http {
+    router: Arc<GraphRouter>,
+    pipeline: Stage,
+}
+
+impl Http {
+    async fn run(&self, headers: HeaderMap, method: Method, request: GraphQLRequest) -> Response {
+        match self
+            .pipeline
+            .clone()
+            .oneshot(Call::new(headers, method, request))
+            .await
+        {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
 async fn graphql_post(
-    State(router): State<Arc<GraphRouter>>,
+    State(http): State<Http>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -611,10 +595,10 @@ async fn graphql_post(
             );
         }
     };
-    router.handle(&headers, request, &Method::POST).await
+    http.run(headers, Method::POST, request).await
 }
 
-async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -> Response {
+async fn graphql_get(State(http): State<Http>, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
     let upgrading = parts
         .headers
@@ -623,7 +607,7 @@ async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if upgrading {
         return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(upgrade) => websocket::upgrade(router, upgrade, parts.headers),
+            Ok(upgrade) => websocket::upgrade(Arc::clone(&http.router), upgrade, parts.headers),
             Err(rejection) => rejection.into_response(),
         };
     }
@@ -669,7 +653,7 @@ async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -
         variables,
         extensions,
     };
-    router.handle(&headers, request, &Method::GET).await
+    http.run(headers, Method::GET, request).await
 }
 
 /// A JSON-encoded query-string parameter of a GET request.
