@@ -504,8 +504,14 @@ async fn failures_are_retried_with_growing_delays_and_one_webhook_id(db: TestDat
     assert_eq!(numbers, [1, 2, 3, 4]);
     assert_eq!(delivery.attempts, 4);
 
+    // Every recorded attempt is announced (waited for: the event may trail the row by a
+    // moment).
     let mut outcomes = Vec::new();
-    while let Ok(event) = events.try_recv() {
+    while outcomes.len() < 4 {
+        let event = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an event per attempt")
+            .unwrap();
         outcomes.push(event.outcome);
     }
     use junction_schema::envelope::AttemptOutcome::*;

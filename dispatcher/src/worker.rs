@@ -484,6 +484,14 @@ impl Inner {
             trace_id: context.message.traceparent.as_deref().and_then(trace_id),
             created_at: Utc::now(),
         };
+        // Bookkeeping only, and rarely a write: a failure streak starting or ending. Before
+        // the record, so whoever sees the delivery's new state sees the endpoint's too.
+        if let Err(error) = self
+            .track_endpoint_health(&self.db, endpoint, succeeded, gone)
+            .await
+        {
+            tracing::warn!(endpoint = %endpoint.id, %error, "cannot update endpoint health");
+        }
         // The attempt and the delivery's new state, committed with the other attempts
         // finishing now.
         let recorded = self
@@ -503,31 +511,13 @@ impl Inner {
             tracing::error!(delivery = %task.delivery_id, %error, "cannot record attempt; it will be repeated");
             return;
         }
-        // Bookkeeping only, and rarely a write: a failure streak starting or ending.
-        if let Err(error) = self
-            .track_endpoint_health(&self.db, endpoint, succeeded, gone)
-            .await
-        {
-            tracing::warn!(endpoint = %endpoint.id, %error, "cannot update endpoint health");
-        }
-        let mut received = received.clone();
-        received.state_recorded = true;
-        let received = &received;
-
         let (event_outcome, next_attempt_at) = match &outcome {
             Decision::Ack => (AttemptOutcome::Succeeded, None),
             Decision::Retry(at) => (AttemptOutcome::Retrying, Some(*at)),
             Decision::Dead(_) => (AttemptOutcome::DeadLettered, None),
         };
-        let settled = match &outcome {
-            Decision::Ack => self.queue.ack(received).await,
-            Decision::Retry(at) => self.queue.retry_at(received, *at).await,
-            Decision::Dead(reason) => self.queue.dead_letter(received, reason).await,
-        };
-        if let Err(error) = settled {
-            tracing::warn!(delivery = %task.delivery_id, %error, "cannot settle task; it will be repeated");
-        }
         tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
+        // Recorded is what the event says: it goes out before the queue is settled.
         let _ = self.events.send(DeliveryEvent {
             attempt_id: record.id,
             delivery_id: task.delivery_id.clone(),
@@ -544,6 +534,17 @@ impl Inner {
             next_attempt_at,
             at: record.created_at,
         });
+
+        let mut received = received.clone();
+        received.state_recorded = true;
+        let settled = match &outcome {
+            Decision::Ack => self.queue.ack(&received).await,
+            Decision::Retry(at) => self.queue.retry_at(&received, *at).await,
+            Decision::Dead(reason) => self.queue.dead_letter(&received, reason).await,
+        };
+        if let Err(error) = settled {
+            tracing::warn!(delivery = %task.delivery_id, %error, "cannot settle task; it will be repeated");
+        }
     }
 
     /// A success ends a failure streak; a long streak, or a 410, disables the endpoint.
