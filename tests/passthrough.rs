@@ -264,7 +264,7 @@ async fn routes_match_on_methods_hosts_and_the_most_specific_path() {
 }
 
 /// 64 MiB up and 64 MiB down through the router: both digests intact, and the router's
-/// peak memory grows by a fraction of that (the bodies stream, nothing buffers them whole).
+/// peak memory grows by less than one body (the bodies stream, nothing holds them whole).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_stream_through_in_both_directions() {
     const SIZE: usize = 64 * 1024 * 1024;
@@ -316,9 +316,11 @@ async fn large_bodies_stream_through_in_both_directions() {
     assert_eq!(received["length"], SIZE);
     assert_eq!(received["sha256"], digest.as_str());
 
+    // Holding either body whole would take 64 MiB; buffers and allocator caches under a
+    // busy test run take some, far less.
     let grown_mib = (peak_memory_kib(router.pid()) - before) / 1024;
     assert!(
-        grown_mib < 24,
+        grown_mib < 40,
         "the router's peak memory grew by {grown_mib} MiB for 128 MiB of bodies"
     );
 }
