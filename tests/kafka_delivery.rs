@@ -119,6 +119,18 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
 
 /// Waits until the receiver has seen every one of `expected` (by `webhook-id`).
 async fn all_arrive(receiver: &Receiver, expected: &HashSet<String>, wait: Duration) {
+    if let Err(missing) = arrivals(receiver, expected, wait).await {
+        panic!("{missing}");
+    }
+}
+
+/// Like [`all_arrive`], but says what is missing instead of failing, so that a test can show
+/// the dispatchers' logs with it.
+async fn arrivals(
+    receiver: &Receiver,
+    expected: &HashSet<String>,
+    wait: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + wait;
     loop {
         let seen: HashSet<String> = receiver
@@ -129,13 +141,14 @@ async fn all_arrive(receiver: &Receiver, expected: &HashSet<String>, wait: Durat
         let missing = expected.difference(&seen).count();
         if missing == 0 {
             assert!(seen.is_subset(expected), "a delivery nobody published");
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "{missing} of {} deliveries never arrived",
-            expected.len()
-        );
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{missing} of {} deliveries never arrived",
+                expected.len()
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -240,8 +253,14 @@ async fn a_dispatcher_killed_mid_batch_loses_nothing() {
     assert!(before < 300, "killed before the end ({before} delivered)");
 
     let second = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
-    all_arrive(&receiver, &expected, Duration::from_secs(90)).await;
-    let (status, _) = second.stop_with("TERM");
+    let arrived = arrivals(&receiver, &expected, Duration::from_secs(90)).await;
+    let (status, logs) = second.stop_with("TERM");
+    if let Err(missing) = arrived {
+        panic!(
+            "{missing}; the second dispatcher logged:\n{}",
+            logs.join("\n")
+        );
+    }
     assert!(status.success(), "{status}");
 }
 
