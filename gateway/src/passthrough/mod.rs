@@ -124,7 +124,9 @@ impl Passthrough {
             &format!("{} is not accepted here", request.method()),
             request_id,
         );
-        let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        let mut allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+        allow.sort_unstable();
+        allow.dedup();
         if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
             response.headers_mut().insert(header::ALLOW, value);
         }
