@@ -280,6 +280,7 @@ impl GraphRouter {
     }
 
     /// Everything before execution: parsed, validated, limits checked, variables coerced,
+    /// what `identity` may not see taken out, cost estimated (and refused over the maximum),
     /// planned. Nothing reaches a subgraph before this succeeds.
     pub(crate) fn prepare(
         &self,
