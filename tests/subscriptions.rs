@@ -492,3 +492,31 @@ async fn an_unreachable_subgraph_is_an_error_for_the_operation() {
         }]})
     );
 }
+
+/// The rate limit holds over a socket as over HTTP: every operation spends the allowance,
+/// and one over it gets a `RATE_LIMITED` error with the wait, and runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_over_a_socket_spend_the_rate_limit() {
+    let setup = Setup::start(&[
+        ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
+        ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "2"),
+    ])
+    .await;
+    let mut client = WsClient::connect(&setup.url(), TRANSPORT_WS, json!({})).await;
+    client.subscribe("1", REVIEWS, json!({})).await;
+    client.subscribe("2", REVIEWS, json!({})).await;
+    setup.live_upstreams(2).await;
+    client.subscribe("3", REVIEWS, json!({})).await;
+    let refused = client.message().await;
+    assert_eq!(refused["type"], "error");
+    assert_eq!(refused["id"], "3");
+    assert_eq!(refused["payload"][0]["extensions"]["code"], "RATE_LIMITED");
+    assert!(
+        refused["payload"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    setup.live_upstreams(2).await;
+}

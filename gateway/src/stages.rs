@@ -123,30 +123,39 @@ fn operation_limits(router: Arc<GraphRouter>, next: Stage) -> Stage {
         let Some(prepared) = &call.prepared else {
             return out_of_order();
         };
-        let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
-        let by_cost = router.rate_limiter().filter(|l| l.by_cost());
-        let by_operation = prepared
-            .operation
-            .name
-            .as_ref()
-            .and_then(|name| router.operation_limiter(name));
-        let mut decision: Option<Decision> = None;
-        for limiter in by_cost.into_iter().chain(by_operation) {
-            let weight = if limiter.by_cost() { weight } else { 1 };
-            let checked = limiter
-                .check(&consumer(limiter, call.identity.as_ref()), weight)
-                .await;
-            // The narrower limit's headers are the ones worth showing.
-            decision = Some(checked);
-            if !checked.allowed {
-                break;
-            }
-        }
-        match decision {
+        match spend_allowance(&router, call.identity.as_ref(), prepared, false).await {
             None => call_next(next, call).await,
             Some(decision) => spend(decision, call_next(next, call)).await,
         }
     })
+}
+
+/// Spends the caller's allowance for `prepared` on every limiter that applies (the
+/// per-request one too when `per_request`), stopping at a refusal. The decision to show:
+/// the refusal, else the narrowest limit's; `None` when no limiter applies.
+pub(crate) async fn spend_allowance(
+    router: &GraphRouter,
+    identity: Option<&Identity>,
+    prepared: &Prepared,
+    per_request: bool,
+) -> Option<Decision> {
+    let weight = u32::try_from(prepared.cost.max(1)).unwrap_or(u32::MAX);
+    let general = router.rate_limiter().filter(|l| l.by_cost() || per_request);
+    let by_operation = prepared
+        .operation
+        .name
+        .as_ref()
+        .and_then(|name| router.operation_limiter(name));
+    let mut decision = None;
+    for limiter in general.into_iter().chain(by_operation) {
+        let weight = if limiter.by_cost() { weight } else { 1 };
+        let checked = limiter.check(&consumer(limiter, identity), weight).await;
+        decision = Some(checked);
+        if !checked.allowed {
+            break;
+        }
+    }
+    decision
 }
 
 /// Runs the plan against the subgraphs and answers.

@@ -103,6 +103,24 @@ pub fn client_key(identity: Option<&Identity>, connection: &str) -> String {
     }
 }
 
+/// The errors refusing an operation over the caller's rate limits, if it is over them.
+/// (Over HTTP the stages spend the allowance; over a WebSocket every operation does.)
+pub async fn over_rate_limits(
+    router: &GraphRouter,
+    identity: Option<&Identity>,
+    prepared: &Prepared,
+) -> Option<Vec<Value>> {
+    let refused = crate::stages::spend_allowance(router, identity, prepared, true)
+        .await
+        .filter(|d| !d.allowed)?;
+    let wait = refused.retry_after;
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    Some(vec![json!({
+        "message": format!("too many requests: slow down and try again in {seconds} s"),
+        "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds},
+    })])
+}
+
 pub fn too_many(max: usize) -> Vec<Value> {
     vec![json!({
         "message": format!("this client already runs {max} operations at once; stop one first"),

@@ -282,20 +282,30 @@ impl Connection {
         let serial = self.serial;
         let (stop, stopped) = oneshot::channel::<()>();
         self.operations.insert(id.clone(), (serial, stop));
-        tokio::spawn(super::run(
-            Arc::clone(&self.router),
-            prepared,
-            Caller {
-                identity: self.identity.clone(),
-                forwarded: Forwarded::from_headers(&self.headers),
-            },
-            OperationId { id, serial },
-            out.clone(),
-            async move {
+        let router = Arc::clone(&self.router);
+        let caller = Caller {
+            identity: self.identity.clone(),
+            forwarded: Forwarded::from_headers(&self.headers),
+        };
+        let operation = OperationId { id, serial };
+        let out = out.clone();
+        tokio::spawn(async move {
+            if let Some(errors) =
+                super::over_rate_limits(&router, caller.identity.as_ref(), &prepared).await
+            {
+                let _ = out
+                    .send(Outgoing {
+                        operation,
+                        event: Event::Error(errors),
+                    })
+                    .await;
+                return;
+            }
+            let stop = async move {
                 let _ = stopped.await;
-            },
-            slot,
-        ));
+            };
+            super::run(router, prepared, caller, operation, out, stop, slot).await;
+        });
         Next::Continue
     }
 
