@@ -9,6 +9,7 @@ mod m20261126_000001_tenants_and_api_keys;
 mod m20261126_000002_webhooks;
 mod m20261126_000003_replay_jobs;
 mod m20261127_000004_outbox_relay;
+mod m20261127_000005_partial_unrelayed_index;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_webhooks::Migration),
             Box::new(m20261126_000003_replay_jobs::Migration),
             Box::new(m20261127_000004_outbox_relay::Migration),
+            Box::new(m20261127_000005_partial_unrelayed_index::Migration),
         ]
     }
 }
