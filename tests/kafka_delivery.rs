@@ -253,7 +253,8 @@ async fn a_dispatcher_killed_mid_batch_loses_nothing() {
     assert!(before < 300, "killed before the end ({before} delivered)");
 
     let second = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
-    let arrived = arrivals(&receiver, &expected, Duration::from_secs(90)).await;
+    // Generous: under a loaded machine the group waits out the killed member first.
+    let arrived = arrivals(&receiver, &expected, Duration::from_secs(180)).await;
     let (status, logs) = second.stop_with("TERM");
     if let Err(missing) = arrived {
         panic!(
