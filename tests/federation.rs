@@ -20,6 +20,37 @@ fn gateway_with(supergraph: &str, env: &[(&str, &str)]) -> (Junction, tempfile::
     Junction::gateway(supergraph, env)
 }
 
+/// A token issuer the router trusts through `[gateway.jwt]` with a shared HS256 secret.
+const ISSUER_SECRET: &str = "a shared secret for the federation tests, long enough";
+
+/// The `[gateway.jwt]` settings that trust [`token`]s.
+fn trusted_issuer() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "JUNCTION_GATEWAY__JWT__ISSUER",
+            "https://issuer.test".into(),
+        ),
+        ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]".into()),
+        ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]".into()),
+        (
+            "JUNCTION_GATEWAY__JWT__KEYS",
+            format!("[{{algorithm = \"HS256\", secret = \"{ISSUER_SECRET}\"}}]"),
+        ),
+    ]
+}
+
+/// A token of that issuer for `subject` of `tenant` with `scope`, valid five minutes.
+fn token(tenant: &str, subject: &str, scope: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": "https://issuer.test", "aud": "junction", "sub": subject,
+                "tenant": tenant, "scope": scope, "exp": now + 300}),
+        &jsonwebtoken::EncodingKey::from_secret(ISSUER_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 struct Router {
     process: Junction,
     subgraphs: Subgraphs,
@@ -942,7 +973,6 @@ fn supergraph_with_authorization(subgraphs: &Subgraphs) -> String {
 /// subgraph; a non-null one nulls its parent; callers with the scopes see everything.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_directives_null_what_the_caller_may_not_see() {
-    const SECRET: &str = "a shared secret for the authorization test, long enough";
     let subgraphs = Subgraphs::start().await;
     let supergraph = supergraph_with_authorization(&subgraphs);
     let (anonymous, _dir) = gateway(&supergraph);
@@ -1019,26 +1049,10 @@ async fn authorization_directives_null_what_the_caller_may_not_see() {
     );
 
     // With tokens: what the scopes allow, and nothing more.
-    let keys = format!("[{{algorithm = \"HS256\", secret = \"{SECRET}\"}}]");
-    let (signed, _signed_dir) = gateway_with(
-        &supergraph,
-        &[
-            ("JUNCTION_GATEWAY__JWT__ISSUER", "https://issuer.test"),
-            ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]"),
-            ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]"),
-            ("JUNCTION_GATEWAY__JWT__KEYS", keys.as_str()),
-        ],
-    );
-    let now = chrono::Utc::now().timestamp();
-    let token = |scope: &str| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &json!({"iss": "https://issuer.test", "aud": "junction", "sub": "client-1",
-                    "tenant": "acme", "scope": scope, "exp": now + 300}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
+    let issuer = trusted_issuer();
+    let env: Vec<(&str, &str)> = issuer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (signed, _signed_dir) = gateway_with(&supergraph, &env);
+    let token = |scope: &str| token("acme", "client-1", scope);
     let url = signed.url("/graphql");
     let query = "{ me { name } topProducts { upc inStock stockLevel reviews { body } } }";
     let unauthorized = |body: &Value| -> Vec<Value> {
@@ -1152,35 +1166,20 @@ async fn costly_operations_are_refused_and_rate_limits_can_count_cost() {
 /// have a limit of its own on top.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_per_tenant_and_per_operation() {
-    const SECRET: &str = "a shared secret for the rate limit test, long enough";
     let subgraphs = Subgraphs::start().await;
-    let keys = format!("[{{algorithm = \"HS256\", secret = \"{SECRET}\"}}]");
-    let (router, _dir) = gateway_with(
-        &subgraphs.supergraph(),
-        &[
-            ("JUNCTION_GATEWAY__JWT__ISSUER", "https://issuer.test"),
-            ("JUNCTION_GATEWAY__JWT__AUDIENCES", "[\"junction\"]"),
-            ("JUNCTION_GATEWAY__JWT__ALGORITHMS", "[\"HS256\"]"),
-            ("JUNCTION_GATEWAY__JWT__KEYS", keys.as_str()),
-            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
-            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "3"),
-            ("JUNCTION_GATEWAY__RATE_LIMIT__PER", "tenant"),
-            (
-                "JUNCTION_GATEWAY__RATE_LIMIT__OPERATIONS",
-                "{ Expensive = { requests_per_second = 0.01, burst = 1 } }",
-            ),
-        ],
-    );
-    let now = chrono::Utc::now().timestamp();
-    let token = |tenant: &str, subject: &str| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-            &json!({"iss": "https://issuer.test", "aud": "junction", "sub": subject,
-                    "tenant": tenant, "exp": now + 300}),
-            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-        )
-        .unwrap()
-    };
+    let issuer = trusted_issuer();
+    let mut env: Vec<(&str, &str)> = issuer.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([
+        ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
+        ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "3"),
+        ("JUNCTION_GATEWAY__RATE_LIMIT__PER", "tenant"),
+        (
+            "JUNCTION_GATEWAY__RATE_LIMIT__OPERATIONS",
+            "{ Expensive = { requests_per_second = 0.01, burst = 1 } }",
+        ),
+    ]);
+    let (router, _dir) = gateway_with(&subgraphs.supergraph(), &env);
+    let token = |tenant: &str, subject: &str| token(tenant, subject, "");
     let client = reqwest::Client::new();
     let ask = |token: String, query: &'static str| {
         client

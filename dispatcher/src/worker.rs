@@ -257,7 +257,7 @@ impl Inner {
             }
         };
         let result = self.sender.send(&context.endpoint.url, headers, body).await;
-        self.conclude(&received, &context, attempt, result).await;
+        self.conclude(received, &context, attempt, result).await;
     }
 
     /// Everything a batch needs, in three queries whatever its size. Deliveries whose
@@ -438,7 +438,7 @@ impl Inner {
     /// at-least-once.
     async fn conclude(
         &self,
-        received: &Received,
+        mut received: Received,
         context: &Context,
         attempt: i32,
         result: AttemptResult,
@@ -535,7 +535,6 @@ impl Inner {
             at: record.created_at,
         });
 
-        let mut received = received.clone();
         received.state_recorded = true;
         let settled = match &outcome {
             Decision::Ack => self.queue.ack(&received).await,
@@ -543,7 +542,7 @@ impl Inner {
             Decision::Dead(reason) => self.queue.dead_letter(&received, reason).await,
         };
         if let Err(error) = settled {
-            tracing::warn!(delivery = %task.delivery_id, %error, "cannot settle task; it will be repeated");
+            tracing::warn!(delivery = %received.task.delivery_id, %error, "cannot settle task; it will be repeated");
         }
     }
 

@@ -172,6 +172,16 @@ impl GraphRouter {
         self.operation_limiters.get(operation)
     }
 
+    /// Whether an operation's cost is used: a maximum, or a rate limit counted in cost.
+    fn cost_counts(&self) -> bool {
+        self.cost.max.is_some()
+            || self
+                .rate_limiter
+                .iter()
+                .chain(self.operation_limiters.values())
+                .any(RateLimiter::by_cost)
+    }
+
     /// Progressive-override labels always on (besides `percent(N)` labels, drawn per request).
     pub fn with_active_labels(mut self, labels: Labels) -> Self {
         self.active_labels = labels;
@@ -334,10 +344,14 @@ impl GraphRouter {
             .supergraph
             .access
             .filter(&self.supergraph.api, &mut operation, identity);
-        let cost =
+        // Only estimated when something reads it: a maximum, or a limit counted in cost.
+        let cost = if self.cost_counts() {
             self.supergraph
                 .cost
-                .estimate(&self.supergraph.api, &operation, &variables, &self.cost);
+                .estimate(&self.supergraph.api, &operation, &variables, &self.cost)
+        } else {
+            0
+        };
         if let Some(max) = self.cost.max
             && cost > max
         {
@@ -451,7 +465,7 @@ pub(crate) struct Prepared {
     pub introspection: Option<Value>,
     /// Fields taken out for the caller, put back as nulls with errors.
     pub denial: Denial,
-    /// The estimated cost (`[gateway.cost]`).
+    /// The estimated cost (`[gateway.cost]`); 0 when nothing uses it.
     pub cost: u64,
 }
 

@@ -174,7 +174,8 @@ impl Proxy {
             path.push_str(query);
         }
         let request_id = parts.headers.get(crate::edge::REQUEST_ID).cloned();
-        if let (Some(limit), Some(length)) = (self.max_body_bytes, content_length(&parts.headers))
+        let length = content_length(&parts.headers);
+        if let (Some(limit), Some(length)) = (self.max_body_bytes, length)
             && length > limit
         {
             return too_large(limit, request_id.as_ref());
@@ -205,7 +206,7 @@ impl Proxy {
 
         // A body can be sent once: only bodiless requests of idempotent methods are retried.
         let repeatable = is_idempotent(&parts.method)
-            && content_length(&headers).is_none_or(|l| l == 0)
+            && length.is_none_or(|l| l == 0)
             && !headers.contains_key(header::TRANSFER_ENCODING)
             && upgrade.is_none();
         let attempts = if repeatable { self.retries + 1 } else { 1 };
