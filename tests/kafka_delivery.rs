@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use junction_dispatcher::queue::KafkaConfig;
-use junction_schema::entities::delivery;
+use junction_schema::entities::{delivery, outbox};
 use junction_schema::tenants;
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::endpoints::{self, NewEndpoint};
@@ -231,6 +231,76 @@ async fn serve_on_kafka_relays_delivers_and_retries_through_a_tier() {
 
     let (status, _) = junction.stop_with("TERM");
     assert!(status.success(), "{status}");
+}
+
+/// A dead letter replayed as the deliveries subgraph does it (the database marks it due and
+/// names it in the outbox; no Kafka client in that process) goes back through the relay of a
+/// running dispatcher, under the same `webhook-id`; the relay leaves no outbox row behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_dead_letter_goes_through_the_relay_again() {
+    let broker = Broker::start();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    // Two failures use up the schedule (one retry); the replay then succeeds.
+    let receiver = Receiver::start(
+        &[Answer::Status(500), Answer::Status(500)],
+        Answer::Status(200),
+    )
+    .await;
+    setup.endpoint(&receiver.url()).await;
+    let config = broker.config("replay");
+    let env = settings(&broker, &config);
+    let dispatcher = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
+    setup.publish(0).await;
+    let row = || async {
+        delivery::Entity::find()
+            .one(&setup.db)
+            .await
+            .unwrap()
+            .expect("the delivery")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while row().await.status != delivery::DEAD {
+        assert!(Instant::now() < deadline, "the delivery never died");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outbox_rows(&setup.db).await, 0, "the relay deleted its row");
+
+    let dead = row().await;
+    let queue =
+        junction_dispatcher::queue::EmbeddedQueue::new(setup.db.clone(), Duration::from_secs(5));
+    let replayed = junction_dispatcher::replay::replay_message(
+        &setup.db,
+        &queue,
+        &setup.tenant,
+        &dead.message_id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed, 1);
+    receiver.wait_for(3, Duration::from_secs(60)).await;
+    let ids: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id"))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![dead.id.clone(); 3],
+        "the same webhook-id each time"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while row().await.status != delivery::SUCCEEDED {
+        assert!(Instant::now() < deadline, "the replay is not recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(outbox_rows(&setup.db).await, 0);
+    let (status, _) = dispatcher.stop_with("TERM");
+    assert!(status.success(), "{status}");
+}
+
+async fn outbox_rows(db: &DatabaseConnection) -> u64 {
+    outbox::Entity::find().count(db).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,6 +35,10 @@ use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
 use sea_orm::ConnectionTrait;
 
+// The allocator the `junction` binary runs on, so the figures are the shipped ones.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -130,7 +134,10 @@ async fn main() {
     };
     let kafka = std::env::var("BENCH_KAFKA").ok();
     let queue: Arc<dyn Queue> = match &kafka {
-        None => Arc::new(EmbeddedQueue::new(db.clone(), config.lease)),
+        None => Arc::new(
+            EmbeddedQueue::new(db.clone(), config.lease)
+                .with_outbox_sweep(std::time::Duration::from_secs(30)),
+        ),
         Some(servers) => {
             let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
             let kafka = KafkaConfig {

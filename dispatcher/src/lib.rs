@@ -13,6 +13,7 @@
 //! - [`replay`]: putting deliveries back on the queue: one message, or dead letters in bulk as
 //!   jobs with progress.
 
+mod background;
 mod config;
 pub mod queue;
 mod recorder;
@@ -20,6 +21,8 @@ pub mod replay;
 pub mod retry;
 mod sender;
 pub mod ssrf;
+#[cfg(test)]
+mod test_database;
 pub mod worker;
 
 pub use config::DispatcherConfig;

@@ -190,56 +190,17 @@ fn update_deliveries<'a>(
 
 #[cfg(test)]
 mod tests {
-    use junction_schema::database::{DatabaseConfig, DatabaseUrl};
-    use junction_schema::webhook_url::AddressPolicy;
-    use junction_webhooks::endpoints::{self, NewEndpoint};
-    use junction_webhooks::event_types::{self, NewEventType};
-    use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
     use super::*;
+    use crate::test_database::published;
 
     /// A database with one endpoint and `count` deliveries to it.
     async fn deliveries(
         dir: &tempfile::TempDir,
         count: usize,
     ) -> (DatabaseConnection, Vec<delivery::Model>) {
-        let url = format!("sqlite://{}/recorder.db", dir.path().display());
-        let db = junction_schema::database::connect(&DatabaseConfig {
-            url: DatabaseUrl::parse(&url).unwrap(),
-            ..DatabaseConfig::default()
-        })
-        .await
-        .unwrap();
-        junction_migrations::up(&db).await.unwrap();
-        let tenant = junction_schema::tenants::create(&db, "t").await.unwrap();
-        let event = NewEventType {
-            name: "order.created".into(),
-            description: String::new(),
-            schema: None,
-        };
-        event_types::create(&db, &tenant.id, event).await.unwrap();
-        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
-        endpoints::create(
-            &db,
-            &policy,
-            &tenant.id,
-            NewEndpoint::new("http://127.0.0.1:9/hook"),
-        )
-        .await
-        .unwrap();
-        for n in 0..count {
-            let event = PublishEvent {
-                event_type: "order.created".into(),
-                payload: serde_json::json!({"n": n}),
-                channels: vec![],
-                idempotency_key: None,
-                traceparent: None,
-            };
-            publish::publish(&db, &tenant.id, event, DEFAULT_MAX_PAYLOAD_BYTES)
-                .await
-                .unwrap();
-        }
+        let db = published(dir, &["http://127.0.0.1:9/hook"], count).await;
         let rows = delivery::Entity::find().all(&db).await.unwrap();
         (db, rows)
     }

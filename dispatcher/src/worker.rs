@@ -20,6 +20,7 @@ use sea_orm::{
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 
+use crate::background::AbortOnDrop;
 use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
 use crate::queue::{Queue, Received};
 use crate::recorder::{Attempt, Recorder, Settlement};
@@ -68,14 +69,6 @@ struct Gate {
 
 /// How often a dispatcher looks for abandoned replay jobs.
 const REPLAY_TAKEOVER_INTERVAL: Duration = Duration::from_secs(30);
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Releases an endpoint's concurrency slot when the attempt ends, however it ends.
 struct Admitted {

@@ -10,6 +10,7 @@ mod m20261126_000002_webhooks;
 mod m20261126_000003_replay_jobs;
 mod m20261127_000004_outbox_relay;
 mod m20261127_000005_partial_unrelayed_index;
+mod m20261127_000006_outbox_table;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_replay_jobs::Migration),
             Box::new(m20261127_000004_outbox_relay::Migration),
             Box::new(m20261127_000005_partial_unrelayed_index::Migration),
+            Box::new(m20261127_000006_outbox_table::Migration),
         ]
     }
 }

@@ -30,13 +30,20 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+/// How often the embedded queue clears outbox rows naming nothing pending (with Kafka, the
+/// relay deletes them as it sends).
+const OUTBOX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The worker on the configured queue: the database itself, or Kafka (with the outbox relay
 /// that feeds it, and its delivery events published for every subgraph replica).
 pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatcher, Failure> {
     let settings = config.dispatcher.clone();
     let dispatcher = match config.queue.backend {
         QueueBackend::Embedded => {
-            let queue = Arc::new(EmbeddedQueue::new(db.clone(), settings.lease));
+            let queue = Arc::new(
+                EmbeddedQueue::new(db.clone(), settings.lease)
+                    .with_outbox_sweep(OUTBOX_SWEEP_INTERVAL),
+            );
             Dispatcher::new(db.clone(), queue, settings)
         }
         QueueBackend::Kafka => {

@@ -6,24 +6,45 @@
 //! `FOR UPDATE SKIP LOCKED` lets many workers take disjoint batches without waiting on each
 //! other; SQLite serialises writers, so the single statement is enough.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use junction_schema::entities::delivery;
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, TransactionTrait, Value,
+};
 
-use super::{Queue, QueueError, Received, Task};
+use super::{Queue, QueueError, Received, Task, outbox};
+use crate::background::AbortOnDrop;
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmbeddedQueue {
     db: DatabaseConnection,
     lease: Duration,
+    _sweep: Option<Arc<AbortOnDrop>>,
 }
 
 impl EmbeddedQueue {
     pub fn new(db: DatabaseConnection, lease: Duration) -> Self {
-        Self { db, lease }
+        Self {
+            db,
+            lease,
+            _sweep: None,
+        }
+    }
+
+    /// Also sweeps the outbox every `interval`: rows that only the Kafka relay reads, which
+    /// would otherwise pile up. The dispatcher's queue runs it; a queue used only to publish
+    /// (the deliveries subgraph's replays) does not.
+    pub fn with_outbox_sweep(mut self, interval: Duration) -> Self {
+        let sweep = outbox::Sweep {
+            db: self.db.clone(),
+            interval,
+        };
+        self._sweep = Some(Arc::new(AbortOnDrop(tokio::spawn(sweep.run()))));
+        self
     }
 
     fn backend(&self) -> DatabaseBackend {
@@ -31,13 +52,18 @@ impl EmbeddedQueue {
     }
 
     /// Runs `sql` written with `$n` placeholders on either backend.
-    async fn execute(&self, sql: &str, values: Vec<Value>) -> Result<u64, QueueError> {
+    async fn execute(
+        &self,
+        db: &impl ConnectionTrait,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<u64, QueueError> {
         let statement = Statement::from_sql_and_values(
             self.backend(),
             placeholders(self.backend(), sql),
             values,
         );
-        Ok(self.db.execute_raw(statement).await?.rows_affected())
+        Ok(db.execute_raw(statement).await?.rows_affected())
     }
 
     /// Updates a row the caller still holds; a lost lease means another worker has it now.
@@ -49,7 +75,7 @@ impl EmbeddedQueue {
     ) -> Result<(), QueueError> {
         values.push(received.task.delivery_id.clone().into());
         values.push(received.receipt.clone().into());
-        let changed = self.execute(sql, values).await?;
+        let changed = self.execute(&self.db, sql, values).await?;
         if changed == 0 {
             tracing::debug!(delivery = %received.task.delivery_id, "lease lost before settling; another worker owns the task now");
         }
@@ -73,21 +99,30 @@ fn lease_length(lease: Duration) -> chrono::Duration {
 impl Queue for EmbeddedQueue {
     async fn publish(&self, tasks: &[Task]) -> Result<(), QueueError> {
         let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let mut due = Vec::with_capacity(tasks.len());
         for task in tasks {
-            // The outbox writer creates the rows; publishing makes them due again (and, with
-            // the Kafka backend, due to be relayed again).
-            self.execute(
-                "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, \
-                 dead_at = NULL, relayed_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
-                vec![
-                    delivery::PENDING.into(),
-                    now.into(),
-                    task.delivery_id.clone().into(),
-                    task.tenant_id.clone().into(),
-                ],
-            )
-            .await?;
+            // `publishEvent` creates the rows; publishing makes them due again.
+            let changed = self
+                .execute(
+                    &txn,
+                    "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, \
+                 dead_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+                    vec![
+                        delivery::PENDING.into(),
+                        now.into(),
+                        task.delivery_id.clone().into(),
+                        task.tenant_id.clone().into(),
+                    ],
+                )
+                .await?;
+            if changed > 0 {
+                due.push(task.clone());
+            }
         }
+        // With the Kafka backend, the relay sends them; with this one, the sweep clears these.
+        outbox::add(&txn, &due).await?;
+        txn.commit().await?;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 mod embedded;
 pub mod kafka;
+mod outbox;
 
 pub use embedded::EmbeddedQueue;
 pub use kafka::{KafkaConfig, KafkaQueue};

@@ -29,9 +29,6 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub delivered_at: Option<DateTimeUtc>,
     pub dead_at: Option<DateTimeUtc>,
-    /// With the Kafka backend: when the outbox relay (or a replay) sent it to Kafka; `None`
-    /// while it is still to be sent.
-    pub relayed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,5 +7,6 @@ pub mod endpoint;
 pub mod endpoint_secret;
 pub mod event_type;
 pub mod message;
+pub mod outbox;
 pub mod replay_job;
 pub mod tenant;

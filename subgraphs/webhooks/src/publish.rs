@@ -1,12 +1,13 @@
 //! `publishEvent`: validate, then store the message and its deliveries in one transaction.
 //!
-//! The deliveries table is the outbox: whatever queue backend runs, a committed message has
-//! every delivery it needs, and an uncommitted one has none. An idempotency key makes retried
+//! The deliveries are written with the message, and an `outbox` row naming them for the Kafka
+//! relay: whatever queue backend runs, a committed message has every delivery it needs, and
+//! an uncommitted one has none. An idempotency key makes retried
 //! publishes safe: the same key and payload return the first message; the same key with a
 //! different payload is a conflict.
 
 use chrono::Utc;
-use junction_schema::entities::{delivery, endpoint, message};
+use junction_schema::entities::{delivery, endpoint, message, outbox};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     TransactionTrait,
@@ -133,7 +134,8 @@ pub async fn publish(
         .iter()
         .filter(|e| wants(e, &input.event_type, &input.channels))
         .map(|e| delivery::ActiveModel {
-            id: Set(uuid::Uuid::new_v4().to_string()),
+            // Time-ordered, so the primary key grows at its end rather than everywhere.
+            id: Set(uuid::Uuid::now_v7().to_string()),
             tenant_id: Set(tenant_id.to_owned()),
             message_id: Set(message.id.clone()),
             endpoint_id: Set(e.id.clone()),
@@ -146,12 +148,20 @@ pub async fn publish(
             updated_at: Set(now),
             delivered_at: Set(None),
             dead_at: Set(None),
-            relayed_at: Set(None),
         })
         .collect();
     let deliveries = targets.len();
     if !targets.is_empty() {
         delivery::Entity::insert_many(targets).exec(&txn).await?;
+        // For the Kafka relay: one row names all of the message's deliveries.
+        outbox::ActiveModel {
+            message_id: Set(message.id.clone()),
+            delivery_id: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
     }
     txn.commit().await?;
     Ok(Published {

@@ -30,6 +30,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use junction_schema::entities::{delivery, message};
+
+use crate::background::AbortOnDrop;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -264,15 +266,6 @@ impl<T: Send + 'static> Drop for Closing<T> {
                 .name("kafka-close".into())
                 .spawn(move || drop(consumer));
         }
-    }
-}
-
-/// Stops a background task with the queue.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -545,8 +538,6 @@ impl Queue for KafkaQueue {
                 delivery::Column::DeadAt,
                 Expr::value(Option::<DateTime<Utc>>::None),
             )
-            // Sent right here: the outbox relay leaves them alone.
-            .col_expr(delivery::Column::RelayedAt, Expr::value(now))
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.is_in(ids))
             .exec(&self.db)

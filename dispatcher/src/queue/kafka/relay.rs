@@ -1,27 +1,27 @@
-//! The outbox relay: `publishEvent` writes the message and one delivery row per endpoint in
-//! one database transaction (the outbox); the relay sends due deliveries not yet on Kafka to
-//! the dispatch topic, then marks them relayed. A crash between the two sends them again: a
-//! duplicate, which the queue drops once the first is settled, never a loss.
+//! The outbox relay: `publishEvent` writes the message, its deliveries and an `outbox` row
+//! naming them in one database transaction; a replay writes an outbox row per delivery. The
+//! relay sends the pending deliveries the rows name to the dispatch topic, then deletes the
+//! rows. A crash between the two sends them again: a duplicate, which the queue drops once
+//! the first is settled, never a loss.
 //!
 //! On PostgreSQL the rows are locked (`SKIP LOCKED`) while they are sent, so the relays of
 //! several dispatchers share the work instead of repeating it.
 
 use std::time::Duration;
 
-use chrono::Utc;
-use junction_schema::entities::delivery;
+use junction_schema::entities::outbox;
 use rdkafka::producer::FutureProducer;
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::send_tasks;
-use crate::queue::{QueueError, Task};
+use crate::queue::{QueueError, Task, outbox as rows};
 
-/// Deliveries sent per round.
-const BATCH: u64 = 500;
+/// Outbox rows taken per round (each names one delivery or all of a message's).
+const BATCH: u64 = 200;
 
 pub struct Relay {
     pub db: DatabaseConnection,
@@ -36,7 +36,7 @@ impl Relay {
     pub async fn run(self) {
         loop {
             match self.once().await {
-                Ok(sent) if sent as u64 == BATCH => continue,
+                Ok(taken) if taken as u64 == BATCH => continue,
                 Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(%error, "the outbox relay failed a round; trying again");
@@ -46,13 +46,13 @@ impl Relay {
         }
     }
 
-    /// One round: sends up to a batch of unrelayed due deliveries; returns how many.
+    /// One round: sends what up to a batch of outbox rows name; returns how many rows.
     pub async fn once(&self) -> Result<usize, QueueError> {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             let txn = self.db.begin().await?;
-            let sent = self.relay(&txn, true).await?;
+            let taken = self.relay(&txn, true).await?;
             txn.commit().await?;
-            Ok(sent)
+            Ok(taken)
         } else {
             // SQLite has one writer; a transaction held while sending would stall it.
             self.relay(&self.db, false).await
@@ -60,28 +60,24 @@ impl Relay {
     }
 
     async fn relay(&self, db: &impl ConnectionTrait, lock: bool) -> Result<usize, QueueError> {
-        let mut query = delivery::Entity::find()
-            .filter(delivery::Column::Status.eq(delivery::PENDING))
-            .filter(delivery::Column::RelayedAt.is_null())
-            .order_by_asc(delivery::Column::CreatedAt)
+        let mut query = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
             .limit(BATCH);
         if lock {
             query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
-        let rows = query.all(db).await?;
-        if rows.is_empty() {
+        let taken = query.all(db).await?;
+        if taken.is_empty() {
             return Ok(0);
         }
-        let tasks: Vec<Task> = rows.into_iter().map(Task::from).collect();
+        let tasks: Vec<Task> = rows::pending_deliveries(db, &taken)
+            .await?
+            .into_iter()
+            .map(Task::from)
+            .collect();
         send_tasks(db, &self.producer, &self.topic, &tasks).await?;
-        let ids: Vec<String> = tasks.into_iter().map(|t| t.delivery_id).collect();
-        let count = ids.len();
-        delivery::Entity::update_many()
-            .col_expr(delivery::Column::RelayedAt, Expr::value(Utc::now()))
-            .filter(delivery::Column::Id.is_in(ids))
-            .exec(db)
-            .await?;
-        tracing::debug!(count, "relayed deliveries to Kafka");
-        Ok(count)
+        rows::delete(db, taken.iter().map(|row| row.id)).await?;
+        tracing::debug!(deliveries = tasks.len(), "relayed deliveries to Kafka");
+        Ok(taken.len())
     }
 }

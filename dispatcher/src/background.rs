@@ -1,0 +1,10 @@
+//! Background tasks that end with their owner.
+
+/// Aborts the task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,279 @@
+//! The `outbox` table from the dispatcher's side (see `junction_schema::entities::outbox`):
+//! writing rows for deliveries made due again, reading what rows name, and deleting them.
+//! The Kafka relay sends what they name; the embedded queue, which reads the deliveries
+//! table itself, sweeps away the rows that no longer name anything pending.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use junction_schema::entities::{delivery, outbox};
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::{QueueError, Task};
+
+/// Names each task's delivery, for the relay to send again.
+pub(crate) async fn add(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<(), QueueError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    outbox::Entity::insert_many(tasks.iter().map(|task| outbox::ActiveModel {
+        id: NotSet,
+        message_id: Set(task.message_id.clone()),
+        delivery_id: Set(Some(task.delivery_id.clone())),
+        created_at: Set(now),
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// The pending deliveries `rows` name, oldest first.
+pub(crate) async fn pending_deliveries(
+    db: &impl ConnectionTrait,
+    rows: &[outbox::Model],
+) -> Result<Vec<delivery::Model>, QueueError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (single, whole): (Vec<_>, Vec<_>) = rows.iter().partition(|row| row.delivery_id.is_some());
+    let mut named = Condition::any();
+    if !whole.is_empty() {
+        named = named.add(delivery::Column::MessageId.is_in(whole.iter().map(|r| &r.message_id)));
+    }
+    if !single.is_empty() {
+        named = named
+            .add(delivery::Column::Id.is_in(single.iter().filter_map(|r| r.delivery_id.as_ref())));
+    }
+    Ok(delivery::Entity::find()
+        .filter(delivery::Column::Status.eq(delivery::PENDING))
+        .filter(named)
+        .order_by_asc(delivery::Column::CreatedAt)
+        .order_by_asc(delivery::Column::Id)
+        .all(db)
+        .await?)
+}
+
+pub(crate) async fn delete(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<(), QueueError> {
+    outbox::Entity::delete_many()
+        .filter(outbox::Column::Id.is_in(ids))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Rows looked at per sweep round.
+const SWEEP_BATCH: u64 = 500;
+
+/// With the embedded queue nothing relays, so rows would pile up. The sweep deletes those
+/// whose deliveries are all settled, and keeps the others: should the deployment move to
+/// Kafka, its relay sends what is still pending.
+pub(crate) struct Sweep {
+    pub db: DatabaseConnection,
+    pub interval: Duration,
+}
+
+impl Sweep {
+    /// Sweeps until the task is dropped.
+    pub async fn run(self) {
+        let mut after = 0;
+        loop {
+            match self.once(after).await {
+                // A full round: go on after it at once; otherwise start again from the oldest.
+                Ok(Some(last)) => {
+                    after = last;
+                    continue;
+                }
+                Ok(None) => after = 0,
+                Err(error) => {
+                    tracing::warn!(%error, "the outbox sweep failed a round; trying again")
+                }
+            }
+            tokio::time::sleep(self.interval).await;
+        }
+    }
+
+    /// Looks at up to a batch of rows after id `after`, deletes those naming nothing pending;
+    /// returns the last id looked at when the batch was full.
+    pub async fn once(&self, after: i64) -> Result<Option<i64>, QueueError> {
+        let rows = outbox::Entity::find()
+            .filter(outbox::Column::Id.gt(after))
+            .order_by_asc(outbox::Column::Id)
+            .limit(SWEEP_BATCH)
+            .all(&self.db)
+            .await?;
+        let pending = pending_deliveries(&self.db, &rows).await?;
+        let pending_ids: HashSet<&str> = pending.iter().map(|d| d.id.as_str()).collect();
+        let pending_messages: HashSet<&str> =
+            pending.iter().map(|d| d.message_id.as_str()).collect();
+        let settled = rows.iter().filter(|row| match &row.delivery_id {
+            Some(id) => !pending_ids.contains(id.as_str()),
+            None => !pending_messages.contains(row.message_id.as_str()),
+        });
+        delete(&self.db, settled.map(|row| row.id)).await?;
+        Ok(match rows.last() {
+            Some(last) if rows.len() as u64 == SWEEP_BATCH => Some(last.id),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, QueryOrder};
+
+    use super::*;
+
+    /// Two endpoints and `messages` published to both.
+    async fn published(dir: &tempfile::TempDir, messages: usize) -> DatabaseConnection {
+        let endpoints = ["http://127.0.0.1:9/hook", "http://127.0.0.1:10/hook"];
+        crate::test_database::published(dir, &endpoints, messages).await
+    }
+
+    async fn outbox_rows(db: &DatabaseConnection) -> Vec<outbox::Model> {
+        outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+    }
+
+    /// Every delivery, grouped by message in publish order.
+    async fn deliveries_by_message(db: &DatabaseConnection) -> Vec<Vec<delivery::Model>> {
+        let mut groups: Vec<Vec<delivery::Model>> = Vec::new();
+        for row in delivery::Entity::find()
+            .order_by_asc(delivery::Column::MessageId)
+            .all(db)
+            .await
+            .unwrap()
+        {
+            match groups.last_mut() {
+                Some(group) if group[0].message_id == row.message_id => group.push(row),
+                _ => groups.push(vec![row]),
+            }
+        }
+        groups
+    }
+
+    async fn set_status(db: &DatabaseConnection, row: &delivery::Model, status: &str) {
+        let mut active = row.clone().into_active_model();
+        active.status = Set(status.to_owned());
+        active.update(db).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_publish_writes_one_row_naming_all_its_deliveries() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = published(&dir, 2).await;
+        let rows = outbox_rows(&db).await;
+        assert_eq!(rows.len(), 2, "one row per message, not per delivery");
+        assert!(rows.iter().all(|row| row.delivery_id.is_none()));
+        let named = pending_deliveries(&db, &rows[..1]).await.unwrap();
+        assert_eq!(named.len(), 2, "both endpoints' deliveries");
+        assert!(named.iter().all(|d| d.message_id == rows[0].message_id));
+        assert!(pending_deliveries(&db, &[]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_rows_naming_nothing_pending_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = published(&dir, 3).await;
+        let messages = deliveries_by_message(&db).await;
+        // A replay names one delivery of the first message.
+        let replayed = Task::from(messages[0][0].clone());
+        add(&db, std::slice::from_ref(&replayed)).await.unwrap();
+        // The first message is settled everywhere; the second only at one endpoint.
+        set_status(&db, &messages[0][0], delivery::SUCCEEDED).await;
+        set_status(&db, &messages[0][1], delivery::DEAD).await;
+        set_status(&db, &messages[1][0], delivery::SUCCEEDED).await;
+
+        let sweep = Sweep {
+            db: db.clone(),
+            interval: Duration::from_secs(30),
+        };
+        assert_eq!(sweep.once(0).await.unwrap(), None, "less than a full batch");
+        let left: Vec<(String, Option<String>)> = outbox_rows(&db)
+            .await
+            .into_iter()
+            .map(|row| (row.message_id, row.delivery_id))
+            .collect();
+        assert_eq!(
+            left,
+            vec![
+                (messages[1][0].message_id.clone(), None),
+                (messages[2][0].message_id.clone(), None),
+            ]
+        );
+        // What is kept still names exactly the pending deliveries.
+        let named = pending_deliveries(&db, &outbox_rows(&db).await)
+            .await
+            .unwrap();
+        let mut named: Vec<String> = named.into_iter().map(|d| d.id).collect();
+        named.sort();
+        let mut expected = vec![
+            messages[1][1].id.clone(),
+            messages[2][0].id.clone(),
+            messages[2][1].id.clone(),
+        ];
+        expected.sort();
+        assert_eq!(named, expected);
+    }
+
+    #[tokio::test]
+    async fn relay_marks_carry_over_to_the_outbox_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = published(&dir, 2).await;
+        let messages = deliveries_by_message(&db).await;
+        // Back to `relayed_at`: the deliveries the outbox names are the unrelayed ones.
+        junction_migrations::down(&db, 1).await.unwrap();
+        let unrelayed = |db: DatabaseConnection| async move {
+            let rows = db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT id FROM deliveries WHERE relayed_at IS NULL ORDER BY id",
+                ))
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|row| row.try_get::<String>("", "id").unwrap())
+                .collect::<Vec<_>>()
+        };
+        let mut all: Vec<String> = messages.concat().into_iter().map(|d| d.id).collect();
+        all.sort();
+        assert_eq!(unrelayed(db.clone()).await, all);
+        // One is relayed, one settled; the other two still to be sent, one row each.
+        db.execute_unprepared(&format!(
+            "UPDATE deliveries SET relayed_at = updated_at WHERE id = '{}'",
+            messages[0][0].id
+        ))
+        .await
+        .unwrap();
+        db.execute_unprepared(&format!(
+            "UPDATE deliveries SET status = 'succeeded' WHERE id = '{}'",
+            messages[0][1].id
+        ))
+        .await
+        .unwrap();
+        junction_migrations::up(&db).await.unwrap();
+        let mut named: Vec<Option<String>> = outbox_rows(&db)
+            .await
+            .into_iter()
+            .map(|row| row.delivery_id)
+            .collect();
+        named.sort();
+        let mut expected = vec![
+            Some(messages[1][0].id.clone()),
+            Some(messages[1][1].id.clone()),
+        ];
+        expected.sort();
+        assert_eq!(named, expected);
+    }
+}
