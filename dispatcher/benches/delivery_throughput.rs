@@ -9,7 +9,8 @@
 //!     cargo bench -p junction-dispatcher --bench delivery_throughput               # PostgreSQL
 //!
 //! MESSAGES (default 2000) and ENDPOINTS (default 5) size the run; RATE (messages per second,
-//! default unlimited) paces the publishers, to read latency below saturation.
+//! default unlimited) paces the publishers, to read latency below saturation. CONCURRENCY
+//! (256) and BATCH (256) set the dispatcher's attempts in flight and tasks taken at once.
 //!
 //! On the Kafka backend (a broker on loopback, e.g. Tansu from `tests/run`):
 //!
@@ -125,9 +126,9 @@ async fn main() {
     }
 
     let config = DispatcherConfig {
-        concurrency: 256,
+        concurrency: env_usize("CONCURRENCY", 256),
         per_endpoint_concurrency: 64,
-        batch_size: 256,
+        batch_size: env_usize("BATCH", 256),
         poll_interval: Duration::from_millis(5),
         allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
         ..DispatcherConfig::default()

@@ -21,6 +21,7 @@ pub mod replay;
 pub mod retry;
 mod sender;
 pub mod ssrf;
+mod statement_shapes;
 #[cfg(test)]
 mod test_database;
 pub mod worker;

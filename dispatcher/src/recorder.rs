@@ -1,6 +1,6 @@
 //! Recording attempts with group commit: every attempt in flight hands its record to one task,
-//! which writes all that are waiting in one transaction (one multi-row INSERT of attempts,
-//! one UPDATE of their deliveries from a VALUES list, one commit) and answers each. Under load
+//! which writes all that are waiting in one transaction (multi-row INSERTs of attempts, one
+//! UPDATE of their deliveries from a VALUES list, one commit) and answers each. Under load
 //! the cost of a commit, and of a statement round trip, is shared by hundreds of attempts;
 //! when idle an attempt is written alone at once, so nothing waits for a batch to fill.
 //!
@@ -14,6 +14,8 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 use tokio::sync::{mpsc, oneshot};
+
+use crate::statement_shapes::{padded, power_of_two_runs};
 
 /// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters; an
 /// attempt needs 20).
@@ -95,10 +97,23 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
 /// Writes `attempts` in one transaction.
 async fn write<'a>(
     db: &DatabaseConnection,
-    attempts: impl Iterator<Item = &'a Attempt> + Clone,
+    attempts: impl Iterator<Item = &'a Attempt>,
 ) -> Result<(), DbErr> {
+    let attempts: Vec<&Attempt> = attempts.collect();
     let txn = db.begin().await?;
-    delivery_attempt::Entity::insert_many(attempts.clone().map(|a| {
+    for run in power_of_two_runs(&attempts) {
+        insert_attempts(&txn, run).await?;
+    }
+    txn.execute_raw(update_deliveries(
+        db.get_database_backend(),
+        padded(attempts.iter().copied()),
+    ))
+    .await?;
+    txn.commit().await
+}
+
+async fn insert_attempts(db: &impl ConnectionTrait, attempts: &[&Attempt]) -> Result<(), DbErr> {
+    delivery_attempt::Entity::insert_many(attempts.iter().map(|a| {
         let r = &a.record;
         delivery_attempt::ActiveModel {
             id: Set(r.id.clone()),
@@ -115,19 +130,14 @@ async fn write<'a>(
             created_at: Set(r.created_at),
         }
     }))
-    .exec_without_returning(&txn)
+    .exec_without_returning(db)
     .await?;
-    txn.execute_raw(update_deliveries(db.get_database_backend(), attempts))
-        .await?;
-    txn.commit().await
+    Ok(())
 }
 
 /// One UPDATE for every delivery in the batch, from a VALUES list (a CTE, which both
-/// PostgreSQL and SQLite take).
-fn update_deliveries<'a>(
-    backend: sea_orm::DbBackend,
-    attempts: impl Iterator<Item = &'a Attempt>,
-) -> Statement {
+/// PostgreSQL and SQLite take). A delivery listed twice with the same values is updated once.
+fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> Statement {
     let now = Utc::now();
     let mut rows = Vec::new();
     let mut values: Vec<Value> = Vec::new();

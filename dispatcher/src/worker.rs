@@ -26,6 +26,7 @@ use crate::queue::{Queue, Received};
 use crate::recorder::{Attempt, Recorder, Settlement};
 use crate::retry;
 use crate::sender::{AttemptResult, ClientError, Sender};
+use crate::statement_shapes::padded;
 use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
 use junction_schema::webhook_url::AddressPolicy;
 
@@ -264,14 +265,14 @@ impl Inner {
         message_ids.sort_unstable();
         message_ids.dedup();
         let endpoints: HashMap<String, Arc<endpoint::Model>> = endpoint::Entity::find()
-            .filter(endpoint::Column::Id.is_in(endpoint_ids.iter().copied()))
+            .filter(endpoint::Column::Id.is_in(padded(endpoint_ids.iter().copied())))
             .all(&self.db)
             .await?
             .into_iter()
             .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
         let messages: HashMap<String, Arc<message::Model>> = message::Entity::find()
-            .filter(message::Column::Id.is_in(message_ids.iter().copied()))
+            .filter(message::Column::Id.is_in(padded(message_ids)))
             .all(&self.db)
             .await?
             .into_iter()
@@ -279,7 +280,7 @@ impl Inner {
             .collect();
         let now = Utc::now();
         let secret_rows = endpoint_secret::Entity::find()
-            .filter(endpoint_secret::Column::EndpointId.is_in(endpoint_ids.iter().copied()))
+            .filter(endpoint_secret::Column::EndpointId.is_in(padded(endpoint_ids)))
             .filter(
                 Condition::any()
                     .add(endpoint_secret::Column::ExpiresAt.is_null())

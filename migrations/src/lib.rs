@@ -11,6 +11,7 @@ mod m20261126_000003_replay_jobs;
 mod m20261127_000004_outbox_relay;
 mod m20261127_000005_partial_unrelayed_index;
 mod m20261127_000006_outbox_table;
+mod m20261127_000007_partial_due_index;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_outbox_relay::Migration),
             Box::new(m20261127_000005_partial_unrelayed_index::Migration),
             Box::new(m20261127_000006_outbox_table::Migration),
+            Box::new(m20261127_000007_partial_due_index::Migration),
         ]
     }
 }

@@ -133,17 +133,19 @@ impl Queue for EmbeddedQueue {
             DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
             _ => "",
         };
+        // The status is written out, not bound: only then may a prepared plan use the index
+        // of pending deliveries (migration 7), whose condition names it.
+        let pending = delivery::PENDING;
         let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1, lease_token = $2, updated_at = $3 \
-             WHERE id IN (SELECT id FROM deliveries WHERE status = $4 AND next_attempt_at <= $3 \
-             ORDER BY next_attempt_at LIMIT $5 {lock}) \
+             WHERE id IN (SELECT id FROM deliveries WHERE status = '{pending}' \
+             AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4 {lock}) \
              RETURNING id, tenant_id, message_id, endpoint_id, attempts"
         );
         let values: Vec<Value> = vec![
             (now + lease_length(self.lease)).into(),
             token.clone().into(),
             now.into(),
-            delivery::PENDING.into(),
             (max as i64).into(),
         ];
         let statement = Statement::from_sql_and_values(

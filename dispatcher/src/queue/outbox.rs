@@ -15,6 +15,7 @@ use sea_orm::{
 };
 
 use super::{QueueError, Task};
+use crate::statement_shapes::padded;
 
 /// Names each task's delivery, for the relay to send again.
 pub(crate) async fn add(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<(), QueueError> {
@@ -44,11 +45,14 @@ pub(crate) async fn pending_deliveries(
     let (single, whole): (Vec<_>, Vec<_>) = rows.iter().partition(|row| row.delivery_id.is_some());
     let mut named = Condition::any();
     if !whole.is_empty() {
-        named = named.add(delivery::Column::MessageId.is_in(whole.iter().map(|r| &r.message_id)));
+        named = named
+            .add(delivery::Column::MessageId.is_in(padded(whole.iter().map(|r| &r.message_id))));
     }
     if !single.is_empty() {
-        named = named
-            .add(delivery::Column::Id.is_in(single.iter().filter_map(|r| r.delivery_id.as_ref())));
+        named = named.add(
+            delivery::Column::Id
+                .is_in(padded(single.iter().filter_map(|r| r.delivery_id.as_ref()))),
+        );
     }
     Ok(delivery::Entity::find()
         .filter(delivery::Column::Status.eq(delivery::PENDING))
@@ -64,7 +68,7 @@ pub(crate) async fn delete(
     ids: impl IntoIterator<Item = i64>,
 ) -> Result<(), QueueError> {
     outbox::Entity::delete_many()
-        .filter(outbox::Column::Id.is_in(ids))
+        .filter(outbox::Column::Id.is_in(padded(ids)))
         .exec(db)
         .await?;
     Ok(())

@@ -32,6 +32,7 @@ use futures_util::FutureExt;
 use junction_schema::entities::{delivery, message};
 
 use crate::background::AbortOnDrop;
+use crate::statement_shapes::padded;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -62,12 +63,14 @@ pub(crate) async fn send_tasks(
     topic: &str,
     tasks: &[Task],
 ) -> Result<(), QueueError> {
-    let message_ids: Vec<&str> = tasks.iter().map(|t| t.message_id.as_str()).collect();
+    let mut message_ids: Vec<&str> = tasks.iter().map(|t| t.message_id.as_str()).collect();
+    message_ids.sort_unstable();
+    message_ids.dedup();
     let traceparents: HashMap<String, Option<String>> = message::Entity::find()
         .select_only()
         .column(message::Column::Id)
         .column(message::Column::Traceparent)
-        .filter(message::Column::Id.is_in(message_ids))
+        .filter(message::Column::Id.is_in(padded(message_ids)))
         .into_tuple::<(String, Option<String>)>()
         .all(db)
         .await?
@@ -458,7 +461,7 @@ impl KafkaQueue {
             .column(delivery::Column::Id)
             .column(delivery::Column::Status)
             .column(delivery::Column::Attempts)
-            .filter(delivery::Column::Id.is_in(ids))
+            .filter(delivery::Column::Id.is_in(padded(ids)))
             .into_tuple()
             .all(&self.db)
             .await?;
