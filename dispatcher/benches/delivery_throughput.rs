@@ -269,17 +269,19 @@ async fn main() {
     let _ = stop.send(());
     worker.await.unwrap();
 
-    let published = published.lock().unwrap();
-    let arrivals = arrivals.lock().unwrap();
-    let mut latencies: Vec<Duration> = arrivals
-        .iter()
-        .filter_map(|(key, at)| {
-            let message = key.split_once('/').map(|(m, _)| m)?;
-            published
-                .get(message)
-                .map(|sent| at.saturating_duration_since(*sent))
-        })
-        .collect();
+    let mut latencies: Vec<Duration> = {
+        let published = published.lock().unwrap();
+        let arrivals = arrivals.lock().unwrap();
+        arrivals
+            .iter()
+            .filter_map(|(key, at)| {
+                let message = key.split_once('/').map(|(m, _)| m)?;
+                published
+                    .get(message)
+                    .map(|sent| at.saturating_duration_since(*sent))
+            })
+            .collect()
+    };
     latencies.sort();
     let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     println!("queue                   {backend}");
