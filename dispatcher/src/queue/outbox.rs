@@ -236,8 +236,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = published(&dir, 2).await;
         let messages = deliveries_by_message(&db).await;
-        // Back to `relayed_at`: the deliveries the outbox names are the unrelayed ones.
-        junction_migrations::down(&db, 1).await.unwrap();
+        // Back to `relayed_at` (before migration 6, and any after it): the deliveries the
+        // outbox names are the unrelayed ones.
+        let names = junction_migrations::names();
+        let outbox_table = names
+            .iter()
+            .position(|name| name.ends_with("_outbox_table"))
+            .expect("the outbox migration");
+        let steps = u32::try_from(names.len() - outbox_table).unwrap();
+        junction_migrations::down(&db, steps).await.unwrap();
         let unrelayed = |db: DatabaseConnection| async move {
             let rows = db
                 .query_all_raw(sea_orm::Statement::from_string(
