@@ -328,7 +328,9 @@ async fn a_dispatcher_killed_mid_batch_loses_nothing() {
     let (status, logs) = second.stop_with("TERM");
     if let Err(missing) = arrived {
         panic!(
-            "{missing}; the second dispatcher logged:\n{}",
+            "{missing} ({before} had arrived when the first dispatcher was killed, {} by the \
+             end); the second dispatcher logged:\n{}",
+            receiver.requests().len(),
             logs.join("\n")
         );
     }

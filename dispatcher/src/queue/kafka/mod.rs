@@ -236,6 +236,16 @@ impl ConsumerContext for Rebalances {
             lock(&self.leases).revoke(&revoked);
         }
     }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "Kafka partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "Kafka rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
