@@ -19,7 +19,9 @@ use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+};
 use support::kafka::Broker;
 use support::receiver::{Answer, Receiver};
 use support::{Junction, TestDatabase};
@@ -86,6 +88,40 @@ impl Setup {
             .collect()
     }
 
+    /// Where the database has each delivery: its state, attempts, and whether an outbox row
+    /// still names it (for a test's failure message).
+    async fn describe(&self, ids: impl Iterator<Item = &String>) -> Vec<String> {
+        let mut out = Vec::new();
+        for id in ids {
+            let Some(row) = delivery::Entity::find_by_id(id.as_str())
+                .one(&self.db)
+                .await
+                .unwrap()
+            else {
+                out.push(format!("{id}: not in the database"));
+                continue;
+            };
+            let outbox = outbox::Entity::find()
+                .filter(
+                    Condition::any()
+                        .add(outbox::Column::DeliveryId.eq(id.as_str()))
+                        .add(
+                            Condition::all()
+                                .add(outbox::Column::DeliveryId.is_null())
+                                .add(outbox::Column::MessageId.eq(row.message_id.as_str())),
+                        ),
+                )
+                .count(&self.db)
+                .await
+                .unwrap();
+            out.push(format!(
+                "{id}: {}, {} attempt(s), {outbox} outbox row(s), updated {}",
+                row.status, row.attempts, row.updated_at
+            ));
+        }
+        out
+    }
+
     async fn succeeded(&self) -> u64 {
         delivery::Entity::find()
             .filter(delivery::Column::Status.eq(delivery::SUCCEEDED))
@@ -118,15 +154,21 @@ fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
 }
 
 /// Waits until the receiver has seen every one of `expected` (by `webhook-id`).
-async fn all_arrive(receiver: &Receiver, expected: &HashSet<String>, wait: Duration) {
-    if let Err(missing) = arrivals(receiver, expected, wait).await {
+async fn all_arrive(
+    setup: &Setup,
+    receiver: &Receiver,
+    expected: &HashSet<String>,
+    wait: Duration,
+) {
+    if let Err(missing) = arrivals(setup, receiver, expected, wait).await {
         panic!("{missing}");
     }
 }
 
 /// Like [`all_arrive`], but says what is missing instead of failing, so that a test can show
-/// the dispatchers' logs with it.
+/// the dispatchers' logs with it: how many, and where the database has each of them.
 async fn arrivals(
+    setup: &Setup,
     receiver: &Receiver,
     expected: &HashSet<String>,
     wait: Duration,
@@ -138,15 +180,17 @@ async fn arrivals(
             .iter()
             .map(|r| r.header("webhook-id"))
             .collect();
-        let missing = expected.difference(&seen).count();
-        if missing == 0 {
+        let missing: Vec<&String> = expected.difference(&seen).collect();
+        if missing.is_empty() {
             assert!(seen.is_subset(expected), "a delivery nobody published");
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "{missing} of {} deliveries never arrived",
-                expected.len()
+                "{} of {} deliveries never arrived; the first of them: {}",
+                missing.len(),
+                expected.len(),
+                setup.describe(missing.into_iter().take(5)).await.join("; ")
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -168,7 +212,7 @@ async fn serve_on_kafka_relays_delivers_and_retries_through_a_tier() {
         setup.publish(n).await;
     }
     let expected = setup.deliveries().await;
-    all_arrive(&receiver, &expected, Duration::from_secs(60)).await;
+    all_arrive(&setup, &receiver, &expected, Duration::from_secs(60)).await;
     let failed = receiver.requests()[0].header("webhook-id");
     let deadline = Instant::now() + Duration::from_secs(30);
     let (requests, retried) = loop {
@@ -324,7 +368,7 @@ async fn a_dispatcher_killed_mid_batch_loses_nothing() {
 
     let second = Junction::dispatcher(db.dir.path(), &db.url, &borrowed(&env));
     // Generous: under a loaded machine the group waits out the killed member first.
-    let arrived = arrivals(&receiver, &expected, Duration::from_secs(180)).await;
+    let arrived = arrivals(&setup, &receiver, &expected, Duration::from_secs(180)).await;
     let (status, logs) = second.stop_with("TERM");
     if let Err(missing) = arrived {
         panic!(
@@ -359,14 +403,21 @@ async fn two_dispatchers_share_the_partitions_and_one_stopping_loses_nothing() {
     let expected = setup.deliveries().await;
     assert_eq!(expected.len(), 300);
     receiver.wait_for(60, Duration::from_secs(60)).await;
-    let (status, _) = one.stop_with("TERM");
+    let (status, one_logs) = one.stop_with("TERM");
     assert!(status.success(), "{status}");
     for n in 50..60 {
         setup.publish(n).await;
     }
     let expected = setup.deliveries().await;
-    all_arrive(&receiver, &expected, Duration::from_secs(90)).await;
-    let (status, _) = two.stop_with("TERM");
+    let arrived = arrivals(&setup, &receiver, &expected, Duration::from_secs(90)).await;
+    let (status, two_logs) = two.stop_with("TERM");
+    if let Err(missing) = arrived {
+        panic!(
+            "{missing}; the stopped dispatcher logged:\n{}\nthe other one:\n{}",
+            one_logs.join("\n"),
+            two_logs.join("\n")
+        );
+    }
     assert!(status.success(), "{status}");
 }
 
@@ -389,7 +440,7 @@ async fn a_broker_restart_loses_nothing() {
         setup.publish(n).await;
     }
     let expected = setup.deliveries().await;
-    all_arrive(&receiver, &expected, Duration::from_secs(120)).await;
+    all_arrive(&setup, &receiver, &expected, Duration::from_secs(120)).await;
     let (status, _) = dispatcher.stop_with("TERM");
     assert!(status.success(), "{status}");
 }
