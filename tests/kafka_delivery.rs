@@ -115,8 +115,8 @@ impl Setup {
                 .await
                 .unwrap();
             out.push(format!(
-                "{id}: {}, {} attempt(s), {outbox} outbox row(s), updated {}",
-                row.status, row.attempts, row.updated_at
+                "{id}: {}, {} attempt(s), {outbox} outbox row(s), next attempt {}, updated {}",
+                row.status, row.attempts, row.next_attempt_at, row.updated_at
             ));
         }
         out

@@ -58,12 +58,23 @@ impl ClientContext for Revoked {}
 impl ConsumerContext for Revoked {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            tracing::info!(partitions = list.count(), "retry tier partitions revoked");
             let mut buffers = lock(&self.buffers);
             for element in list.elements() {
                 let partition = (element.topic().to_owned(), element.partition());
                 buffers.waiting.remove(&partition);
                 buffers.paused.retain(|p| p != &partition);
             }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "retry tier partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "retry tier rebalance failed"),
+            Rebalance::Revoke(_) => {}
         }
     }
 }
