@@ -20,6 +20,7 @@ mod leases;
 mod records;
 mod relay;
 mod scheduler;
+mod stalled_group;
 mod tiers;
 
 use std::collections::HashMap;
@@ -285,7 +286,7 @@ impl<T: Send + 'static> Drop for Closing<T> {
 pub struct KafkaQueue {
     db: DatabaseConnection,
     producer: FutureProducer,
-    consumer: Closing<StreamConsumer<Rebalances>>,
+    consumer: Arc<Closing<StreamConsumer<Rebalances>>>,
     leases: Arc<Mutex<Leases<Task>>>,
     topics: Topics,
     tiers: Tiers,
@@ -295,6 +296,8 @@ pub struct KafkaQueue {
     scheduler: Arc<scheduler::Scheduler>,
     _scheduler_task: AbortOnDrop,
     relay: Mutex<Option<AbortOnDrop>>,
+    /// Both groups' stall guards (see `stalled_group.rs`), stopped before leaving.
+    stall_guards: Mutex<Vec<AbortOnDrop>>,
 }
 
 impl KafkaQueue {
@@ -329,10 +332,23 @@ impl KafkaQueue {
             producer.clone(),
         )?);
         let scheduler_task = AbortOnDrop(tokio::spawn(Arc::clone(&scheduler).run()));
+        let consumer = Arc::new(Closing::new(consumer));
+        let stall_guards = vec![
+            AbortOnDrop(tokio::spawn(stalled_group::watch(
+                Arc::clone(&consumer),
+                vec![topics.dispatch.clone()],
+                "dispatch",
+            ))),
+            AbortOnDrop(tokio::spawn(stalled_group::watch(
+                scheduler.consumer(),
+                topics.retry.clone(),
+                "retry",
+            ))),
+        ];
         Ok(Self {
             db,
             producer,
-            consumer: Closing::new(consumer),
+            consumer,
             leases,
             topics,
             tiers,
@@ -342,6 +358,7 @@ impl KafkaQueue {
             scheduler,
             _scheduler_task: scheduler_task,
             relay: Mutex::new(None),
+            stall_guards: Mutex::new(stall_guards),
         })
     }
 
@@ -665,6 +682,8 @@ impl Queue for KafkaQueue {
     /// this one's partitions at once. Records read and not settled are read again by them.
     async fn close(&self) {
         drop(lock(&self.relay).take());
+        // A guard must not rejoin a group this consumer is leaving.
+        lock(&self.stall_guards).clear();
         if let Err(e) = leave_group(&self.consumer, Polled::Here, LEAVE_TIMEOUT).await {
             tracing::warn!(error = %e, "cannot leave the dispatch consumer group cleanly");
         }

@@ -49,7 +49,7 @@ struct Buffers {
     paused: Vec<Partition>,
 }
 
-struct Revoked {
+pub(super) struct Revoked {
     buffers: Arc<Mutex<Buffers>>,
 }
 
@@ -80,7 +80,7 @@ impl ConsumerContext for Revoked {
 }
 
 pub struct Scheduler {
-    consumer: Closing<StreamConsumer<Revoked>>,
+    consumer: Arc<Closing<StreamConsumer<Revoked>>>,
     buffers: Arc<Mutex<Buffers>>,
     producer: FutureProducer,
     topics: Topics,
@@ -107,12 +107,17 @@ impl Scheduler {
             .subscribe(&retry)
             .map_err(|e| backend("cannot subscribe to the retry topics", e))?;
         Ok(Self {
-            consumer: Closing::new(consumer),
+            consumer: Arc::new(Closing::new(consumer)),
             buffers,
             producer,
             topics: topics.clone(),
             tiers: tiers.clone(),
         })
+    }
+
+    /// The retry group's consumer, for its stall guard.
+    pub(super) fn consumer(&self) -> Arc<Closing<StreamConsumer<Revoked>>> {
+        Arc::clone(&self.consumer)
     }
 
     /// Leaves the retry consumer group; the run loop goes on polling meanwhile, which serves
