@@ -336,12 +336,18 @@ impl KafkaQueue {
         let stall_guards = vec![
             AbortOnDrop(tokio::spawn(stalled_group::watch(
                 Arc::clone(&consumer),
-                vec![topics.dispatch.clone()],
+                // A held record is settled, or handed out again, within its lease.
+                vec![(topics.dispatch.clone(), lease)],
                 "dispatch",
             ))),
             AbortOnDrop(tokio::spawn(stalled_group::watch(
                 scheduler.consumer(),
-                topics.retry.clone(),
+                topics
+                    .retry
+                    .iter()
+                    .cloned()
+                    .zip(tiers.delays().iter().copied())
+                    .collect(),
                 "retry",
             ))),
         ];

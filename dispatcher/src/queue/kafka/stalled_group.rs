@@ -3,84 +3,98 @@
 //! live one holding none, and not rebalance again once the dead member's session ends (seen
 //! with Tansu 0.6.0, the broker the tests run on). Nothing would be delivered, for good.
 //!
-//! So a consumer that holds no partition watches its group's committed offsets. While records
-//! wait (a committed offset below its partition's end) and none of those offsets moves for
-//! [`PATIENCE`] checks in a row, it leaves and rejoins the group, and the broker assigns
-//! again. A working group moves its offsets (they are committed every half second), so it is
-//! left alone. The cost where there are more consumers than partitions: an idle member
-//! rejoins, once a minute, while the owners make no progress at all (a retry tier whose
-//! records all wait for hours, for example).
+//! So a consumer that holds no partition watches its group's committed offsets. When a
+//! partition has records waiting (its committed offset is below its end) and that offset has
+//! not moved for longer than any working owner could take, the consumer leaves and rejoins
+//! the group, and the broker assigns again. How long an owner may take is the topic's
+//! patience: a dispatch record is taken at once; a retry tier's head record is handed back
+//! within the tier's delay of becoming the head. A working group therefore never trips it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::Closing;
+use super::leases::Partition;
 
 /// How often an idle consumer looks at its group.
 const EVERY: Duration = Duration::from_secs(10);
-/// Checks without progress before rejoining.
-const PATIENCE: u32 = 6;
+/// Added to every topic's patience: time to notice, commit and rebalance.
+pub(crate) const MARGIN: Duration = Duration::from_secs(60);
 /// For each metadata and offset request to the broker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Watches until the task is dropped; `group` names the group in logs.
+/// Watches until the task is dropped. `topics` are the group's topics, each with how long
+/// its head record may stay put in a working group; `group` names the group in logs.
 pub(crate) async fn watch<C: ConsumerContext + 'static>(
     consumer: Arc<Closing<StreamConsumer<C>>>,
-    topics: Vec<String>,
+    topics: Vec<(String, Duration)>,
     group: &'static str,
 ) {
-    let mut last: Option<Vec<i64>> = None;
-    let mut unchanged = 0;
+    let patience: HashMap<String, Duration> = topics
+        .iter()
+        .map(|(topic, patience)| (topic.clone(), *patience + MARGIN))
+        .collect();
+    let names: Vec<String> = topics.into_iter().map(|(topic, _)| topic).collect();
+    // Each waiting partition's committed offset, and since when it has stood there.
+    let mut standing: HashMap<Partition, (i64, Instant)> = HashMap::new();
     loop {
         tokio::time::sleep(EVERY).await;
-        let (watched, wanted) = (Arc::clone(&consumer), topics.clone());
-        let waiting = tokio::task::spawn_blocking(move || waiting(&watched, &wanted)).await;
-        let offsets = match waiting {
-            Ok(Ok(Some(offsets))) => offsets,
-            Ok(Ok(None)) => {
-                (last, unchanged) = (None, 0);
-                continue;
-            }
+        let (watched, wanted) = (Arc::clone(&consumer), names.clone());
+        let waiting = match tokio::task::spawn_blocking(move || waiting(&watched, &wanted)).await {
+            Ok(Ok(waiting)) => waiting,
             Ok(Err(error)) => {
                 tracing::debug!(%error, group, "cannot read the group's offsets");
                 continue;
             }
             Err(_) => continue,
         };
-        if last.as_ref() == Some(&offsets) {
-            unchanged += 1;
-        } else {
-            (last, unchanged) = (Some(offsets), 0);
+        let now = Instant::now();
+        standing.retain(|partition, _| waiting.contains_key(partition));
+        for (partition, offset) in waiting {
+            match standing.get(&partition) {
+                Some((at, _)) if *at == offset => {}
+                _ => {
+                    standing.insert(partition, (offset, now));
+                }
+            }
         }
-        if unchanged >= PATIENCE {
+        let stuck = standing.iter().find(|((topic, _), (_, since))| {
+            now.duration_since(*since) > patience.get(topic).copied().unwrap_or(MARGIN)
+        });
+        if let Some(((topic, partition), (offset, since))) = stuck {
             tracing::warn!(
                 group,
-                waited = ?EVERY * PATIENCE,
-                "records wait, this consumer holds no partition and the group makes no progress; rejoining"
+                topic,
+                partition,
+                offset,
+                standing = ?now.duration_since(*since),
+                "records wait on a partition that no one moves and this consumer holds none; rejoining the group"
             );
             consumer.unsubscribe();
-            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            if let Err(error) = consumer.subscribe(&names) {
+            let topics: Vec<&str> = names.iter().map(String::as_str).collect();
+            if let Err(error) = consumer.subscribe(&topics) {
                 tracing::warn!(%error, group, "cannot rejoin the group");
             }
-            (last, unchanged) = (None, 0);
+            standing.clear();
         }
     }
 }
 
-/// The group's committed offsets over `topics` when this consumer holds no partition and
-/// records wait; `None` otherwise. Every list is dropped before returning: librdkafka hangs
-/// closing a consumer while one is alive.
+/// The group's committed offset of every partition of `topics` with records waiting, when
+/// this consumer holds no partition (else none). Every list is dropped before returning:
+/// librdkafka hangs closing a consumer while one is alive.
 fn waiting<C: ConsumerContext>(
     consumer: &StreamConsumer<C>,
     topics: &[String],
-) -> KafkaResult<Option<Vec<i64>>> {
+) -> KafkaResult<HashMap<Partition, i64>> {
+    let mut out = HashMap::new();
     if consumer.assignment()?.count() > 0 {
-        return Ok(None);
+        return Ok(out);
     }
     let mut partitions = TopicPartitionList::new();
     for topic in topics {
@@ -92,8 +106,6 @@ fn waiting<C: ConsumerContext>(
         }
     }
     let committed = consumer.committed_offsets(partitions, REQUEST_TIMEOUT)?;
-    let mut offsets = Vec::with_capacity(committed.count());
-    let mut waits = false;
     for element in committed.elements() {
         let (low, high) =
             consumer.fetch_watermarks(element.topic(), element.partition(), REQUEST_TIMEOUT)?;
@@ -101,9 +113,10 @@ fn waiting<C: ConsumerContext>(
             Offset::Offset(offset) => offset,
             _ => low,
         };
-        waits |= at < high;
-        offsets.push(at);
+        if at < high {
+            out.insert((element.topic().to_owned(), element.partition()), at);
+        }
     }
     drop(committed);
-    Ok(waits.then_some(offsets))
+    Ok(out)
 }
