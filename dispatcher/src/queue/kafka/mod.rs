@@ -31,9 +31,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use junction_schema::entities::{delivery, message};
-
-use crate::background::AbortOnDrop;
-use crate::statement_shapes::padded;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -52,6 +49,8 @@ use records::{DUE_AT, QUEUED_AT, REASON};
 pub use tiers::Tiers;
 
 use super::{Queue, QueueError, Received, Task};
+use crate::background::AbortOnDrop;
+use crate::statement_shapes::padded;
 
 /// How long a send may wait in the producer's queue before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);

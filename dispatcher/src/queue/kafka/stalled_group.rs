@@ -24,7 +24,7 @@ use super::leases::Partition;
 /// How often an idle consumer looks at its group.
 const EVERY: Duration = Duration::from_secs(10);
 /// Added to every topic's patience: time to notice, commit and rebalance.
-pub(crate) const MARGIN: Duration = Duration::from_secs(60);
+const MARGIN: Duration = Duration::from_secs(60);
 /// For each metadata and offset request to the broker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -35,13 +35,8 @@ pub(crate) async fn watch<C: ConsumerContext + 'static>(
     topics: Vec<(String, Duration)>,
     group: &'static str,
 ) {
-    let patience: HashMap<String, Duration> = topics
-        .iter()
-        .map(|(topic, patience)| (topic.clone(), *patience + MARGIN))
-        .collect();
-    let names: Vec<String> = topics.into_iter().map(|(topic, _)| topic).collect();
-    // Each waiting partition's committed offset, and since when it has stood there.
-    let mut standing: HashMap<Partition, (i64, Instant)> = HashMap::new();
+    let names: Vec<String> = topics.iter().map(|(topic, _)| topic.clone()).collect();
+    let mut standing = Standing::new(&topics);
     loop {
         tokio::time::sleep(EVERY).await;
         let (watched, wanted) = (Arc::clone(&consumer), names.clone());
@@ -53,26 +48,14 @@ pub(crate) async fn watch<C: ConsumerContext + 'static>(
             }
             Err(_) => continue,
         };
-        let now = Instant::now();
-        standing.retain(|partition, _| waiting.contains_key(partition));
-        for (partition, offset) in waiting {
-            match standing.get(&partition) {
-                Some((at, _)) if *at == offset => {}
-                _ => {
-                    standing.insert(partition, (offset, now));
-                }
-            }
-        }
-        let stuck = standing.iter().find(|((topic, _), (_, since))| {
-            now.duration_since(*since) > patience.get(topic).copied().unwrap_or(MARGIN)
-        });
-        if let Some(((topic, partition), (offset, since))) = stuck {
+        if let Some(((topic, partition), offset, stood)) = standing.observe(waiting, Instant::now())
+        {
             tracing::warn!(
                 group,
                 topic,
                 partition,
                 offset,
-                standing = ?now.duration_since(*since),
+                ?stood,
                 "records wait on a partition that no one moves and this consumer holds none; rejoining the group"
             );
             consumer.unsubscribe();
@@ -80,8 +63,57 @@ pub(crate) async fn watch<C: ConsumerContext + 'static>(
             if let Err(error) = consumer.subscribe(&topics) {
                 tracing::warn!(%error, group, "cannot rejoin the group");
             }
-            standing.clear();
         }
+    }
+}
+
+/// Each waiting partition's committed offset and since when it has stood there.
+struct Standing {
+    patience: HashMap<String, Duration>,
+    since: HashMap<Partition, (i64, Instant)>,
+}
+
+impl Standing {
+    fn new(topics: &[(String, Duration)]) -> Self {
+        Self {
+            patience: topics
+                .iter()
+                .map(|(topic, patience)| (topic.clone(), *patience + MARGIN))
+                .collect(),
+            since: HashMap::new(),
+        }
+    }
+
+    /// Takes the offsets of the partitions with records waiting now; returns one that has
+    /// stood longer than its topic's patience (and forgets everything, as the group is
+    /// about to be rejoined), with its offset and how long it stood.
+    fn observe(
+        &mut self,
+        waiting: HashMap<Partition, i64>,
+        now: Instant,
+    ) -> Option<(Partition, i64, Duration)> {
+        self.since
+            .retain(|partition, _| waiting.contains_key(partition));
+        for (partition, offset) in waiting {
+            match self.since.get(&partition) {
+                Some((at, _)) if *at == offset => {}
+                _ => {
+                    self.since.insert(partition, (offset, now));
+                }
+            }
+        }
+        let stuck = self
+            .since
+            .iter()
+            .map(|(partition, (offset, since))| (partition, *offset, now.duration_since(*since)))
+            .find(|((topic, _), _, stood)| {
+                *stood > self.patience.get(topic).copied().unwrap_or(MARGIN)
+            })
+            .map(|(partition, offset, stood)| (partition.clone(), offset, stood));
+        if stuck.is_some() {
+            self.since.clear();
+        }
+        stuck
     }
 }
 
@@ -119,4 +151,67 @@ fn waiting<C: ConsumerContext>(
     }
     drop(committed);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(partition: i32, offset: i64) -> HashMap<Partition, i64> {
+        HashMap::from([(("dispatch".to_owned(), partition), offset)])
+    }
+
+    #[test]
+    fn a_moving_offset_never_trips_it() {
+        let start = Instant::now();
+        let mut standing = Standing::new(&[("dispatch".into(), Duration::from_secs(30))]);
+        for minute in 0..10 {
+            let now = start + Duration::from_secs(60 * minute);
+            assert_eq!(standing.observe(at(0, minute as i64), now), None);
+        }
+    }
+
+    #[test]
+    fn an_offset_standing_past_its_patience_trips_it_once() {
+        let start = Instant::now();
+        let lease = Duration::from_secs(30);
+        let mut standing = Standing::new(&[("dispatch".into(), lease)]);
+        assert_eq!(standing.observe(at(2, 7), start), None);
+        let within = start + lease + MARGIN;
+        assert_eq!(standing.observe(at(2, 7), within), None, "not before");
+        let past = within + Duration::from_secs(1);
+        let (partition, offset, stood) = standing.observe(at(2, 7), past).expect("stuck");
+        assert_eq!((partition, offset), (("dispatch".to_owned(), 2), 7));
+        assert!(stood > lease + MARGIN);
+        // Rejoining starts the count again.
+        assert_eq!(standing.observe(at(2, 7), past), None);
+    }
+
+    #[test]
+    fn a_partition_with_nothing_waiting_is_forgotten() {
+        let start = Instant::now();
+        let mut standing = Standing::new(&[("dispatch".into(), Duration::ZERO)]);
+        assert_eq!(standing.observe(at(0, 5), start), None);
+        assert_eq!(standing.observe(HashMap::new(), start + MARGIN), None);
+        // Waiting again at the same offset: its time starts over.
+        let later = start + MARGIN * 2;
+        assert_eq!(standing.observe(at(0, 5), later), None);
+        assert_eq!(standing.observe(at(0, 5), later + MARGIN), None);
+    }
+
+    #[test]
+    fn a_retry_tier_waits_its_delay_first() {
+        let start = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut standing = Standing::new(&[("retry.1h".into(), hour)]);
+        let waiting = HashMap::from([(("retry.1h".to_owned(), 0), 3)]);
+        assert_eq!(standing.observe(waiting.clone(), start), None);
+        let after_a_minute_more = start + MARGIN * 2;
+        assert_eq!(standing.observe(waiting.clone(), after_a_minute_more), None);
+        assert!(
+            standing
+                .observe(waiting, start + hour + MARGIN * 2)
+                .is_some()
+        );
+    }
 }
