@@ -24,7 +24,7 @@ use super::leases::Partition;
 /// How often an idle consumer looks at its group.
 const EVERY: Duration = Duration::from_secs(10);
 /// Added to every topic's patience: time to notice, commit and rebalance.
-const MARGIN: Duration = Duration::from_secs(60);
+const MARGIN: Duration = Duration::from_secs(30);
 /// For each metadata and offset request to the broker.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -206,8 +206,8 @@ mod tests {
         let mut standing = Standing::new(&[("retry.1h".into(), hour)]);
         let waiting = HashMap::from([(("retry.1h".to_owned(), 0), 3)]);
         assert_eq!(standing.observe(waiting.clone(), start), None);
-        let after_a_minute_more = start + MARGIN * 2;
-        assert_eq!(standing.observe(waiting.clone(), after_a_minute_more), None);
+        let twice_the_margin = start + MARGIN * 2;
+        assert_eq!(standing.observe(waiting.clone(), twice_the_margin), None);
         assert!(
             standing
                 .observe(waiting, start + hour + MARGIN * 2)
