@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::statement_shapes::{padded, power_of_two_runs};
 
-/// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters; an
-/// attempt needs 20).
+/// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters in a
+/// statement; the UPDATE takes 7 per attempt, its list padded to 1,024).
 const MAX_BATCH: usize = 1_000;
 
 /// How the delivery stands once this attempt is recorded.
@@ -72,7 +72,8 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let pending = std::mem::take(&mut batch);
-        match write(&db, pending.iter().map(|p| &p.attempt)).await {
+        let attempts: Vec<&Attempt> = pending.iter().map(|p| &p.attempt).collect();
+        match write(&db, &attempts).await {
             Ok(()) => {
                 for p in pending {
                     let _ = p.done.send(Ok(()));
@@ -81,7 +82,7 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
             Err(error) if pending.len() > 1 => {
                 tracing::warn!(%error, attempts = pending.len(), "recording a batch of attempts failed; recording them one by one");
                 for p in pending {
-                    let result = write(&db, std::iter::once(&p.attempt)).await;
+                    let result = write(&db, &[&p.attempt]).await;
                     let _ = p.done.send(result);
                 }
             }
@@ -95,13 +96,9 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
 }
 
 /// Writes `attempts` in one transaction.
-async fn write<'a>(
-    db: &DatabaseConnection,
-    attempts: impl Iterator<Item = &'a Attempt>,
-) -> Result<(), DbErr> {
-    let attempts: Vec<&Attempt> = attempts.collect();
+async fn write(db: &DatabaseConnection, attempts: &[&Attempt]) -> Result<(), DbErr> {
     let txn = db.begin().await?;
-    for run in power_of_two_runs(&attempts) {
+    for run in power_of_two_runs(attempts) {
         insert_attempts(&txn, run).await?;
     }
     txn.execute_raw(update_deliveries(

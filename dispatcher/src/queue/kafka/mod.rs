@@ -524,18 +524,23 @@ impl KafkaQueue {
         Ok(current)
     }
 
+    /// Writes a settlement to the delivery's row, unless the worker already did with the
+    /// attempt.
     async fn mirror(
         &self,
-        delivery_id: &str,
+        received: &Received,
         changes: Vec<(delivery::Column, Expr)>,
     ) -> Result<(), QueueError> {
+        if received.state_recorded {
+            return Ok(());
+        }
         let mut update = delivery::Entity::update_many();
         for (column, value) in changes {
             update = update.col_expr(column, value);
         }
         update
             .col_expr(delivery::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(delivery::Column::Id.eq(delivery_id))
+            .filter(delivery::Column::Id.eq(&received.task.delivery_id))
             .exec(&self.db)
             .await?;
         Ok(())
@@ -605,20 +610,17 @@ impl Queue for KafkaQueue {
         if !self.holds(received)? {
             return Ok(());
         }
-        if !received.state_recorded {
-            let now = Utc::now();
-            self.mirror(
-                &received.task.delivery_id,
-                vec![
-                    (delivery::Column::Status, Expr::value(delivery::SUCCEEDED)),
-                    (
-                        delivery::Column::DeliveredAt,
-                        Expr::col(delivery::Column::DeliveredAt).if_null(now),
-                    ),
-                ],
-            )
-            .await?;
-        }
+        self.mirror(
+            received,
+            vec![
+                (delivery::Column::Status, Expr::value(delivery::SUCCEEDED)),
+                (
+                    delivery::Column::DeliveredAt,
+                    Expr::col(delivery::Column::DeliveredAt).if_null(Utc::now()),
+                ),
+            ],
+        )
+        .await?;
         self.settle(received)
     }
 
@@ -643,13 +645,11 @@ impl Queue for KafkaQueue {
             .send(record, SEND_TIMEOUT)
             .await
             .map_err(|(e, _)| backend("cannot send a retry to Kafka", e))?;
-        if !received.state_recorded {
-            self.mirror(
-                &task.delivery_id,
-                vec![(delivery::Column::NextAttemptAt, Expr::value(at))],
-            )
-            .await?;
-        }
+        self.mirror(
+            received,
+            vec![(delivery::Column::NextAttemptAt, Expr::value(at))],
+        )
+        .await?;
         self.settle(received)
     }
 
@@ -668,18 +668,15 @@ impl Queue for KafkaQueue {
             .send(record, SEND_TIMEOUT)
             .await
             .map_err(|(e, _)| backend("cannot send a dead letter to Kafka", e))?;
-        if !received.state_recorded {
-            let now = Utc::now();
-            self.mirror(
-                &task.delivery_id,
-                vec![
-                    (delivery::Column::Status, Expr::value(delivery::DEAD)),
-                    (delivery::Column::DeadAt, Expr::value(now)),
-                    (delivery::Column::LastError, Expr::value(reason.to_owned())),
-                ],
-            )
-            .await?;
-        }
+        self.mirror(
+            received,
+            vec![
+                (delivery::Column::Status, Expr::value(delivery::DEAD)),
+                (delivery::Column::DeadAt, Expr::value(Utc::now())),
+                (delivery::Column::LastError, Expr::value(reason.to_owned())),
+            ],
+        )
+        .await?;
         self.settle(received)
     }
 
