@@ -175,11 +175,7 @@ async fn arrivals(
 ) -> Result<(), String> {
     let deadline = Instant::now() + wait;
     loop {
-        let seen: HashSet<String> = receiver
-            .requests()
-            .iter()
-            .map(|r| r.header("webhook-id"))
-            .collect();
+        let seen: HashSet<String> = receiver.webhook_ids().into_iter().collect();
         let missing: Vec<&String> = expected.difference(&seen).collect();
         if missing.is_empty() {
             assert!(seen.is_subset(expected), "a delivery nobody published");
@@ -323,11 +319,7 @@ async fn a_replayed_dead_letter_goes_through_the_relay_again() {
     .unwrap();
     assert_eq!(replayed, 1);
     receiver.wait_for(3, Duration::from_secs(60)).await;
-    let ids: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("webhook-id"))
-        .collect();
+    let ids: Vec<String> = receiver.webhook_ids();
     assert_eq!(
         ids,
         vec![dead.id.clone(); 3],

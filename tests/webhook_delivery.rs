@@ -402,11 +402,7 @@ async fn a_killed_dispatcher_process_loses_nothing(db: TestDatabase) {
     // A new process takes the task once the dead one's lease runs out.
     let second = support::Junction::dispatcher(db.dir.path(), &db.url, &settings);
     let delivered = wait_for_status(&conn, &published.message.id, delivery::SUCCEEDED).await;
-    let ids: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("webhook-id"))
-        .collect();
+    let ids: Vec<String> = receiver.webhook_ids();
     assert_eq!(
         ids,
         [delivered.id.clone(), delivered.id.clone()],
@@ -657,11 +653,7 @@ async fn a_crashed_worker_loses_nothing(db: TestDatabase) {
 
     let running = Running::start(&db, config(&[50]));
     let delivered = wait_for_status(&db, &published.message.id, delivery::SUCCEEDED).await;
-    let ids: Vec<String> = receiver
-        .requests()
-        .iter()
-        .map(|r| r.header("webhook-id"))
-        .collect();
+    let ids: Vec<String> = receiver.webhook_ids();
     assert_eq!(
         ids,
         [delivered.id.clone(), delivered.id.clone()],

@@ -93,6 +93,14 @@ impl Receiver {
         self.script.lock().unwrap().requests.clone()
     }
 
+    /// The `webhook-id` of every request, in arrival order.
+    pub fn webhook_ids(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .map(|r| r.header("webhook-id"))
+            .collect()
+    }
+
     /// Waits until at least `count` requests arrived, or panics after `limit`.
     pub async fn wait_for(&self, count: usize, limit: Duration) -> Vec<Request> {
         let deadline = Instant::now() + limit;
