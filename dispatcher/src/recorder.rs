@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::statement_shapes::{padded, power_of_two_runs};
+use crate::statement_shapes::{padded, power_of_two_runs, prefer_key_lookups};
 
 /// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters in a
 /// statement; the UPDATE takes 7 per attempt, its list padded to 1,024).
@@ -98,6 +98,7 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
 /// Writes `attempts` in one transaction.
 async fn write(db: &DatabaseConnection, attempts: &[&Attempt]) -> Result<(), DbErr> {
     let txn = db.begin().await?;
+    prefer_key_lookups(&txn).await?;
     for run in power_of_two_runs(attempts) {
         insert_attempts(&txn, run).await?;
     }
@@ -199,8 +200,10 @@ fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> St
 mod tests {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
+    use sea_orm::{DatabaseTransaction, DbBackend};
+
     use super::*;
-    use crate::test_database::published;
+    use crate::test_database::{published, published_on_postgres};
 
     /// A database with one endpoint and `count` deliveries to it.
     async fn deliveries(
@@ -292,5 +295,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(recorded.len(), 3);
+    }
+
+    /// The settling UPDATE's plan, as EXPLAIN prints it, inside `txn`.
+    async fn plan(txn: &DatabaseTransaction, attempts: &[Attempt]) -> String {
+        let update = update_deliveries(DbBackend::Postgres, padded(attempts.iter()));
+        let explain = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("EXPLAIN {}", update.sql),
+            update.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = txn.query_all_raw(explain).await.unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN").unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// On PostgreSQL a batch of 256 settlements among 2,000 deliveries is planned as a scan
+    /// of the whole table when left to the planner, and as 256 primary-key lookups the way
+    /// the recorder writes it; the batch is then recorded.
+    #[tokio::test]
+    async fn settling_on_postgres_finds_deliveries_by_key_not_by_scanning_the_table() {
+        let urls: Vec<String> = (0..8)
+            .map(|n| format!("http://127.0.0.1:9/hook/{n}"))
+            .collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let db = published_on_postgres(&urls, 250).await;
+        db.execute_unprepared("ANALYZE deliveries").await.unwrap();
+        let rows = delivery::Entity::find().all(&db).await.unwrap();
+        assert_eq!(rows.len(), 2_000);
+        let attempts: Vec<Attempt> = rows[..256]
+            .iter()
+            .map(|row| attempt(row, Settlement::Succeeded))
+            .collect();
+
+        let txn = db.begin().await.unwrap();
+        let unguided = plan(&txn, &attempts).await;
+        assert!(
+            unguided.contains("Seq Scan on deliveries"),
+            "the planner left alone was expected to scan the table:\n{unguided}"
+        );
+        prefer_key_lookups(&txn).await.unwrap();
+        let guided = plan(&txn, &attempts).await;
+        assert!(
+            guided.contains("Index Scan using deliveries_pkey on deliveries")
+                && !guided.contains("Seq Scan on deliveries"),
+            "{guided}"
+        );
+        txn.rollback().await.unwrap();
+
+        let batch: Vec<&Attempt> = attempts.iter().collect();
+        write(&db, &batch).await.unwrap();
+        let settled = delivery::Entity::find()
+            .filter(delivery::Column::Status.eq(delivery::SUCCEEDED))
+            .all(&db)
+            .await
+            .unwrap();
+        assert_eq!(settled.len(), 256);
     }
 }

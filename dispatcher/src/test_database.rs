@@ -1,11 +1,12 @@
-//! For unit tests: a migrated SQLite database with messages published to endpoints.
+//! For unit tests: a migrated database (SQLite, or PostgreSQL where a test is about it) with
+//! messages published to endpoints.
 
 use junction_schema::database::{DatabaseConfig, DatabaseUrl};
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::endpoints::{self, NewEndpoint};
 use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
-use sea_orm::DatabaseConnection;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 /// A database in `dir` with one tenant, an endpoint per URL, and `messages` events
 /// published to all of them.
@@ -15,8 +16,28 @@ pub async fn published(
     messages: usize,
 ) -> DatabaseConnection {
     let url = format!("sqlite://{}/dispatcher.db", dir.path().display());
+    published_at(&url, endpoint_urls, messages).await
+}
+
+/// The same on a fresh database of the PostgreSQL server `TEST_POSTGRES_URL` names (as for
+/// the workspace's end-to-end suite, which `tests/run` starts).
+pub async fn published_on_postgres(endpoint_urls: &[&str], messages: usize) -> DatabaseConnection {
+    let admin_url = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_POSTGRES_URL names the PostgreSQL server for PostgreSQL-only tests");
+    let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
+    let name = format!("junction_dispatcher_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let (server, _) = admin_url.rsplit_once('/').unwrap();
+    published_at(&format!("{server}/{name}"), endpoint_urls, messages).await
+}
+
+async fn published_at(url: &str, endpoint_urls: &[&str], messages: usize) -> DatabaseConnection {
     let db = junction_schema::database::connect(&DatabaseConfig {
-        url: DatabaseUrl::parse(&url).unwrap(),
+        url: DatabaseUrl::parse(url).unwrap(),
         ..DatabaseConfig::default()
     })
     .await

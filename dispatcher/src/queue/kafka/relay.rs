@@ -19,6 +19,7 @@ use sea_orm::{
 
 use super::send_tasks;
 use crate::queue::{QueueError, Task, outbox as rows};
+use crate::statement_shapes::prefer_key_lookups;
 
 /// Outbox rows taken per round (each names one delivery or all of a message's).
 const BATCH: u64 = 200;
@@ -50,6 +51,7 @@ impl Relay {
     pub async fn once(&self) -> Result<usize, QueueError> {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
             let txn = self.db.begin().await?;
+            prefer_key_lookups(&txn).await?;
             let taken = self.relay(&txn, true).await?;
             txn.commit().await?;
             Ok(taken)
