@@ -140,6 +140,8 @@ async fn main() {
         ..DispatcherConfig::default()
     };
     let kafka = std::env::var("BENCH_KAFKA").ok();
+    // On Kafka the dispatcher also publishes its delivery events, as `junction dispatcher` does.
+    let mut kafka_queue: Option<Arc<KafkaQueue>> = None;
     let queue: Arc<dyn Queue> = match &kafka {
         None => Arc::new(
             EmbeddedQueue::new(db.clone(), config.lease)
@@ -166,11 +168,16 @@ async fn main() {
             let queue = KafkaQueue::connect(db.clone(), &kafka, config.lease, config.poll_interval)
                 .await
                 .expect("Kafka");
-            Arc::new(queue.with_relay())
+            let queue = Arc::new(queue.with_relay());
+            kafka_queue = Some(Arc::clone(&queue));
+            queue
         }
     };
     let backend = if kafka.is_some() { "Kafka" } else { "embedded" };
     let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
+    if let Some(queue) = &kafka_queue {
+        tokio::spawn(queue.publish_events(dispatcher.subscribe()));
+    }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn({
         let dispatcher = dispatcher.clone();
