@@ -73,12 +73,24 @@ pub fn assert_sdl_checked_in(generated: &str, path: &std::path::Path) {
     if std::env::var_os("UPDATE_SDL").is_some() {
         std::fs::write(path, generated).expect("write the SDL");
     }
-    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        checked_in == generated,
-        "{} is out of date: run the test with UPDATE_SDL=1 and review the diff",
-        path.display()
-    );
+    let checked_in = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    if checked_in != generated {
+        let (line, (was, is)) = checked_in
+            .lines()
+            .chain(std::iter::repeat(""))
+            .zip(generated.lines().chain(std::iter::repeat("")))
+            .take(checked_in.lines().count().max(generated.lines().count()))
+            .enumerate()
+            .find(|(_, (was, is))| was != is)
+            .unwrap_or((0, ("", "")));
+        panic!(
+            "{} is out of date: run the test with UPDATE_SDL=1 and review the diff \
+             (first difference at line {}: checked in {was:?}, generated {is:?})",
+            path.display(),
+            line + 1
+        );
+    }
 }
 
 #[cfg(test)]
