@@ -908,6 +908,17 @@ async fn stats_match_a_scripted_history_exactly(db: TestDatabase) {
         "one delivered at the first attempt, one at the second"
     );
     assert!((stats.success_rate() - 2.0 / 3.0).abs() < 1e-9);
+    // The percentiles are those of the five recorded durations, read one by one.
+    let mut durations: Vec<i64> = delivery_attempt::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|attempt| attempt.duration_ms)
+        .collect();
+    durations.sort_unstable();
+    let rank = |p: f64| durations[(4.0 * p).round() as usize];
+    assert_eq!(stats.latency_ms, Some([rank(0.5), rank(0.95), rank(0.99)]));
     // Another tenant's view of the same endpoint id is empty.
     let other = tenant(&db, "other").await;
     let none = junction_deliveries::stats::delivery_stats(

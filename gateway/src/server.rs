@@ -4,6 +4,7 @@ use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 /// Serves `app` until `shutdown` resolves, then stops accepting connections and waits for
@@ -15,6 +16,13 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    // Responses often go out in several writes (headers, then streamed chunks); with Nagle's
+    // algorithm on, each small write after the first waits for the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     // The peer address reaches handlers: REST routes forward it and rate-limit by it.
     let server = axum::serve(
         listener,

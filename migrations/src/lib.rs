@@ -12,6 +12,7 @@ mod m20261127_000004_outbox_relay;
 mod m20261127_000005_partial_unrelayed_index;
 mod m20261127_000006_outbox_table;
 mod m20261127_000007_partial_due_index;
+mod m20261127_000008_created_at_indexes;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000005_partial_unrelayed_index::Migration),
             Box::new(m20261127_000006_outbox_table::Migration),
             Box::new(m20261127_000007_partial_due_index::Migration),
+            Box::new(m20261127_000008_created_at_indexes::Migration),
         ]
     }
 }

@@ -2,7 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, delivery_attempt};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::sea_query::{Expr, Func};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 /// What happened to deliveries created since a time.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -50,46 +53,92 @@ pub async fn delivery_stats(
         deliveries = deliveries.filter(delivery::Column::EndpointId.eq(endpoint_id));
         attempts = attempts.filter(delivery_attempt::Column::EndpointId.eq(endpoint_id));
     }
-    let deliveries = deliveries.all(db).await?;
-    let mut stats = DeliveryStats {
-        deliveries: deliveries.len() as u64,
-        ..DeliveryStats::default()
-    };
-    for row in &deliveries {
-        match row.status.as_str() {
-            delivery::SUCCEEDED => {
-                stats.delivered += 1;
-                let depth = row.attempts.max(1) as usize;
-                if stats.retry_depth.len() < depth {
-                    stats.retry_depth.resize(depth, 0);
-                }
-                stats.retry_depth[depth - 1] += 1;
-            }
-            delivery::DEAD => stats.dead_lettered += 1,
-            _ => {}
-        }
-    }
-    let outcomes: Vec<(i64, Option<String>)> = attempts
+    // Counted by the database, grouped small: a window can hold millions of rows.
+    let groups: Vec<(String, i32, i64)> = deliveries
         .select_only()
-        .column(delivery_attempt::Column::DurationMs)
-        .column(delivery_attempt::Column::ErrorKind)
+        .column(delivery::Column::Status)
+        .column(delivery::Column::Attempts)
+        .column_as(
+            Expr::from(Func::count(Expr::col(delivery::Column::Id))),
+            "deliveries",
+        )
+        .group_by(delivery::Column::Status)
+        .group_by(delivery::Column::Attempts)
         .into_tuple()
         .all(db)
         .await?;
-    stats.attempts = outcomes.len() as u64;
-    stats.failed_attempts = outcomes.iter().filter(|(_, error)| error.is_some()).count() as u64;
-    let mut durations: Vec<i64> = outcomes.into_iter().map(|(ms, _)| ms).collect();
-    durations.sort_unstable();
-    if !durations.is_empty() {
-        let at = |p: f64| durations[((durations.len() - 1) as f64 * p).round() as usize];
+    let mut stats = DeliveryStats::default();
+    for (status, attempts, count) in groups {
+        let count = count as u64;
+        stats.deliveries += count;
+        match status.as_str() {
+            delivery::SUCCEEDED => {
+                stats.delivered += count;
+                let depth = attempts.max(1) as usize;
+                if stats.retry_depth.len() < depth {
+                    stats.retry_depth.resize(depth, 0);
+                }
+                stats.retry_depth[depth - 1] += count;
+            }
+            delivery::DEAD => stats.dead_lettered += count,
+            _ => {}
+        }
+    }
+    // Attempts by duration (whole milliseconds, so a few thousand groups at most), fastest
+    // first: the counts and the percentiles come from this histogram.
+    let histogram: Vec<(i64, i64, i64)> = attempts
+        .select_only()
+        .column(delivery_attempt::Column::DurationMs)
+        .column_as(
+            Expr::from(Func::count(Expr::col(delivery_attempt::Column::Id))),
+            "attempts",
+        )
+        .column_as(
+            Expr::from(Func::count(Expr::col(delivery_attempt::Column::ErrorKind))),
+            "failed",
+        )
+        .group_by(delivery_attempt::Column::DurationMs)
+        .order_by_asc(delivery_attempt::Column::DurationMs)
+        .into_tuple()
+        .all(db)
+        .await?;
+    stats.attempts = histogram.iter().map(|(_, n, _)| *n as u64).sum();
+    stats.failed_attempts = histogram.iter().map(|(_, _, failed)| *failed as u64).sum();
+    if stats.attempts > 0 {
+        let last = stats.attempts - 1;
+        let at = |p: f64| percentile(&histogram, (last as f64 * p).round() as u64);
         stats.latency_ms = Some([at(0.5), at(0.95), at(0.99)]);
     }
     Ok(stats)
 }
 
+/// The duration of the attempt at `rank` (from 0, fastest first) in a histogram of
+/// `(duration, attempts, _)` sorted by duration.
+fn percentile(histogram: &[(i64, i64, i64)], rank: u64) -> i64 {
+    let mut seen = 0;
+    for (duration, count, _) in histogram {
+        seen += *count as u64;
+        if rank < seen {
+            return *duration;
+        }
+    }
+    histogram.last().map_or(0, |(duration, _, _)| *duration)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::DeliveryStats;
+    use super::{DeliveryStats, percentile};
+
+    /// Ranks count from the fastest attempt; each duration covers as many ranks as it has
+    /// attempts.
+    #[test]
+    fn percentiles_are_read_from_the_histogram() {
+        let histogram = [(5, 2, 0), (9, 1, 1), (40, 3, 0)];
+        let ranks: Vec<i64> = (0..6).map(|rank| percentile(&histogram, rank)).collect();
+        assert_eq!(ranks, [5, 5, 9, 40, 40, 40]);
+        assert_eq!(percentile(&histogram, 99), 40);
+        assert_eq!(percentile(&[], 0), 0);
+    }
 
     #[test]
     fn success_rate_of_nothing_is_one() {
