@@ -51,7 +51,7 @@ impl DeadLetterFilter {
     fn query(&self, tenant_id: &str) -> Select<delivery::Entity> {
         let mut query = delivery::Entity::find()
             .filter(delivery::Column::TenantId.eq(tenant_id))
-            .filter(delivery::Column::Status.eq(delivery::DEAD));
+            .filter(delivery::is_dead());
         if let Some(endpoint_id) = &self.endpoint_id {
             query = query.filter(delivery::Column::EndpointId.eq(endpoint_id.as_str()));
         }

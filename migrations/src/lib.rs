@@ -13,6 +13,7 @@ mod m20261127_000005_partial_unrelayed_index;
 mod m20261127_000006_outbox_table;
 mod m20261127_000007_partial_due_index;
 mod m20261127_000008_created_at_indexes;
+mod m20261127_000009_dead_letter_indexes;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000006_outbox_table::Migration),
             Box::new(m20261127_000007_partial_due_index::Migration),
             Box::new(m20261127_000008_created_at_indexes::Migration),
+            Box::new(m20261127_000009_dead_letter_indexes::Migration),
         ]
     }
 }

@@ -147,7 +147,7 @@ impl Query {
         let limit = page_limit(Some(first))? - 1;
         let mut query = delivery::Entity::find()
             .filter(delivery::Column::TenantId.eq(access.tenant()))
-            .filter(delivery::Column::Status.eq(delivery::DEAD));
+            .filter(delivery::is_dead());
         if let Some(endpoint) = &endpoint_id {
             query = query.filter(delivery::Column::EndpointId.eq(endpoint.as_str()));
         }
