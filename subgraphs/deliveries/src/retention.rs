@@ -37,26 +37,60 @@ pub struct Removed {
     pub messages: u64,
 }
 
-/// Deletes what is older than `before` and no longer needed.
-pub async fn cleanup(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<Removed, DbErr> {
-    let attempts = delivery_attempt::Entity::delete_many()
-        .filter(delivery_attempt::Column::CreatedAt.lt(before))
-        .exec(db)
-        .await?
-        .rows_affected;
-    // Messages with a delivery still pending stay; their deliveries go with them otherwise.
-    let still_pending = Query::select()
-        .column(delivery::Column::MessageId)
-        .from(delivery::Entity)
-        .and_where(delivery::Column::Status.eq(delivery::PENDING))
-        .to_owned();
-    let messages = message::Entity::delete_many()
-        .filter(message::Column::CreatedAt.lt(before))
-        .filter(message::Column::Id.not_in_subquery(still_pending))
-        .exec(db)
-        .await?
-        .rows_affected;
-    Ok(Removed { attempts, messages })
+/// Rows deleted per statement. A first cleanup on a long history can find millions; in
+/// batches, each transaction stays short, locks little, and what is done stays done if the
+/// process stops midway.
+pub const CLEANUP_BATCH: u64 = 5_000;
+
+/// Deletes what is older than `before` and no longer needed, `batch` rows per statement.
+pub async fn cleanup(
+    db: &impl ConnectionTrait,
+    before: DateTime<Utc>,
+    batch: u64,
+) -> Result<Removed, DbErr> {
+    let mut removed = Removed::default();
+    loop {
+        let old = Query::select()
+            .column(delivery_attempt::Column::Id)
+            .from(delivery_attempt::Entity)
+            .and_where(delivery_attempt::Column::CreatedAt.lt(before))
+            .limit(batch)
+            .to_owned();
+        let deleted = delivery_attempt::Entity::delete_many()
+            .filter(delivery_attempt::Column::Id.in_subquery(old))
+            .exec(db)
+            .await?
+            .rows_affected;
+        removed.attempts += deleted;
+        if deleted < batch {
+            break;
+        }
+    }
+    loop {
+        // Messages with a delivery still pending stay; their deliveries go with them otherwise.
+        let still_pending = Query::select()
+            .column(delivery::Column::MessageId)
+            .from(delivery::Entity)
+            .and_where(delivery::Column::Status.eq(delivery::PENDING))
+            .to_owned();
+        let old = Query::select()
+            .column(message::Column::Id)
+            .from(message::Entity)
+            .and_where(message::Column::CreatedAt.lt(before))
+            .and_where(message::Column::Id.not_in_subquery(still_pending))
+            .limit(batch)
+            .to_owned();
+        let deleted = message::Entity::delete_many()
+            .filter(message::Column::Id.in_subquery(old))
+            .exec(db)
+            .await?
+            .rows_affected;
+        removed.messages += deleted;
+        if deleted < batch {
+            break;
+        }
+    }
+    Ok(removed)
 }
 
 /// Runs `cleanup` every `cleanup_interval` until `shutdown` resolves.
@@ -69,7 +103,7 @@ pub async fn run(
     loop {
         let before = Utc::now()
             - chrono::Duration::from_std(config.retention).unwrap_or(chrono::Duration::MAX);
-        match cleanup(&db, before).await {
+        match cleanup(&db, before, CLEANUP_BATCH).await {
             Ok(removed) if removed != Removed::default() => {
                 tracing::info!(
                     attempts = removed.attempts,
