@@ -29,7 +29,7 @@ pub(crate) async fn add(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<(),
         delivery_id: Set(Some(task.delivery_id.clone())),
         created_at: Set(now),
     }))
-    .exec(db)
+    .exec_without_returning(db)
     .await?;
     Ok(())
 }

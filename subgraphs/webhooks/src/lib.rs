@@ -5,6 +5,7 @@
 //! under the GraphQL layer ([`graphql`]) and its HTTP route ([`http`]). Publishing writes the message and one delivery per matching
 //! endpoint in one transaction (the outbox), so no event is lost between the API and the queue.
 
+mod compiled_schemas;
 mod config;
 pub mod endpoints;
 mod error;

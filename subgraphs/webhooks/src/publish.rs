@@ -7,16 +7,16 @@
 //! different payload is a conflict.
 
 use chrono::Utc;
-use junction_schema::entities::{delivery, endpoint, message, outbox};
+use junction_schema::entities::{delivery, message, outbox};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
-use crate::endpoints::wants;
+use crate::endpoints::subscribers;
 use crate::error::check_channel;
-use crate::{WebhookError, event_types};
+use crate::{WebhookError, compiled_schemas, event_types};
 
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
@@ -93,7 +93,7 @@ pub async fn publish(
         )));
     };
     if let Some(schema) = &event_type.schema {
-        let validator = event_types::compile_schema(schema)?;
+        let validator = compiled_schemas::validator(schema)?;
         let problems: Vec<String> = validator
             .iter_errors(&input.payload)
             .take(5)
@@ -125,14 +125,10 @@ pub async fn publish(
     .insert(&txn)
     .await?;
 
-    let endpoints = endpoint::Entity::find()
-        .filter(endpoint::Column::TenantId.eq(tenant_id))
-        .filter(endpoint::Column::Enabled.eq(true))
-        .all(&txn)
-        .await?;
-    let targets: Vec<delivery::ActiveModel> = endpoints
+    let targets: Vec<delivery::ActiveModel> = subscribers(&txn, tenant_id)
+        .await?
         .iter()
-        .filter(|e| wants(e, &input.event_type, &input.channels))
+        .filter(|e| e.wants(&input.event_type, &input.channels))
         .map(|e| delivery::ActiveModel {
             // Time-ordered, so the primary key grows at its end rather than everywhere.
             id: Set(uuid::Uuid::now_v7().to_string()),
@@ -152,15 +148,18 @@ pub async fn publish(
         .collect();
     let deliveries = targets.len();
     if !targets.is_empty() {
-        delivery::Entity::insert_many(targets).exec(&txn).await?;
+        // Nothing is read back: the rows are as written.
+        delivery::Entity::insert_many(targets)
+            .exec_without_returning(&txn)
+            .await?;
         // For the Kafka relay: one row names all of the message's deliveries.
-        outbox::ActiveModel {
+        outbox::Entity::insert(outbox::ActiveModel {
             message_id: Set(message.id.clone()),
             delivery_id: Set(None),
             created_at: Set(now),
             ..Default::default()
-        }
-        .insert(&txn)
+        })
+        .exec_without_returning(&txn)
         .await?;
     }
     txn.commit().await?;
