@@ -198,9 +198,7 @@ fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> St
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-
-    use sea_orm::{DatabaseTransaction, DbBackend};
+    use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter};
 
     use super::*;
     use crate::test_database::{published, published_on_postgres};
