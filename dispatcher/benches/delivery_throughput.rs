@@ -314,7 +314,34 @@ async fn main() {
         percentile(0.99),
         percentile(1.0)
     );
+    let topics: Vec<String> = kafka_queue
+        .as_ref()
+        .map(|queue| {
+            queue
+                .topics()
+                .all()
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    drop(kafka_queue);
     drop(dispatcher);
+    // The run's topics go too: a broker keeping every run's records in memory slows later runs.
+    if let Some(servers) = &kafka
+        && !topics.is_empty()
+    {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", servers)
+                .create()
+                .expect("Kafka admin client");
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
+            eprintln!("could not delete the run's topics: {error}");
+        }
+    }
     db.close().await.expect("close");
     if let Some((admin_db, name)) = scratch_database {
         admin_db

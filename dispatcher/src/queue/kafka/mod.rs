@@ -115,7 +115,8 @@ impl Topics {
         }
     }
 
-    fn all(&self) -> Vec<&str> {
+    /// Every topic, dispatch first.
+    pub fn all(&self) -> Vec<&str> {
         let mut all = vec![self.dispatch.as_str()];
         all.extend(self.retry.iter().map(String::as_str));
         all.push(&self.dead_letter);
