@@ -807,9 +807,13 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatab
         );
     }
 
-    // An endpoint allowed when created (say, the allow-list changed since) is still refused
-    // by a dispatcher whose policy forbids it, and nothing reaches the receiver.
+    // Endpoints allowed when created (say, the allow-list changed since) are still refused
+    // by a dispatcher whose policy forbids them, and nothing reaches the receiver: one named
+    // by its address, checked before any request, and one by a host name, checked on what
+    // the name resolves to as the connection is made.
     acme.endpoint(&receiver.url()).await;
+    let by_name = receiver.url().replace("127.0.0.1", "localhost");
+    acme.endpoint(&by_name).await;
     let published = acme.publish(serde_json::json!({})).await;
     let running = Running::start(
         &db,
@@ -818,9 +822,28 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatab
             ..config(&[])
         },
     );
-    let dead = wait_for_status(&db, &published.message.id, delivery::DEAD).await;
-    let recorded = attempts(&db, &dead.id).await;
-    assert_eq!(recorded[0].error_kind.as_deref(), Some("ssrf"));
+    let deadline = std::time::Instant::now() + WAIT;
+    let deliveries = loop {
+        let deliveries = delivery::Entity::find()
+            .filter(delivery::Column::MessageId.eq(published.message.id.as_str()))
+            .all(&db)
+            .await
+            .unwrap();
+        if deliveries.iter().all(|d| d.status == delivery::DEAD) {
+            break deliveries;
+        }
+        assert!(std::time::Instant::now() < deadline, "{deliveries:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(deliveries.len(), 2);
+    for delivery in deliveries {
+        let recorded = attempts(&db, &delivery.id).await;
+        assert_eq!(
+            recorded[0].error_kind.as_deref(),
+            Some("ssrf"),
+            "{recorded:?}"
+        );
+    }
     assert!(receiver.requests().is_empty());
     running.stop().await;
 }
