@@ -6,12 +6,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, outbox};
 use sea_orm::ActiveValue::{NotSet, Set};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 
 use super::{QueueError, Task};
@@ -34,11 +34,23 @@ pub(crate) async fn add(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<(),
     Ok(())
 }
 
-/// The pending deliveries `rows` name, oldest first.
+/// A delivery an outbox row names: what a task needs, and what picks and orders them.
+#[derive(FromQueryResult)]
+struct Named {
+    id: String,
+    tenant_id: String,
+    message_id: String,
+    endpoint_id: String,
+    attempts: i32,
+    status: String,
+    created_at: DateTime<Utc>,
+}
+
+/// The pending deliveries `rows` name, oldest first, as tasks.
 pub(crate) async fn pending_deliveries(
     db: &impl ConnectionTrait,
     rows: &[outbox::Model],
-) -> Result<Vec<delivery::Model>, QueueError> {
+) -> Result<Vec<Task>, QueueError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -56,10 +68,33 @@ pub(crate) async fn pending_deliveries(
     }
     // Pending is kept in Rust, not in SQL: given the status there, the planner walks every
     // pending delivery by the queue's partial index instead of these few by message and id.
-    let mut named = delivery::Entity::find().filter(named).all(db).await?;
+    let mut named: Vec<Named> = delivery::Entity::find()
+        .select_only()
+        .columns([
+            delivery::Column::Id,
+            delivery::Column::TenantId,
+            delivery::Column::MessageId,
+            delivery::Column::EndpointId,
+            delivery::Column::Attempts,
+            delivery::Column::Status,
+            delivery::Column::CreatedAt,
+        ])
+        .filter(named)
+        .into_model()
+        .all(db)
+        .await?;
     named.retain(|d| d.status == delivery::PENDING);
     named.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-    Ok(named)
+    Ok(named
+        .into_iter()
+        .map(|d| Task {
+            delivery_id: d.id,
+            tenant_id: d.tenant_id,
+            message_id: d.message_id,
+            endpoint_id: d.endpoint_id,
+            attempts: d.attempts,
+        })
+        .collect())
 }
 
 pub(crate) async fn delete(
@@ -114,9 +149,9 @@ impl Sweep {
             .all(&self.db)
             .await?;
         let pending = pending_deliveries(&self.db, &rows).await?;
-        let pending_ids: HashSet<&str> = pending.iter().map(|d| d.id.as_str()).collect();
+        let pending_ids: HashSet<&str> = pending.iter().map(|t| t.delivery_id.as_str()).collect();
         let pending_messages: HashSet<&str> =
-            pending.iter().map(|d| d.message_id.as_str()).collect();
+            pending.iter().map(|t| t.message_id.as_str()).collect();
         let settled = rows.iter().filter(|row| match &row.delivery_id {
             Some(id) => !pending_ids.contains(id.as_str()),
             None => !pending_messages.contains(row.message_id.as_str()),
@@ -181,7 +216,7 @@ mod tests {
         assert!(rows.iter().all(|row| row.delivery_id.is_none()));
         let named = pending_deliveries(&db, &rows[..1]).await.unwrap();
         assert_eq!(named.len(), 2, "both endpoints' deliveries");
-        assert!(named.iter().all(|d| d.message_id == rows[0].message_id));
+        assert!(named.iter().all(|t| t.message_id == rows[0].message_id));
         assert!(pending_deliveries(&db, &[]).await.unwrap().is_empty());
     }
 
@@ -219,7 +254,7 @@ mod tests {
         let named = pending_deliveries(&db, &outbox_rows(&db).await)
             .await
             .unwrap();
-        let mut named: Vec<String> = named.into_iter().map(|d| d.id).collect();
+        let mut named: Vec<String> = named.into_iter().map(|t| t.delivery_id).collect();
         named.sort();
         let mut expected = vec![
             messages[1][1].id.clone(),

@@ -233,19 +233,32 @@ impl ConsumerContext for Rebalances {
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
-            tracing::info!(partitions = revoked.len(), "Kafka partitions revoked");
+            tracing::info!(
+                group = "dispatch",
+                partitions = revoked.len(),
+                "Kafka partitions revoked"
+            );
             lock(&self.leases).revoke(&revoked);
         }
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                tracing::info!(partitions = list.count(), "Kafka partitions assigned");
-            }
-            Rebalance::Error(error) => tracing::warn!(%error, "Kafka rebalance failed"),
-            Rebalance::Revoke(_) => {}
+        log_rebalance("dispatch", rebalance);
+    }
+}
+
+/// Logs what a rebalance gave `group`'s consumer, or why it failed.
+fn log_rebalance(group: &str, rebalance: &Rebalance<'_>) {
+    match rebalance {
+        Rebalance::Assign(list) => {
+            tracing::info!(
+                group,
+                partitions = list.count(),
+                "Kafka partitions assigned"
+            );
         }
+        Rebalance::Error(error) => tracing::warn!(group, %error, "Kafka rebalance failed"),
+        Rebalance::Revoke(_) => {}
     }
 }
 

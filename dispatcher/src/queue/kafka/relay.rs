@@ -18,7 +18,7 @@ use sea_orm::{
 };
 
 use super::send_tasks;
-use crate::queue::{QueueError, Task, outbox as rows};
+use crate::queue::{QueueError, outbox as rows};
 use crate::statement_shapes::prefer_key_lookups;
 
 /// Outbox rows taken per round (each names one delivery or all of a message's).
@@ -72,11 +72,7 @@ impl Relay {
         if taken.is_empty() {
             return Ok(0);
         }
-        let tasks: Vec<Task> = rows::pending_deliveries(db, &taken)
-            .await?
-            .into_iter()
-            .map(Task::from)
-            .collect();
+        let tasks = rows::pending_deliveries(db, &taken).await?;
         send_tasks(db, &self.producer, &self.topic, &tasks).await?;
         rows::delete(db, taken.iter().map(|row| row.id)).await?;
         tracing::debug!(deliveries = tasks.len(), "relayed deliveries to Kafka");

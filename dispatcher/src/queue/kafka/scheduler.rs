@@ -58,7 +58,11 @@ impl ClientContext for Revoked {}
 impl ConsumerContext for Revoked {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            tracing::info!(partitions = list.count(), "retry tier partitions revoked");
+            tracing::info!(
+                group = "retry",
+                partitions = list.count(),
+                "Kafka partitions revoked"
+            );
             let mut buffers = lock(&self.buffers);
             for element in list.elements() {
                 let partition = (element.topic().to_owned(), element.partition());
@@ -69,13 +73,7 @@ impl ConsumerContext for Revoked {
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                tracing::info!(partitions = list.count(), "retry tier partitions assigned");
-            }
-            Rebalance::Error(error) => tracing::warn!(%error, "retry tier rebalance failed"),
-            Rebalance::Revoke(_) => {}
-        }
+        super::log_rebalance("retry", rebalance);
     }
 }
 
