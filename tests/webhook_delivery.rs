@@ -198,6 +198,7 @@ on_both_databases!(
     stats_match_a_scripted_history_exactly,
     bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over,
     retention_removes_old_history_but_keeps_what_is_still_delivering,
+    deleting_an_endpoint_deletes_its_deliveries_and_attempts_only,
 );
 
 async fn ed25519_signatures_verify_with_the_public_key_alone(db: TestDatabase) {
@@ -986,18 +987,29 @@ async fn retention_removes_old_history_but_keeps_what_is_still_delivering(db: Te
         row.created_at = Set(long_ago);
         row.update(&db).await.unwrap();
     }
+    // All attempts but the first message's are made old too; that one is recent, as a
+    // retry's would be, and goes with its old message.
+    let first_delivery = delivery_of(&db, &old[0]).await.id;
     for attempt in delivery_attempt::Entity::find().all(&db).await.unwrap() {
+        if attempt.delivery_id == first_delivery {
+            continue;
+        }
         let mut row = attempt.into_active_model();
         row.created_at = Set(long_ago);
         row.update(&db).await.unwrap();
     }
 
     let before = chrono::Utc::now() - chrono::Duration::days(30);
-    // Two rows per statement: five old attempts and messages take three rounds each.
+    // Two rows per statement: four old attempts and five messages take three rounds each.
     let removed = junction_deliveries::retention::cleanup(&db, before, 2)
         .await
         .unwrap();
     assert_eq!((removed.attempts, removed.messages), (5, 5));
+    assert_eq!(
+        delivery_attempt::Entity::find().count(&db).await.unwrap(),
+        0,
+        "no attempt outlives its message"
+    );
     let left: Vec<String> = junction_schema::entities::message::Entity::find()
         .all(&db)
         .await
@@ -1010,6 +1022,56 @@ async fn retention_removes_old_history_but_keeps_what_is_still_delivering(db: Te
         delivery::Entity::find().count(&db).await.unwrap(),
         1,
         "its delivery stays too"
+    );
+}
+
+/// Deleting an endpoint takes its deliveries and their attempts with it, and leaves the
+/// other endpoints' history as it was.
+async fn deleting_an_endpoint_deletes_its_deliveries_and_attempts_only(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    let receiver = Receiver::ok().await;
+    let gone = acme.endpoint(&receiver.url()).await;
+    let kept = acme.endpoint(&receiver.url()).await;
+    for n in 0..3 {
+        acme.publish(serde_json::json!({"n": n})).await;
+    }
+    let running = Running::start(&db, config(&[50]));
+    let deadline = std::time::Instant::now() + WAIT;
+    while delivery_attempt::Entity::find().count(&db).await.unwrap() < 6 {
+        assert!(std::time::Instant::now() < deadline, "attempts missing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+
+    endpoints::delete(&db, &acme.id, &gone.endpoint.id)
+        .await
+        .unwrap();
+    let of = |endpoint: &str| {
+        let (db, endpoint) = (db.clone(), endpoint.to_owned());
+        async move {
+            let deliveries = delivery::Entity::find()
+                .filter(delivery::Column::EndpointId.eq(endpoint.as_str()))
+                .count(&db)
+                .await
+                .unwrap();
+            let attempts = delivery_attempt::Entity::find()
+                .filter(delivery_attempt::Column::EndpointId.eq(endpoint.as_str()))
+                .count(&db)
+                .await
+                .unwrap();
+            (deliveries, attempts)
+        }
+    };
+    assert_eq!(of(&gone.endpoint.id).await, (0, 0));
+    assert_eq!(of(&kept.endpoint.id).await, (3, 3));
+    assert_eq!(
+        junction_schema::entities::message::Entity::find()
+            .count(&db)
+            .await
+            .unwrap(),
+        3,
+        "the messages stay for the other endpoint"
     );
 }
 

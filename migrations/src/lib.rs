@@ -14,6 +14,7 @@ mod m20261127_000006_outbox_table;
 mod m20261127_000007_partial_due_index;
 mod m20261127_000008_created_at_indexes;
 mod m20261127_000009_dead_letter_indexes;
+mod m20261127_000010_attempts_without_delivery_key;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_partial_due_index::Migration),
             Box::new(m20261127_000008_created_at_indexes::Migration),
             Box::new(m20261127_000009_dead_letter_indexes::Migration),
+            Box::new(m20261127_000010_attempts_without_delivery_key::Migration),
         ]
     }
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, delivery_attempt, message};
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, TransactionSession,
+    TransactionTrait,
+};
 use serde::Deserialize;
 
 /// The `[deliveries]` section of `junction.toml`.
@@ -44,7 +47,7 @@ pub const CLEANUP_BATCH: u64 = 5_000;
 
 /// Deletes what is older than `before` and no longer needed, `batch` rows per statement.
 pub async fn cleanup(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + TransactionTrait),
     before: DateTime<Utc>,
     batch: u64,
 ) -> Result<Removed, DbErr> {
@@ -73,20 +76,34 @@ pub async fn cleanup(
             .from(delivery::Entity)
             .and_where(delivery::Column::Status.eq(delivery::PENDING))
             .to_owned();
-        let old = Query::select()
+        let txn = db.begin().await?;
+        let old: Vec<String> = message::Entity::find()
+            .select_only()
             .column(message::Column::Id)
-            .from(message::Entity)
-            .and_where(message::Column::CreatedAt.lt(before))
-            .and_where(message::Column::Id.not_in_subquery(still_pending))
+            .filter(message::Column::CreatedAt.lt(before))
+            .filter(message::Column::Id.not_in_subquery(still_pending))
             .limit(batch)
-            .to_owned();
-        let deleted = message::Entity::delete_many()
-            .filter(message::Column::Id.in_subquery(old))
-            .exec(db)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        if old.is_empty() {
+            break;
+        }
+        // Their deliveries' later attempts too: the attempt log has no foreign key on
+        // PostgreSQL (migration 10) to take them with the deliveries.
+        removed.attempts += delivery_attempt::Entity::delete_many()
+            .filter(delivery_attempt::Column::MessageId.is_in(old.iter().map(String::as_str)))
+            .exec(&txn)
             .await?
             .rows_affected;
+        let deleted = message::Entity::delete_many()
+            .filter(message::Column::Id.is_in(old.iter().map(String::as_str)))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        txn.commit().await?;
         removed.messages += deleted;
-        if deleted < batch {
+        if (old.len() as u64) < batch {
             break;
         }
     }

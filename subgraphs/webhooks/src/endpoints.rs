@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::Utc;
-use junction_schema::entities::{endpoint, endpoint_secret};
+use junction_schema::entities::{delivery_attempt, endpoint, endpoint_secret};
 use junction_schema::webhook_signature::{Scheme, SigningSecret};
 use junction_schema::webhook_url::AddressPolicy;
 use sea_orm::sea_query::Expr;
@@ -312,14 +312,24 @@ pub async fn update(
     Ok(active.update(db).await?)
 }
 
-/// Deletes an endpoint with its secrets and deliveries (its attempts go with them).
+/// Deletes an endpoint with its secrets, deliveries and attempts. The attempt log has no
+/// foreign key on PostgreSQL (migration 10), so its rows are deleted here; the rest go by
+/// cascade.
 pub async fn delete(
     db: &DatabaseConnection,
     tenant_id: &str,
     id: &str,
 ) -> Result<(), WebhookError> {
     let endpoint = get(db, tenant_id, id).await?;
-    endpoint::Entity::delete_by_id(endpoint.id).exec(db).await?;
+    let txn = db.begin().await?;
+    delivery_attempt::Entity::delete_many()
+        .filter(delivery_attempt::Column::EndpointId.eq(endpoint.id.as_str()))
+        .exec(&txn)
+        .await?;
+    endpoint::Entity::delete_by_id(endpoint.id)
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
     Ok(())
 }
 
