@@ -678,7 +678,8 @@ async fn idempotency_keys_make_publishing_safe_to_retry(db: TestDatabase) {
         .await
         .unwrap();
     assert!(!first.repeated && second.repeated);
-    assert_eq!(first.message.id, second.message.id);
+    // What the first publish returned is what was stored, to the microsecond.
+    assert_eq!(first.message, second.message);
     assert_eq!(second.deliveries, 0);
 
     let conflict = acme
@@ -690,6 +691,17 @@ async fn idempotency_keys_make_publishing_safe_to_retry(db: TestDatabase) {
     );
     let rows = delivery::Entity::find().all(&db).await.unwrap();
     assert_eq!(rows.len(), 1, "one message, one delivery");
+
+    // Retries racing each other: one stores the message, the others get it back.
+    let racing = futures_util::future::join_all(
+        (0..8).map(|_| acme.publish_keyed(serde_json::json!({"b": 1}), Some("order-2"))),
+    )
+    .await;
+    let racing: Vec<Published> = racing.into_iter().map(Result::unwrap).collect();
+    assert_eq!(racing.iter().filter(|p| !p.repeated).count(), 1);
+    assert!(racing.iter().all(|p| p.message.id == racing[0].message.id));
+    let rows = delivery::Entity::find().all(&db).await.unwrap();
+    assert_eq!(rows.len(), 2, "the racing retries made one delivery");
 }
 
 async fn bad_input_is_refused_and_stores_nothing(db: TestDatabase) {
