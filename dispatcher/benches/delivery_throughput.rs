@@ -49,8 +49,51 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-#[tokio::main]
-async fn main() {
+/// What is left to remove once the run's runtime, and every Kafka client with it, is gone.
+struct Leftovers {
+    /// Bootstrap servers and the run's topics.
+    topics: Option<(String, Vec<String>)>,
+    /// The admin URL and the run's own database.
+    database: Option<(String, String)>,
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let leftovers = runtime.block_on(run());
+    // Dropping the runtime drops its tasks, and the Kafka clients they hold, before their topics
+    // go: librdkafka has crashed here refreshing metadata of a topic deleted under a live client.
+    drop(runtime);
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(clean_up(leftovers));
+}
+
+async fn clean_up(leftovers: Leftovers) {
+    // The run's topics go too: a broker keeping every run's records in memory slows later runs.
+    if let Some((servers, topics)) = leftovers.topics {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .create()
+                .expect("Kafka admin client");
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
+            eprintln!("could not delete the run's topics: {error}");
+        }
+    }
+    if let Some((admin_url, name)) = leftovers.database {
+        let admin_db = sea_orm::Database::connect(&admin_url)
+            .await
+            .expect("PostgreSQL");
+        admin_db
+            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await
+            .expect("drop database");
+    }
+}
+
+async fn run() -> Leftovers {
     let messages = env_usize("MESSAGES", 2000);
     let endpoint_count = env_usize("ENDPOINTS", 5);
     let rate = env_usize("RATE", 0);
@@ -69,7 +112,8 @@ async fn main() {
                 .expect("create database");
             let (base, _) = admin.rsplit_once('/').expect("URL ends with /DB");
             let url = format!("{base}/{name}");
-            scratch_database = Some((admin_db, name));
+            admin_db.close().await.expect("close");
+            scratch_database = Some((admin, name));
             ("PostgreSQL", url)
         }
         Err(_) => (
@@ -325,29 +369,12 @@ async fn main() {
                 .collect()
         })
         .unwrap_or_default();
-    drop(kafka_queue);
-    drop(dispatcher);
-    // The run's topics go too: a broker keeping every run's records in memory slows later runs.
-    if let Some(servers) = &kafka
-        && !topics.is_empty()
-    {
-        use rdkafka::admin::{AdminClient, AdminOptions};
-        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
-            rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", servers)
-                .create()
-                .expect("Kafka admin client");
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        if let Err(error) = admin.delete_topics(&names, &AdminOptions::new()).await {
-            eprintln!("could not delete the run's topics: {error}");
-        }
-    }
     db.close().await.expect("close");
-    if let Some((admin_db, name)) = scratch_database {
-        admin_db
-            .execute_unprepared(&format!("DROP DATABASE {name} WITH (FORCE)"))
-            .await
-            .expect("drop database");
+    Leftovers {
+        topics: kafka
+            .filter(|_| !topics.is_empty())
+            .map(|servers| (servers, topics)),
+        database: scratch_database,
     }
 }
 
