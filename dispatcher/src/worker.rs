@@ -381,15 +381,14 @@ impl Inner {
         received: &Received,
         context: &Context,
     ) -> Result<(HeaderMap, Vec<u8>), String> {
-        let envelope = Envelope {
-            event_type: context.message.event_type.clone(),
-            timestamp: context.message.created_at,
-            data: context.message.payload.clone(),
-            message_id: context.message.id.clone(),
-            delivery_id: received.task.delivery_id.clone(),
-        };
-        let body =
-            serde_json::to_vec(&envelope).map_err(|e| format!("cannot encode envelope: {e}"))?;
+        let body = Envelope::encode(
+            &context.message.event_type,
+            context.message.created_at,
+            &context.message.payload,
+            &context.message.id,
+            &received.task.delivery_id,
+        )
+        .map_err(|e| format!("cannot encode envelope: {e}"))?;
         let timestamp = Utc::now().timestamp();
         let mut headers = HeaderMap::new();
         if let Some(custom) = context.endpoint.headers.as_object() {
