@@ -16,6 +16,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
@@ -26,7 +27,7 @@ use crate::queue::{Queue, Received};
 use crate::recorder::{Attempt, Recorder, Settlement};
 use crate::retry;
 use crate::sender::{AttemptResult, ClientError, Sender};
-use crate::statement_shapes::padded;
+use crate::statement_shapes::{padded, prefer_key_lookups};
 use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
 use junction_schema::webhook_url::AddressPolicy;
 
@@ -264,16 +265,19 @@ impl Inner {
         let mut message_ids: Vec<&str> = batch.iter().map(|r| r.task.message_id.as_str()).collect();
         message_ids.sort_unstable();
         message_ids.dedup();
+        // Found by key: a batch's messages are a few among many.
+        let txn = self.db.begin().await?;
+        prefer_key_lookups(&txn).await?;
         let endpoints: HashMap<String, Arc<endpoint::Model>> = endpoint::Entity::find()
             .filter(endpoint::Column::Id.is_in(padded(endpoint_ids.iter().copied())))
-            .all(&self.db)
+            .all(&txn)
             .await?
             .into_iter()
             .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
         let messages: HashMap<String, Arc<message::Model>> = message::Entity::find()
             .filter(message::Column::Id.is_in(padded(message_ids)))
-            .all(&self.db)
+            .all(&txn)
             .await?
             .into_iter()
             .map(|m| (m.id.clone(), Arc::new(m)))
@@ -287,8 +291,9 @@ impl Inner {
                     .add(endpoint_secret::Column::ExpiresAt.gt(now)),
             )
             .order_by_desc(endpoint_secret::Column::CreatedAt)
-            .all(&self.db)
+            .all(&txn)
             .await?;
+        txn.commit().await?;
         let mut secrets: HashMap<String, Vec<SigningSecret>> = HashMap::new();
         for row in &secret_rows {
             let Some(endpoint) = endpoints.get(&row.endpoint_id) else {
@@ -616,4 +621,77 @@ fn trace_id(traceparent: &str) -> Option<String> {
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use junction_schema::database::{DatabaseConfig, DatabaseUrl};
+    use junction_schema::entities::delivery;
+    use sea_orm::{DbBackend, Statement};
+
+    use super::*;
+    use crate::queue::{EmbeddedQueue, Task};
+    use crate::test_database::published_on_postgres;
+
+    /// Sequential scans of messages so far. The count of this connection's own statements is
+    /// flushed first, so it is exact when `db` has one connection.
+    async fn message_scans(db: &DatabaseConnection) -> i64 {
+        db.execute_unprepared("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        db.query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'messages'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+    }
+
+    /// A batch's messages are found by key. On a table whose statistics lag its growth (here,
+    /// never analyzed) the planner would otherwise read all of it for every batch: in the
+    /// Kafka benchmark, 8 ms a batch at 4,000 messages.
+    #[tokio::test]
+    async fn a_batch_finds_its_messages_by_key_on_postgres() {
+        let urls: Vec<String> = (0..8).map(|n| format!("http://127.0.0.1:9/{n}")).collect();
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let db = published_on_postgres(&urls, 250).await;
+        let name: String = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT current_database()",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index(0)
+            .unwrap();
+        let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
+        let (server, _) = admin.rsplit_once('/').unwrap();
+        // One connection, so the scan count read after the batch includes the batch's.
+        let one = junction_schema::database::connect(&DatabaseConfig {
+            url: DatabaseUrl::parse(&format!("{server}/{name}")).unwrap(),
+            max_connections: 1,
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let queue = Arc::new(EmbeddedQueue::new(one.clone(), Duration::from_secs(30)));
+        let dispatcher = Dispatcher::new(one.clone(), queue, DispatcherConfig::default()).unwrap();
+        let batch: Vec<Received> = delivery::Entity::find()
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .take(256)
+            .map(|row| Received::new(Task::from(row), String::new()))
+            .collect();
+
+        let before = message_scans(&one).await;
+        let contexts = dispatcher.inner.load_batch(&batch).await.unwrap();
+        assert_eq!(contexts.len(), 256);
+        assert_eq!(message_scans(&one).await, before, "messages were scanned");
+    }
 }

@@ -41,6 +41,7 @@ use rdkafka::{ClientContext, Message};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
 };
 
 pub use config::KafkaConfig;
@@ -50,7 +51,7 @@ pub use tiers::Tiers;
 
 use super::{Queue, QueueError, Received, Task};
 use crate::background::AbortOnDrop;
-use crate::statement_shapes::padded;
+use crate::statement_shapes::{padded, prefer_key_lookups};
 
 /// How long a send may wait in the producer's queue before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -502,6 +503,8 @@ impl KafkaQueue {
             .iter()
             .map(|r| r.task.delivery_id.as_str())
             .collect();
+        let txn = self.db.begin().await?;
+        prefer_key_lookups(&txn).await?;
         let rows: Vec<(String, String, i32)> = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::Id)
@@ -509,8 +512,9 @@ impl KafkaQueue {
             .column(delivery::Column::Attempts)
             .filter(delivery::Column::Id.is_in(padded(ids)))
             .into_tuple()
-            .all(&self.db)
+            .all(&txn)
             .await?;
+        txn.commit().await?;
         let rows: std::collections::HashMap<String, (String, i32)> = rows
             .into_iter()
             .map(|(id, status, attempts)| (id, (status, attempts)))
