@@ -10,12 +10,11 @@
 use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, delivery_attempt};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement,
-    TransactionTrait, Value,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::statement_shapes::{padded, power_of_two_runs, prefer_key_lookups};
+use crate::statement_shapes::{begin_key_lookups, padded, power_of_two_runs};
 
 /// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters in a
 /// statement; the UPDATE takes 7 per attempt, its list padded to 1,024).
@@ -97,8 +96,7 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
 
 /// Writes `attempts` in one transaction.
 async fn write(db: &DatabaseConnection, attempts: &[&Attempt]) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
-    prefer_key_lookups(&txn).await?;
+    let txn = begin_key_lookups(db).await?;
     for run in power_of_two_runs(attempts) {
         insert_attempts(&txn, run).await?;
     }
@@ -198,9 +196,12 @@ fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> St
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter};
+    use sea_orm::{
+        ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, TransactionTrait,
+    };
 
     use super::*;
+    use crate::statement_shapes::prefer_key_lookups;
     use crate::test_database::{published, published_on_postgres};
 
     /// A database with one endpoint and `count` deliveries to it.

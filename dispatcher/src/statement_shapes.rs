@@ -5,7 +5,9 @@
 //!
 //! And batches of key lookups, planned as such whatever the table's statistics say.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
+};
 
 /// Prices table scans out for the rest of `txn`, whose statements find rows by key.
 ///
@@ -20,6 +22,15 @@ pub(crate) async fn prefer_key_lookups(txn: &DatabaseTransaction) -> Result<(), 
             .await?;
     }
     Ok(())
+}
+
+/// Begins a transaction whose statements find rows by key: see [`prefer_key_lookups`].
+pub(crate) async fn begin_key_lookups(
+    db: &DatabaseConnection,
+) -> Result<DatabaseTransaction, DbErr> {
+    let txn = db.begin().await?;
+    prefer_key_lookups(&txn).await?;
+    Ok(txn)
 }
 
 /// `values` with the last one repeated up to the next power of two: for `IN (...)` lists and

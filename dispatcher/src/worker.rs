@@ -16,7 +16,6 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
 };
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
@@ -27,7 +26,7 @@ use crate::queue::{Queue, Received};
 use crate::recorder::{Attempt, Recorder, Settlement};
 use crate::retry;
 use crate::sender::{AttemptResult, ClientError, Sender};
-use crate::statement_shapes::{padded, prefer_key_lookups};
+use crate::statement_shapes::{begin_key_lookups, padded};
 use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
 use junction_schema::webhook_url::AddressPolicy;
 
@@ -266,8 +265,7 @@ impl Inner {
         message_ids.sort_unstable();
         message_ids.dedup();
         // Found by key: a batch's messages are a few among many.
-        let txn = self.db.begin().await?;
-        prefer_key_lookups(&txn).await?;
+        let txn = begin_key_lookups(&self.db).await?;
         let endpoints: HashMap<String, Arc<endpoint::Model>> = endpoint::Entity::find()
             .filter(endpoint::Column::Id.is_in(padded(endpoint_ids.iter().copied())))
             .all(&txn)

@@ -41,7 +41,6 @@ use rdkafka::{ClientContext, Message};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
 };
 
 pub use config::KafkaConfig;
@@ -51,7 +50,7 @@ pub use tiers::Tiers;
 
 use super::{Queue, QueueError, Received, Task};
 use crate::background::AbortOnDrop;
-use crate::statement_shapes::{padded, prefer_key_lookups};
+use crate::statement_shapes::{begin_key_lookups, padded};
 
 /// How long a send may wait in the producer's queue before it counts as failed.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -503,8 +502,7 @@ impl KafkaQueue {
             .iter()
             .map(|r| r.task.delivery_id.as_str())
             .collect();
-        let txn = self.db.begin().await?;
-        prefer_key_lookups(&txn).await?;
+        let txn = begin_key_lookups(&self.db).await?;
         let rows: Vec<(String, String, i32)> = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::Id)

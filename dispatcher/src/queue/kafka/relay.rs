@@ -14,12 +14,11 @@ use rdkafka::producer::FutureProducer;
 use sea_orm::sea_query::{LockBehavior, LockType};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait, QueryOrder, QuerySelect,
-    TransactionTrait,
 };
 
 use super::send_tasks;
 use crate::queue::{QueueError, outbox as rows};
-use crate::statement_shapes::prefer_key_lookups;
+use crate::statement_shapes::begin_key_lookups;
 
 /// Outbox rows taken per round (each names one delivery or all of a message's).
 const BATCH: u64 = 200;
@@ -50,8 +49,7 @@ impl Relay {
     /// One round: sends what up to a batch of outbox rows name; returns how many rows.
     pub async fn once(&self) -> Result<usize, QueueError> {
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            let txn = self.db.begin().await?;
-            prefer_key_lookups(&txn).await?;
+            let txn = begin_key_lookups(&self.db).await?;
             let taken = self.relay(&txn, true).await?;
             txn.commit().await?;
             Ok(taken)
