@@ -199,6 +199,7 @@ on_both_databases!(
     bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over,
     retention_removes_old_history_but_keeps_what_is_still_delivering,
     deleting_an_endpoint_deletes_its_deliveries_and_attempts_only,
+    a_message_to_more_endpoints_than_one_statement_takes_is_stored_whole,
 );
 
 async fn ed25519_signatures_verify_with_the_public_key_alone(db: TestDatabase) {
@@ -1084,6 +1085,32 @@ async fn deleting_an_endpoint_deletes_its_deliveries_and_attempts_only(db: TestD
             .unwrap(),
         3,
         "the messages stay for the other endpoint"
+    );
+}
+
+/// A message for 1,100 endpoints is past what publishing writes in one statement (1,000
+/// deliveries): it is written in several, in one transaction, and nothing is lost.
+async fn a_message_to_more_endpoints_than_one_statement_takes_is_stored_whole(db: TestDatabase) {
+    let db = db.migrated().await;
+    let acme = tenant(&db, "acme").await;
+    for n in 0..1_100 {
+        acme.endpoint(&format!("http://127.0.0.1:9/hook/{n}")).await;
+    }
+    let published = acme.publish(serde_json::json!({"to": "everyone"})).await;
+    assert_eq!(published.deliveries, 1_100);
+    let stored = delivery::Entity::find()
+        .filter(delivery::Column::MessageId.eq(published.message.id.as_str()))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1_100);
+    assert_eq!(
+        junction_schema::entities::outbox::Entity::find()
+            .count(&db)
+            .await
+            .unwrap(),
+        1,
+        "one outbox row names them all"
     );
 }
 

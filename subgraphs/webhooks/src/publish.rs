@@ -22,6 +22,11 @@ use crate::{WebhookError, compiled_schemas, event_types};
 
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
+/// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
+/// message for some 5,000 endpoints used to pass; one for more than this is written in
+/// several INSERTs.
+const DELIVERIES_PER_STATEMENT: usize = 1_000;
+
 pub struct PublishEvent {
     pub event_type: String,
     pub payload: serde_json::Value,
@@ -118,7 +123,9 @@ pub async fn publish(
         .map(|e| e.id)
         .collect();
     let stored = match db.get_database_backend() {
-        DbBackend::Postgres => store_in_one_statement(db, &message, &endpoints).await?,
+        DbBackend::Postgres if endpoints.len() <= DELIVERIES_PER_STATEMENT => {
+            store_in_one_statement(db, &message, &endpoints).await?
+        }
         _ => store_in_transaction(db, &message, &endpoints).await?,
     };
     if !stored {
@@ -221,8 +228,9 @@ async fn store_in_one_statement(
     Ok(stored.is_some())
 }
 
-/// The same in a transaction of separate statements, for SQLite, which has no data-modifying
-/// `WITH` (and, in process, no round trips to save).
+/// The same in a transaction of separate statements: for SQLite, which has no data-modifying
+/// `WITH` (and, in process, no round trips to save), and for a message to more endpoints
+/// than one statement takes.
 async fn store_in_transaction(
     db: &DatabaseConnection,
     message: &message::Model,
@@ -240,9 +248,9 @@ async fn store_in_transaction(
     if inserted == 0 {
         return Ok(false);
     }
-    if !endpoints.is_empty() {
-        let now = message.created_at;
-        delivery::Entity::insert_many(endpoints.iter().map(|endpoint| delivery::ActiveModel {
+    let now = message.created_at;
+    for chunk in endpoints.chunks(DELIVERIES_PER_STATEMENT) {
+        delivery::Entity::insert_many(chunk.iter().map(|endpoint| delivery::ActiveModel {
             id: Set(uuid::Uuid::now_v7().to_string()),
             tenant_id: Set(message.tenant_id.clone()),
             message_id: Set(message.id.clone()),
@@ -259,6 +267,8 @@ async fn store_in_transaction(
         }))
         .exec_without_returning(&txn)
         .await?;
+    }
+    if !endpoints.is_empty() {
         // For the Kafka relay: one row names all of the message's deliveries.
         outbox::Entity::insert(outbox::ActiveModel {
             message_id: Set(message.id.clone()),
