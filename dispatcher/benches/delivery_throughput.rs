@@ -358,22 +358,19 @@ async fn run() -> Leftovers {
         percentile(0.99),
         percentile(1.0)
     );
-    let topics: Vec<String> = kafka_queue
-        .as_ref()
-        .map(|queue| {
-            queue
-                .topics()
-                .all()
-                .into_iter()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    // Both are set together, on Kafka runs.
+    let topics = kafka.zip(kafka_queue).map(|(servers, queue)| {
+        let names = queue
+            .topics()
+            .all()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        (servers, names)
+    });
     db.close().await.expect("close");
     Leftovers {
-        topics: kafka
-            .filter(|_| !topics.is_empty())
-            .map(|servers| (servers, topics)),
+        topics,
         database: scratch_database,
     }
 }

@@ -22,6 +22,14 @@ pub async fn published(
 /// The same on a fresh database of the PostgreSQL server `TEST_POSTGRES_URL` names (as for
 /// the workspace's end-to-end suite, which `tests/run` starts).
 pub async fn published_on_postgres(endpoint_urls: &[&str], messages: usize) -> DatabaseConnection {
+    published_on_postgres_at(endpoint_urls, messages).await.0
+}
+
+/// `published_on_postgres`, with the database's URL, for a test that connects to it again.
+pub async fn published_on_postgres_at(
+    endpoint_urls: &[&str],
+    messages: usize,
+) -> (DatabaseConnection, String) {
     let admin_url = std::env::var("TEST_POSTGRES_URL")
         .expect("TEST_POSTGRES_URL names the PostgreSQL server for PostgreSQL-only tests");
     let admin = sea_orm::Database::connect(&admin_url).await.unwrap();
@@ -32,7 +40,8 @@ pub async fn published_on_postgres(endpoint_urls: &[&str], messages: usize) -> D
         .unwrap();
     admin.close().await.unwrap();
     let (server, _) = admin_url.rsplit_once('/').unwrap();
-    published_at(&format!("{server}/{name}"), endpoint_urls, messages).await
+    let url = format!("{server}/{name}");
+    (published_at(&url, endpoint_urls, messages).await, url)
 }
 
 async fn published_at(url: &str, endpoint_urls: &[&str], messages: usize) -> DatabaseConnection {

@@ -629,7 +629,7 @@ mod tests {
 
     use super::*;
     use crate::queue::{EmbeddedQueue, Task};
-    use crate::test_database::published_on_postgres;
+    use crate::test_database::published_on_postgres_at;
 
     /// Sequential scans of messages so far. The count of this connection's own statements is
     /// flushed first, so it is exact when `db` has one connection.
@@ -655,22 +655,10 @@ mod tests {
     async fn a_batch_finds_its_messages_by_key_on_postgres() {
         let urls: Vec<String> = (0..8).map(|n| format!("http://127.0.0.1:9/{n}")).collect();
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let db = published_on_postgres(&urls, 250).await;
-        let name: String = db
-            .query_one_raw(Statement::from_string(
-                DbBackend::Postgres,
-                "SELECT current_database()",
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index(0)
-            .unwrap();
-        let admin = std::env::var("TEST_POSTGRES_URL").unwrap();
-        let (server, _) = admin.rsplit_once('/').unwrap();
+        let (db, url) = published_on_postgres_at(&urls, 250).await;
         // One connection, so the scan count read after the batch includes the batch's.
         let one = junction_schema::database::connect(&DatabaseConfig {
-            url: DatabaseUrl::parse(&format!("{server}/{name}")).unwrap(),
+            url: DatabaseUrl::parse(&url).unwrap(),
             max_connections: 1,
             ..DatabaseConfig::default()
         })
