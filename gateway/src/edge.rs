@@ -135,11 +135,14 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let bytes: [u8; 16] = rand::random();
-        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut text = uuid::Uuid::encode_buffer();
-        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
-            .ok()
-            .map(RequestId::new)
+        new_request_id().map(RequestId::new)
     }
+}
+
+/// A new request id: a UUID v4 from the thread's seeded generator.
+pub fn new_request_id() -> Option<HeaderValue> {
+    let bytes: [u8; 16] = rand::random();
+    let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
 }

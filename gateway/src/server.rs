@@ -1,51 +1,227 @@
-//! Serving an axum app until shutdown, letting in-flight requests finish within a grace period.
+//! Serving an address until shutdown, letting in-flight requests finish within a grace
+//! period. Each connection starts on the REST routes' HTTP/1 fast path when the site has
+//! routes; the first request that path does not take hands the connection to hyper's server
+//! and the axum app.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
 
-/// Serves `app` until `shutdown` resolves, then stops accepting connections and waits for
+use crate::passthrough::Passthrough;
+use crate::passthrough::http1::{self, Served};
+
+/// What one address serves: the axum app, and the REST routes its fast path takes.
+#[derive(Clone)]
+pub struct Site {
+    pub app: Router,
+    pub routes: Option<Arc<Passthrough>>,
+}
+
+/// The site being served. A reload replaces it: each request takes the site current when
+/// it arrives and finishes on it.
+#[derive(Clone)]
+pub struct CurrentSite(Arc<RwLock<Site>>);
+
+impl CurrentSite {
+    pub fn new(site: Site) -> Self {
+        Self(Arc::new(RwLock::new(site)))
+    }
+
+    pub fn replace(&self, site: Site) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = site;
+    }
+
+    fn app(&self) -> Router {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).app.clone()
+    }
+
+    fn routes(&self) -> Option<Arc<Passthrough>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .routes
+            .clone()
+    }
+}
+
+impl From<Site> for CurrentSite {
+    fn from(site: Site) -> Self {
+        Self::new(site)
+    }
+}
+
+impl From<Router> for CurrentSite {
+    fn from(app: Router) -> Self {
+        Self::new(Site { app, routes: None })
+    }
+}
+
+/// Serves `site` until `shutdown` resolves, then stops accepting connections and waits for
 /// in-flight requests, for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    site: impl Into<CurrentSite>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
-) -> std::io::Result<()> {
-    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    // Responses often go out in several writes (headers, then streamed chunks); with Nagle's
-    // algorithm on, each small write after the first waits for the client's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
+) -> io::Result<()> {
+    let site = site.into();
+    // Connections watch it to stop; the server waits for every watcher to be gone.
+    let (closing_tx, closing_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    pause_after(&error).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses often go out in several writes (head, then streamed chunks); with
+        // Nagle's algorithm on, each small write after the first waits for the client's
+        // delayed ACK.
+        if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
         }
-    });
-    // The peer address reaches handlers: REST routes forward it and rate-limit by it.
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = begun_tx.send(());
-    })
-    .into_future();
-    tokio::pin!(server);
+        tokio::spawn(connection(stream, peer, site.clone(), closing_rx.clone()));
+    }
+    drop(listener);
+    drop(closing_rx);
+    closing_tx.send_replace(true);
     tokio::select! {
-        result = &mut server => result,
-        _ = async {
-            if begun_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
+        () = closing_tx.closed() => Ok(()),
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(?grace, "shutdown grace period elapsed; dropping remaining connections");
             Ok(())
         }
+    }
+}
+
+/// Accepting failed: a connection reset while queued is nothing; running out of file
+/// descriptors or memory is waited out rather than spun on.
+async fn pause_after(error: &io::Error) {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept connections; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    site: CurrentSite,
+    mut closing: watch::Receiver<bool>,
+) {
+    let mut read = BytesMut::new();
+    if site.routes().is_some() {
+        match http1::serve(&mut stream, peer, || site.routes(), &mut closing).await {
+            Served::Closed => return,
+            Served::HandOff(bytes) => read = bytes,
+        }
+    }
+    let io = TokioIo::new(Rewind {
+        read: read.freeze(),
+        stream,
+    });
+    // The peer address reaches handlers: REST routes forward it and rate-limit by it.
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        site.app().oneshot(request)
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.wait_for(|closing| *closing), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// A connection with bytes already read from it put back in front.
+struct Rewind {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            buf.put_slice(&self.read[..n]);
+            self.read.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -2,7 +2,7 @@
 //! Federation v2 subgraphs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
@@ -12,11 +12,11 @@ use junction_gateway::passthrough::{Passthrough, ProxyContext};
 use junction_gateway::persisted::PersistedQueries;
 use junction_gateway::rate_limit::RateLimiter;
 use junction_gateway::router::{Authenticator, GraphRouter};
+use junction_gateway::server::{CurrentSite, Site};
 use junction_gateway::supergraph::Supergraph;
 use junction_gateway::{edge, health};
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 use tower_http::trace::TraceLayer;
 
 use crate::commands::Failure;
@@ -29,10 +29,10 @@ pub async fn run(
     config_file: PathBuf,
     reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
 ) -> Result<(), Failure> {
-    let (app, subgraphs) = build(&config, supergraph.as_deref())?;
-    // Requests take the app current when they arrive and finish on it; a reload swaps in a
+    let (site, subgraphs) = build(&config, supergraph.as_deref())?;
+    // Requests take the site current when they arrive and finish on it; a reload swaps in a
     // new one for the requests after.
-    let current = Arc::new(RwLock::new(app));
+    let current = CurrentSite::new(site);
     let mut watched = vec![config_file];
     watched.extend(
         supergraph
@@ -40,7 +40,7 @@ pub async fn run(
             .or_else(|| config.gateway.supergraph.clone()),
     );
     tokio::spawn(reload_when_asked(
-        Arc::clone(&current),
+        current.clone(),
         supergraph,
         config.gateway.listen,
         reload,
@@ -49,10 +49,6 @@ pub async fn run(
             every: config.gateway.watch_interval,
         },
     ));
-    let app = Router::new().fallback_service(tower::service_fn(move |request| {
-        let app = current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        app.oneshot(request)
-    }));
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -64,7 +60,7 @@ pub async fn run(
     );
     junction_gateway::server::serve(
         listener,
-        app,
+        current,
         Shutdown::on_signal().wait(),
         config.gateway.shutdown_grace,
     )
@@ -76,7 +72,7 @@ pub async fn run(
 
 /// Everything the router serves, from a configuration and the supergraph file; and the
 /// subgraphs it found, for the log.
-fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Router, Vec<String>), Failure> {
+fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Site, Vec<String>), Failure> {
     let Some(path) = supergraph
         .map(Path::to_path_buf)
         .or_else(|| config.gateway.supergraph.clone())
@@ -180,13 +176,14 @@ pub fn graph_router(
 }
 
 /// What the router's address serves: GraphQL, the playground and `endpoints`, then the REST
-/// routes for every other path; behind request ids and request tracing.
+/// routes for every other path; behind request ids and request tracing. The REST routes
+/// also go to the server's HTTP/1 fast path, which does the same per request.
 pub fn front_door(
     config: &Config,
     router: Arc<GraphRouter>,
     endpoints: Router,
     passthrough: Passthrough,
-) -> Router {
+) -> Site {
     let own = edge::own_endpoints(
         router
             .routes()
@@ -196,12 +193,15 @@ pub fn front_door(
     );
     // Added after the own endpoints' layers, so REST bodies are neither limited nor
     // compressed by them.
-    let app = if passthrough.is_empty() {
-        own
-    } else {
-        own.fallback_service(passthrough.into_service())
+    let routes = (!passthrough.is_empty()).then(|| Arc::new(passthrough));
+    let app = match &routes {
+        Some(routes) => own.fallback_service(routes.service()),
+        None => own,
     };
-    edge::request_ids(app).layer(TraceLayer::new_for_http())
+    Site {
+        app: edge::request_ids(app).layer(TraceLayer::new_for_http()),
+        routes,
+    }
 }
 
 /// Files whose change reloads the router, looked at every `every` (never when zero).
@@ -225,7 +225,7 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
 /// again, and the router rebuilt from them; anything wrong keeps the running router. (The
 /// listening address stays as started.)
 async fn reload_when_asked(
-    current: Arc<RwLock<Router>>,
+    current: CurrentSite,
     supergraph: Option<PathBuf>,
     listen: std::net::SocketAddr,
     reload: impl Fn() -> Result<Config, Failure>,
@@ -265,8 +265,8 @@ async fn reload_when_asked(
             }
             build(&config, supergraph.as_deref())
         }) {
-            Ok((app, subgraphs)) => {
-                *current.write().unwrap_or_else(|p| p.into_inner()) = app;
+            Ok((site, subgraphs)) => {
+                current.replace(site);
                 tracing::info!(subgraphs = %subgraphs.join(", "), trigger = why, "configuration reloaded");
             }
             Err(failure) => {

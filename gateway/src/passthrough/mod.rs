@@ -4,6 +4,7 @@
 //! another method gets 405 and `Allow`, no match 404, both as problem documents.
 
 mod config;
+pub mod http1;
 mod matcher;
 mod plugins;
 mod problem;
@@ -37,6 +38,14 @@ struct Route {
     /// Lower-case; `*.example.com` for subdomains.
     hosts: Vec<String>,
     service: RouteService,
+    /// What the HTTP/1 fast path runs for it, when it can (not for CORS or TLS upstreams).
+    fast: Option<FastRoute>,
+}
+
+/// A route as the HTTP/1 fast path runs it: the plugins in order, then the proxy.
+pub struct FastRoute {
+    plugins: Vec<Arc<plugins::Plugin>>,
+    proxy: Arc<proxy::Proxy>,
 }
 
 impl Passthrough {
@@ -49,8 +58,9 @@ impl Passthrough {
         let mut routes = Vec::with_capacity(configs.len());
         for config in configs {
             let proxy = Arc::new(proxy::Proxy::new(config, context.clone())?);
+            let forwarding = Arc::clone(&proxy);
             let mut service = RouteService::new(service_fn(move |request: Request| {
-                let proxy = Arc::clone(&proxy);
+                let proxy = Arc::clone(&forwarding);
                 async move { Ok(proxy.forward(request).await) }
             }));
             let shared = plugins::Shared {
@@ -58,9 +68,16 @@ impl Passthrough {
                 authenticator,
                 trusted_proxies: &context.trusted_proxies,
             };
-            for plugin in config.plugins.iter().rev() {
-                service = plugins::wrap(plugin, service, &shared)?;
+            let plugins = config
+                .plugins
+                .iter()
+                .map(|plugin| plugins::Plugin::new(plugin, &shared).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            for plugin in plugins.iter().rev() {
+                service = plugin.wrap(service);
             }
+            let fast = (proxy.plain_http() && plugins.iter().all(|p| p.runs_on_fast_path()))
+                .then_some(FastRoute { plugins, proxy });
             routes.push(Route {
                 pattern: config.pattern()?,
                 methods: config.methods()?,
@@ -70,6 +87,7 @@ impl Passthrough {
                     .map(|h| h.to_ascii_lowercase())
                     .collect(),
                 service,
+                fast,
             });
         }
         // Stable: among equally specific routes, the first configured wins.
@@ -83,12 +101,39 @@ impl Passthrough {
     }
 
     /// The routes as one service, for the router's fallback.
-    pub fn into_service(self) -> RouteService {
-        let passthrough = Arc::new(self);
+    pub fn service(self: &Arc<Self>) -> RouteService {
+        let passthrough = Arc::clone(self);
         RouteService::new(service_fn(move |request: Request| {
             let passthrough = Arc::clone(&passthrough);
             async move { Ok(passthrough.dispatch(request).await) }
         }))
+    }
+
+    /// The route the HTTP/1 fast path runs for a request, found as `dispatch` finds it;
+    /// `None` when the general path is to answer (no route, another method, a route the
+    /// fast path cannot run).
+    pub fn fast_route(&self, method: &[u8], path: &str, host: Option<&[u8]>) -> Option<&FastRoute> {
+        if !matcher::is_safe_path(path) {
+            return None;
+        }
+        let host = self
+            .by_host
+            .then(|| host.and_then(|h| std::str::from_utf8(h).ok()))
+            .flatten()
+            .map(|h| host_name(h).to_ascii_lowercase());
+        self.routes
+            .iter()
+            .filter(|route| {
+                route.pattern.matches(path).is_some() && route.takes_host(host.as_deref())
+            })
+            .find(|route| {
+                route.methods.is_empty()
+                    || route
+                        .methods
+                        .iter()
+                        .any(|m| m.as_str().as_bytes() == method)
+            })
+            .and_then(|route| route.fast.as_ref())
     }
 
     async fn dispatch(&self, request: Request) -> Response {
@@ -185,6 +230,7 @@ mod tests {
             service: RouteService::new(service_fn(|_: Request| async {
                 Ok(Response::new(axum::body::Body::empty()))
             })),
+            fast: None,
         }
     }
 

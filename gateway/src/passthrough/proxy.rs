@@ -22,7 +22,7 @@ use junction_schema::identity::{IdentitySigner, strip_identity_headers};
 use super::config::{HeaderRules, RouteConfig};
 use super::matcher::{PathPattern, Rewrite};
 use super::problem;
-use super::upstream::Upstreams;
+use super::upstream::{Upstream, Upstreams};
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
@@ -111,6 +111,7 @@ pub struct Proxy {
     upstreams: Upstreams,
     client: HttpClient,
     timeout: Duration,
+    connect_timeout: Duration,
     retries: u32,
     preserve_host: bool,
     max_body_bytes: Option<u64>,
@@ -119,10 +120,96 @@ pub struct Proxy {
     context: ProxyContext,
 }
 
-/// Why an attempt got no answer to pass on.
-enum Failure {
+/// A request made ready for the route's upstreams.
+pub(super) struct Outgoing {
+    /// Path and query below an upstream's base path.
+    pub path: String,
+    pub headers: HeaderMap,
+    /// Bodiless and of an idempotent method: may go to another upstream after a failure.
+    pub repeatable: bool,
+    /// The protocol the client asks to switch to.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// Why a request got no upstream answer to pass on.
+pub(super) enum Failure {
     Unreachable(String),
     TimedOut,
+    /// The client's body ran past the route's limit while it streamed.
+    TooLarge,
+    /// The path makes no upstream URI.
+    BadPath(String),
+    /// The client went away mid-request: nobody to answer.
+    ClientGone,
+}
+
+/// The attempts at one request: which upstream is next, and what each outcome means for
+/// the upstream's health and for the request.
+pub(super) struct Attempts<'a> {
+    proxy: &'a Proxy,
+    tried: Vec<usize>,
+    left: u32,
+    failure: Failure,
+}
+
+impl<'a> Attempts<'a> {
+    /// The next upstream to try, and whether it is the last; `None` when all are spent.
+    pub fn next(&mut self) -> Option<(usize, &'a Upstream, bool)> {
+        self.left = self.left.checked_sub(1)?;
+        let index = self.proxy.upstreams.pick(&self.tried);
+        self.tried.push(index);
+        Some((index, self.proxy.upstreams.get(index), self.left == 0))
+    }
+
+    /// Runs one attempt at upstream `index` within the route's timeout: the result to pass
+    /// on, or `None` to try the next upstream. Failures count against the upstream's
+    /// health, answers for it.
+    pub async fn settle<R>(
+        &mut self,
+        index: usize,
+        attempt: impl Future<Output = Tried<R>>,
+    ) -> Option<Result<R, Failure>> {
+        let upstreams = &self.proxy.upstreams;
+        let route = &self.proxy.name;
+        let authority = &upstreams.get(index).authority;
+        let last = self.left == 0;
+        match tokio::time::timeout(self.proxy.timeout, attempt).await {
+            Ok(Tried::Answered(answer)) => {
+                upstreams.succeeded(index);
+                Some(Ok(answer))
+            }
+            Ok(Tried::Unavailable(answer)) => {
+                upstreams.failed(index);
+                last.then_some(Ok(answer))
+            }
+            Ok(Tried::Failed(Failure::Unreachable(why))) => {
+                upstreams.failed(index);
+                tracing::warn!(%route, upstream = %authority, error = %why, "upstream request failed");
+                self.failure = Failure::Unreachable(why);
+                None
+            }
+            Ok(Tried::Failed(other)) => Some(Err(other)),
+            Err(_) => {
+                upstreams.failed(index);
+                tracing::warn!(%route, upstream = %authority, timeout = ?self.proxy.timeout, "upstream timed out");
+                self.failure = Failure::TimedOut;
+                None
+            }
+        }
+    }
+
+    /// Why the request got no answer, once every attempt is spent.
+    pub fn failure(self) -> Failure {
+        self.failure
+    }
+}
+
+/// How one attempt at one upstream went.
+pub(super) enum Tried<R> {
+    Answered(R),
+    /// 502, 503 or 504: passed on only when no other upstream may be tried.
+    Unavailable(R),
+    Failed(Failure),
 }
 
 impl Proxy {
@@ -149,6 +236,7 @@ impl Proxy {
             upstreams: Upstreams::new(&config.upstreams, config.passive_health.clone())?,
             client,
             timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
             retries: config.retries,
             preserve_host: config.preserve_host,
             max_body_bytes: config.max_body_bytes,
@@ -162,54 +250,32 @@ impl Proxy {
     /// and answers with what came back, or a problem document (502, 504, 413).
     pub async fn forward(&self, request: Request) -> Response {
         let (mut parts, body) = request.into_parts();
-        let Some(matched) = self.pattern.matches(parts.uri.path()) else {
-            return problem::not_found(&parts.headers);
-        };
-        let mut path = match &self.rewrite {
-            Some(rewrite) => rewrite.apply(&matched),
-            None => parts.uri.path().to_owned(),
-        };
-        if let Some(query) = parts.uri.query() {
-            path.push('?');
-            path.push_str(query);
-        }
-        let request_id = parts.headers.get(crate::edge::REQUEST_ID).cloned();
-        let length = content_length(&parts.headers);
-        if let (Some(limit), Some(length)) = (self.max_body_bytes, length)
-            && length > limit
-        {
-            return too_large(limit, request_id.as_ref());
-        }
-        let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
-            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case("upgrade"))
-        });
-        let client_upgrade = upgrade
-            .as_ref()
-            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
         let peer = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0.ip());
-        let mut headers = std::mem::take(&mut parts.headers);
-        remove_hop_by_hop(&mut headers, upgrade.as_ref());
-        self.set_forwarded(&mut headers, peer);
-        strip_identity_headers(&mut headers);
-        if let (Some(signer), Some(identity)) =
-            (&self.context.signer, parts.extensions.get::<Identity>())
-        {
-            signer.apply(identity, &mut headers);
-        }
-        if !self.preserve_host {
-            headers.remove(header::HOST);
-        }
-        self.request_headers.apply(&mut headers);
-
-        // A body can be sent once: only bodiless requests of idempotent methods are retried.
-        let repeatable = is_idempotent(&parts.method)
-            && length.is_none_or(|l| l == 0)
-            && !headers.contains_key(header::TRANSFER_ENCODING)
-            && upgrade.is_none();
-        let attempts = if repeatable { self.retries + 1 } else { 1 };
+        let outgoing = match self.prepare(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            std::mem::take(&mut parts.headers),
+            peer,
+            parts.extensions.get::<Identity>(),
+        ) {
+            Ok(outgoing) => outgoing,
+            Err(refused) => return *refused,
+        };
+        let client_upgrade = outgoing
+            .upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
+        let request_id = outgoing.headers.get(crate::edge::REQUEST_ID).cloned();
+        let Outgoing {
+            path,
+            mut headers,
+            repeatable,
+            ..
+        } = outgoing;
         let mut body = Some(match self.max_body_bytes {
             Some(limit) => Body::new(http_body_util::Limited::new(
                 body,
@@ -217,75 +283,141 @@ impl Proxy {
             )),
             None => body,
         });
-        let mut tried = Vec::with_capacity(attempts as usize);
-        let mut failure = Failure::TimedOut;
-        for attempt in 1..=attempts {
-            let index = self.upstreams.pick(&tried);
-            tried.push(index);
-            let upstream = self.upstreams.get(index);
+        let mut attempts = self.attempts(repeatable);
+        let sent = loop {
+            let Some((index, upstream, last)) = attempts.next() else {
+                break Err(attempts.failure());
+            };
             let uri = match upstream.uri(&path) {
                 Ok(uri) => uri,
-                Err(e) => {
-                    return problem::response(
-                        StatusCode::BAD_REQUEST,
-                        &format!("the path cannot be forwarded: {e}"),
-                        request_id.as_ref(),
-                    );
-                }
+                Err(e) => break Err(Failure::BadPath(e.to_string())),
             };
             let mut outgoing = Request::new(body.take().unwrap_or_default());
             *outgoing.method_mut() = parts.method.clone();
             *outgoing.uri_mut() = uri;
             *outgoing.version_mut() = Version::HTTP_11;
-            *outgoing.headers_mut() = if attempt < attempts {
-                headers.clone()
-            } else {
+            *outgoing.headers_mut() = if last {
                 std::mem::take(&mut headers)
+            } else {
+                headers.clone()
             };
-            let last = attempt == attempts;
-            match tokio::time::timeout(self.timeout, self.client.request(outgoing)).await {
-                Ok(Ok(response)) => {
-                    if matches!(
-                        response.status(),
-                        StatusCode::BAD_GATEWAY
-                            | StatusCode::SERVICE_UNAVAILABLE
-                            | StatusCode::GATEWAY_TIMEOUT
-                    ) {
-                        self.upstreams.failed(index);
-                        if !last {
-                            continue;
-                        }
-                    } else {
-                        self.upstreams.succeeded(index);
+            let attempt = async {
+                match self.client.request(outgoing).await {
+                    Ok(response) if is_unavailable(response.status()) => {
+                        Tried::Unavailable(response)
                     }
-                    return self.answer(response, client_upgrade);
+                    Ok(response) => Tried::Answered(response),
+                    Err(error) if body_over_limit(&error) => Tried::Failed(Failure::TooLarge),
+                    Err(error) => Tried::Failed(Failure::Unreachable(describe(&error))),
                 }
-                Ok(Err(error)) if body_over_limit(&error) => {
-                    return too_large(self.max_body_bytes.unwrap_or_default(), request_id.as_ref());
-                }
-                Ok(Err(error)) => {
-                    self.upstreams.failed(index);
-                    let why = describe(&error);
-                    tracing::warn!(route = %self.name, upstream = %upstream.authority, attempt, error = %why, "upstream request failed");
-                    failure = Failure::Unreachable(why);
-                }
-                Err(_) => {
-                    self.upstreams.failed(index);
-                    failure = Failure::TimedOut;
-                    tracing::warn!(route = %self.name, upstream = %upstream.authority, attempt, timeout = ?self.timeout, "upstream timed out");
-                }
+            };
+            if let Some(done) = attempts.settle(index, attempt).await {
+                break done;
             }
+        };
+        match sent {
+            Ok(response) => self.answer(response, client_upgrade),
+            Err(failure) => self.failure_response(failure, request_id.as_ref()),
         }
+    }
+
+    /// The request as the upstreams get it: the path rewritten, hop-by-hop headers dropped,
+    /// `X-Forwarded-*` set, client-sent identity replaced by the router's signature, the
+    /// route's header rules applied. Refused (404, 413) when it cannot go.
+    pub(super) fn prepare(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        mut headers: HeaderMap,
+        peer: Option<IpAddr>,
+        identity: Option<&Identity>,
+    ) -> Result<Outgoing, Box<Response>> {
+        let Some(matched) = self.pattern.matches(path) else {
+            return Err(Box::new(problem::not_found(&headers)));
+        };
+        let mut forwarded_path = match &self.rewrite {
+            Some(rewrite) => rewrite.apply(&matched),
+            None => path.to_owned(),
+        };
+        if let Some(query) = query {
+            forwarded_path.push('?');
+            forwarded_path.push_str(query);
+        }
+        let length = content_length(&headers);
+        if let (Some(limit), Some(length)) = (self.max_body_bytes, length)
+            && length > limit
+        {
+            return Err(Box::new(too_large(
+                limit,
+                headers.get(crate::edge::REQUEST_ID),
+            )));
+        }
+        let bodiless =
+            length.is_none_or(|l| l == 0) && !headers.contains_key(header::TRANSFER_ENCODING);
+        let upgrade = headers
+            .get(header::UPGRADE)
+            .cloned()
+            .filter(|_| connection_names(&headers).any(|n| n.eq_ignore_ascii_case("upgrade")));
+        remove_hop_by_hop(&mut headers, upgrade.as_ref());
+        self.set_forwarded(&mut headers, peer);
+        strip_identity_headers(&mut headers);
+        if let (Some(signer), Some(identity)) = (&self.context.signer, identity) {
+            signer.apply(identity, &mut headers);
+        }
+        if !self.preserve_host {
+            headers.remove(header::HOST);
+        }
+        self.request_headers.apply(&mut headers);
+        // A body can be sent once: only bodiless requests of idempotent methods are retried.
+        let repeatable = is_idempotent(method) && bodiless && upgrade.is_none();
+        Ok(Outgoing {
+            path: forwarded_path,
+            headers,
+            repeatable,
+            upgrade,
+        })
+    }
+
+    /// The upstreams to try for one request, in turn: one, or for a `repeatable` request
+    /// as many as the route's retries allow.
+    pub(super) fn attempts(&self, repeatable: bool) -> Attempts<'_> {
+        let left = if repeatable { self.retries + 1 } else { 1 };
+        Attempts {
+            proxy: self,
+            tried: Vec::with_capacity(left as usize),
+            left,
+            failure: Failure::TimedOut,
+        }
+    }
+
+    /// The problem document for a request no upstream answered.
+    pub(super) fn failure_response(
+        &self,
+        failure: Failure,
+        request_id: Option<&HeaderValue>,
+    ) -> Response {
         match failure {
             Failure::TimedOut => problem::response(
                 StatusCode::GATEWAY_TIMEOUT,
                 &format!("the upstream did not answer within {:?}", self.timeout),
-                request_id.as_ref(),
+                request_id,
             ),
             Failure::Unreachable(why) => problem::response(
                 StatusCode::BAD_GATEWAY,
                 &format!("the upstream could not be reached: {why}"),
-                request_id.as_ref(),
+                request_id,
+            ),
+            Failure::TooLarge => too_large(self.max_body_bytes.unwrap_or_default(), request_id),
+            Failure::BadPath(why) => problem::response(
+                StatusCode::BAD_REQUEST,
+                &format!("the path cannot be forwarded: {why}"),
+                request_id,
+            ),
+            Failure::ClientGone => problem::response(
+                StatusCode::BAD_REQUEST,
+                "the request ended before its body did",
+                request_id,
             ),
         }
     }
@@ -306,9 +438,31 @@ impl Proxy {
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
         }
         let (mut parts, body) = response.into_parts();
-        remove_hop_by_hop(&mut parts.headers, upgrade.as_ref());
-        self.response_headers.apply(&mut parts.headers);
+        self.answer_headers(&mut parts.headers, upgrade.as_ref());
         Response::from_parts(parts, Body::new(body))
+    }
+
+    /// An upstream's response headers as the client gets them.
+    pub(super) fn answer_headers(&self, headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+        remove_hop_by_hop(headers, upgrade);
+        self.response_headers.apply(headers);
+    }
+
+    pub(super) fn preserves_host(&self) -> bool {
+        self.preserve_host
+    }
+
+    pub(super) fn max_body_bytes(&self) -> Option<u64> {
+        self.max_body_bytes
+    }
+
+    pub(super) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Every upstream is plain HTTP (the fast path speaks no TLS).
+    pub(super) fn plain_http(&self) -> bool {
+        self.upstreams.all_plain_http()
     }
 
     /// `X-Forwarded-For/Proto/Host`: believed from trusted proxies and extended, else set
@@ -434,7 +588,14 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-fn too_large(limit: u64, request_id: Option<&HeaderValue>) -> Response {
+pub(super) fn is_unavailable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+pub(super) fn too_large(limit: u64, request_id: Option<&HeaderValue>) -> Response {
     let mut refused = problem::response(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the body is over this route's {limit} bytes"),

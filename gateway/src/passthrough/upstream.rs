@@ -7,6 +7,7 @@ use axum::http::Uri;
 use axum::http::uri::{Authority, Scheme};
 
 use super::config::PassiveHealth;
+use super::http1::Pool;
 
 /// One upstream base URL and how it has been doing.
 #[derive(Debug)]
@@ -15,6 +16,10 @@ pub struct Upstream {
     pub authority: Authority,
     /// Prefixed to every forwarded path (`""` or `/v1`, never ending in '/').
     pub base_path: String,
+    /// `host:port`, to connect to.
+    pub address: String,
+    /// Kept-alive connections of the HTTP/1 fast path.
+    pub idle: Pool,
     /// Failures in a row.
     failures: AtomicU32,
     /// Skipped until this many milliseconds after the pool's epoch (0: not skipped).
@@ -39,10 +44,15 @@ impl Upstream {
         if uri.query().is_some() {
             return Err(format!("{url:?}: an upstream URL has no query"));
         }
+        let port = authority
+            .port_u16()
+            .unwrap_or(if scheme == Scheme::HTTPS { 443 } else { 80 });
         Ok(Self {
+            address: format!("{}:{port}", authority.host()),
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            idle: Pool::default(),
             failures: AtomicU32::new(0),
             skipped_until: AtomicU64::new(0),
         })
@@ -106,6 +116,10 @@ impl Upstreams {
         untried_but_skipped.unwrap_or(start)
     }
 
+    pub fn all_plain_http(&self) -> bool {
+        self.upstreams.iter().all(|u| u.scheme == Scheme::HTTP)
+    }
+
     pub fn get(&self, index: usize) -> &Upstream {
         &self.upstreams[index]
     }
@@ -156,6 +170,8 @@ mod tests {
     fn urls_parse_into_scheme_authority_and_base_path() {
         let upstream = Upstream::parse("https://orders.internal:8443/v1/").unwrap();
         assert_eq!(upstream.base_path, "/v1");
+        assert_eq!(upstream.address, "orders.internal:8443");
+        assert_eq!(Upstream::parse("http://[::1]").unwrap().address, "[::1]:80");
         assert_eq!(
             upstream.uri("/items?x=1").unwrap().to_string(),
             "https://orders.internal:8443/v1/items?x=1"

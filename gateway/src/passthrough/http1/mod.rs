@@ -1,0 +1,443 @@
+//! The HTTP/1.1 fast path of REST routes. One task per client connection reads a request,
+//! runs the route's plugins, forwards it on a kept-alive upstream connection and streams the
+//! answer back: no other task, channel or service stack in between, as nginx does it in its
+//! event loop. Route matching, header rules, plugins, retries and passive health are the
+//! general path's own (`Passthrough`, `Proxy`, `Plugin`), only the wire work is here.
+//!
+//! A request this path does not take (the router's own endpoints, upgrades, HTTP/1.0, an
+//! unusual head, CORS routes, TLS upstreams) hands the connection, with the bytes already
+//! read, to hyper's server, which serves the rest of it.
+
+mod body;
+mod pool;
+mod wire;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::response::Response;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use self::body::{BodyError, Framing, FramingHeader};
+use self::pool::Connection;
+pub use self::pool::Pool;
+use self::wire::{Parse, RawRequest, RequestHead, ResponseHead};
+use super::plugins::{Plugin, RateLimit};
+use super::proxy::{Failure, Outgoing, Proxy, Tried, is_unavailable};
+use super::upstream::Upstream;
+use super::{FastRoute, Passthrough};
+use crate::edge::{self, REQUEST_ID};
+use crate::rate_limit::Decision;
+
+/// The longest request head taken here; a longer one goes to the general server, which
+/// refuses it.
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
+const READ_SIZE: usize = 8 * 1024;
+
+/// How a connection left the fast path.
+pub enum Served {
+    /// It is done: the client left or asked to close, or the server is stopping.
+    Closed,
+    /// The general server takes it from here, starting with these bytes already read.
+    HandOff(BytesMut),
+}
+
+/// Serves requests on `stream` for as long as each is one for a fast route of the current
+/// `routes`. Between requests, `closing` turning true ends the connection.
+pub async fn serve(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    routes: impl Fn() -> Option<Arc<Passthrough>>,
+    closing: &mut watch::Receiver<bool>,
+) -> Served {
+    let mut buffer = BytesMut::with_capacity(READ_SIZE);
+    let mut out = Vec::with_capacity(READ_SIZE);
+    loop {
+        let raw = loop {
+            match RawRequest::parse(&buffer) {
+                Parse::Complete(raw) => break raw,
+                Parse::Elsewhere => return Served::HandOff(buffer),
+                Parse::Partial if buffer.len() > MAX_REQUEST_HEAD => {
+                    return Served::HandOff(buffer);
+                }
+                Parse::Partial => {}
+            }
+            buffer.reserve(READ_SIZE);
+            let read = if buffer.is_empty() {
+                // Idle between requests: the only time a stopping server may close it.
+                tokio::select! {
+                    read = stream.read_buf(&mut buffer) => read,
+                    _ = closing.wait_for(|closing| *closing) => return Served::Closed,
+                }
+            } else {
+                stream.read_buf(&mut buffer).await
+            };
+            if !matches!(read, Ok(n) if n > 0) {
+                return Served::Closed;
+            }
+        };
+        let Some(routes) = routes() else {
+            return Served::HandOff(buffer);
+        };
+        let Some(route) = routes.fast_route(
+            raw.method(&buffer),
+            raw.path(&buffer),
+            raw.header(&buffer, "host"),
+        ) else {
+            return Served::HandOff(buffer);
+        };
+        let Some(head) = raw.take(&mut buffer) else {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            return Served::Closed;
+        };
+        let span = tracing::debug_span!(
+            "request",
+            method = %head.method,
+            uri = %head.target(),
+            version = "HTTP/1.1",
+        );
+        let mut exchange = Exchange {
+            client: stream,
+            buffer: &mut buffer,
+            out: &mut out,
+            peer,
+            stopping: *closing.borrow(),
+            request_id: None,
+        };
+        let keep_alive = exchange.run(route, head).instrument(span).await;
+        if !keep_alive || *closing.borrow() {
+            return Served::Closed;
+        }
+    }
+}
+
+/// One request on a client connection.
+struct Exchange<'c> {
+    client: &'c mut TcpStream,
+    /// What the client sent past the request head.
+    buffer: &'c mut BytesMut,
+    /// Bytes to write, reused across requests.
+    out: &'c mut Vec<u8>,
+    peer: SocketAddr,
+    /// The server is stopping: this is the connection's last request.
+    stopping: bool,
+    /// The client's, or a new one.
+    request_id: Option<HeaderValue>,
+}
+
+impl Exchange<'_> {
+    /// Answers the request; whether the connection can take another.
+    async fn run(&mut self, route: &FastRoute, mut head: RequestHead) -> bool {
+        let started = Instant::now();
+        self.request_id = match head.headers.get(REQUEST_ID) {
+            Some(id) => Some(id.clone()),
+            None => edge::new_request_id().inspect(|id| {
+                head.headers.insert(REQUEST_ID, id.clone());
+            }),
+        };
+        // Until the body is read, a refusal cannot leave the connection open.
+        let reusable = head.keep_alive && !self.stopping && !head.framing.has_body();
+
+        let mut identity = None;
+        let mut decisions: Vec<Decision> = Vec::new();
+        for plugin in &route.plugins {
+            match &**plugin {
+                Plugin::Auth(auth) => match auth.identify(&mut head.headers).await {
+                    Ok(found) => identity = Some(found),
+                    Err(refused) => return self.answer(refused, &decisions, reusable).await,
+                },
+                Plugin::RateLimit(limit) => {
+                    let decision = limit
+                        .check(identity.as_ref(), &head.headers, Some(self.peer.ip()))
+                        .await;
+                    decisions.push(decision);
+                    if !decision.allowed {
+                        let refused = RateLimit::refusal(self.request_id.as_ref());
+                        return self.answer(refused, &decisions, reusable).await;
+                    }
+                }
+                // Routes with CORS never reach this path.
+                Plugin::Cors(_) => {}
+            }
+        }
+
+        let headers = std::mem::take(&mut head.headers);
+        let target = head.target();
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let proxy = &route.proxy;
+        let outgoing = match proxy.prepare(
+            &head.method,
+            path,
+            query,
+            headers,
+            Some(self.peer.ip()),
+            identity.as_ref(),
+        ) {
+            Ok(outgoing) => outgoing,
+            Err(refused) => return self.answer(*refused, &decisions, reusable).await,
+        };
+        let Outgoing {
+            path,
+            mut headers,
+            repeatable,
+            ..
+        } = outgoing;
+        // The router answers `Expect` itself, and frames the body for the next hop.
+        headers.remove(header::EXPECT);
+        headers.remove(header::CONTENT_LENGTH);
+        let request = Request {
+            method: &head.method,
+            path: &path,
+            headers: &headers,
+            framing: head.framing,
+            expect_continue: head.expect_continue,
+            upstream_host: !proxy.preserves_host(),
+        };
+
+        let mut body_sent = !head.framing.has_body();
+        let mut attempts = proxy.attempts(repeatable);
+        let sent = loop {
+            let Some((index, upstream, _)) = attempts.next() else {
+                break Err(attempts.failure());
+            };
+            let attempt = self.send(upstream, &request, proxy, &mut body_sent);
+            if let Some(done) = attempts.settle(index, attempt).await {
+                break done;
+            }
+        };
+        let (upstream, mut connection, response) = match sent {
+            Ok(answer) => answer,
+            Err(Failure::ClientGone) => return false,
+            Err(failure) => {
+                let refused = proxy.failure_response(failure, self.request_id.as_ref());
+                let reusable = reusable || (body_sent && head.keep_alive && !self.stopping);
+                return self.answer(refused, &decisions, reusable).await;
+            }
+        };
+
+        let mut headers = response.headers;
+        proxy.answer_headers(&mut headers, None);
+        let keep_alive = head.keep_alive && !self.stopping && body_sent;
+        self.finish_headers(&mut headers, &decisions, keep_alive);
+        if response.framing != Framing::Empty {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        self.out.clear();
+        wire::write_response_head(
+            self.out,
+            response.status,
+            &headers,
+            response.framing.header(),
+        );
+        let copied = body::copy(
+            &mut connection.stream,
+            &mut connection.buffer,
+            response.framing,
+            self.client,
+            self.out,
+            None,
+        )
+        .await;
+        tracing::debug!(
+            status = response.status.as_u16(),
+            latency = ?started.elapsed(),
+            "finished processing request"
+        );
+        match copied {
+            Ok(()) => {
+                if response.reusable {
+                    upstream.idle.put(connection);
+                }
+                keep_alive
+            }
+            Err(error) => {
+                // The answer is cut: the client sees its connection close mid-body.
+                if error.is_source() {
+                    tracing::warn!(upstream = %upstream.authority, %error, "the upstream's answer broke off");
+                }
+                false
+            }
+        }
+    }
+
+    /// One attempt: the request to `upstream` on a kept-alive connection (or a new one),
+    /// and the head of its answer.
+    async fn send<'u>(
+        &mut self,
+        upstream: &'u Upstream,
+        request: &Request<'_>,
+        proxy: &Proxy,
+        body_sent: &mut bool,
+    ) -> Tried<(&'u Upstream, Connection, ResponseHead)> {
+        // A kept-alive connection the upstream closed unseen fails before any answer; a
+        // bodiless request then goes again on a new connection.
+        let mut pooled = upstream.idle.take();
+        loop {
+            let reused = pooled.is_some();
+            let mut connection = match pooled.take() {
+                Some(connection) => connection,
+                None => match pool::connect(&upstream.address, proxy.connect_timeout()).await {
+                    Ok(connection) => connection,
+                    Err(error) => {
+                        return Tried::Failed(Failure::Unreachable(format!(
+                            "connecting to {}: {error}",
+                            upstream.address
+                        )));
+                    }
+                },
+            };
+            self.out.clear();
+            let host = request.upstream_host.then(|| upstream.authority.as_str());
+            wire::write_request_head(
+                self.out,
+                request.method,
+                (&upstream.base_path, request.path),
+                host,
+                request.headers,
+                request.framing.header(),
+            );
+            let written = if request.framing.has_body() {
+                if request.expect_continue {
+                    let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
+                    if self.client.write_all(go_on).await.is_err() {
+                        return Tried::Failed(Failure::ClientGone);
+                    }
+                }
+                let copied = body::copy(
+                    self.client,
+                    self.buffer,
+                    request.framing,
+                    &mut connection.stream,
+                    self.out,
+                    proxy.max_body_bytes(),
+                )
+                .await;
+                *body_sent = true;
+                match copied {
+                    Ok(()) => Ok(()),
+                    Err(BodyError::TooLarge(_)) => return Tried::Failed(Failure::TooLarge),
+                    Err(error) if error.is_source() => {
+                        return Tried::Failed(Failure::ClientGone);
+                    }
+                    // The upstream stopped reading: it may have answered already.
+                    Err(error) => {
+                        *body_sent = false;
+                        Err(error.to_string())
+                    }
+                }
+            } else {
+                connection
+                    .stream
+                    .write_all(self.out)
+                    .await
+                    .map_err(|e| format!("sending the request: {e}"))
+            };
+            self.out.clear();
+            match read_response_head(&mut connection, request.method).await {
+                Ok(head) if is_unavailable(head.status) => {
+                    return Tried::Unavailable((upstream, connection, head));
+                }
+                Ok(head) => return Tried::Answered((upstream, connection, head)),
+                Err(_) if reused && !request.framing.has_body() => {
+                    pooled = None;
+                    continue;
+                }
+                Err(error) => {
+                    let why = written.err().unwrap_or(error);
+                    return Tried::Failed(Failure::Unreachable(why));
+                }
+            }
+        }
+    }
+
+    /// What every answer on this path carries: the request id, the rate limits' headers
+    /// (outermost plugin last, as on the general path), and `Connection: close` when the
+    /// connection ends after it.
+    fn finish_headers(&self, headers: &mut HeaderMap, decisions: &[Decision], keep_alive: bool) {
+        if let Some(id) = &self.request_id
+            && !headers.contains_key(REQUEST_ID)
+        {
+            headers.insert(REQUEST_ID, id.clone());
+        }
+        for decision in decisions.iter().rev() {
+            decision.set_headers(headers);
+        }
+        if !keep_alive {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+    }
+
+    /// Writes an answer the router made itself (a refusal, a problem document).
+    async fn answer(&mut self, response: Response, decisions: &[Decision], reusable: bool) -> bool {
+        let (mut parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let keep_alive = reusable && !closes(&parts.headers);
+        self.finish_headers(&mut parts.headers, decisions, keep_alive);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        self.out.clear();
+        wire::write_response_head(
+            self.out,
+            parts.status,
+            &parts.headers,
+            Some(FramingHeader::Length(body.len() as u64)),
+        );
+        self.out.extend_from_slice(&body);
+        let written = self.client.write_all(self.out).await.is_ok();
+        self.out.clear();
+        written && keep_alive
+    }
+}
+
+/// What goes to every upstream tried.
+struct Request<'r> {
+    method: &'r axum::http::Method,
+    /// Path and query below the upstream's base path.
+    path: &'r str,
+    headers: &'r HeaderMap,
+    framing: Framing,
+    expect_continue: bool,
+    /// The upstream's `Host` is sent (else the client's, kept in `headers`).
+    upstream_host: bool,
+}
+
+/// Reads an upstream's response head.
+async fn read_response_head(
+    connection: &mut Connection,
+    method: &axum::http::Method,
+) -> Result<ResponseHead, String> {
+    loop {
+        match ResponseHead::take(&mut connection.buffer, method) {
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        connection.buffer.reserve(READ_SIZE);
+        match connection.stream.read_buf(&mut connection.buffer).await {
+            Ok(0) => return Err("the upstream closed the connection before answering".into()),
+            Ok(_) => {}
+            Err(error) => return Err(format!("reading the answer: {error}")),
+        }
+    }
+}
+
+fn closes(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+}
