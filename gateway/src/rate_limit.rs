@@ -87,17 +87,20 @@ pub struct Decision {
 impl Decision {
     /// `RateLimit-Limit/Remaining/Reset`, and `Retry-After` on a refusal (whole seconds,
     /// rounded up).
-    pub fn set_headers(&self, headers: &mut axum::http::HeaderMap) {
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, u64)> {
         let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        for (name, value) in [
+        [
             ("ratelimit-limit", u64::from(self.limit)),
             ("ratelimit-remaining", u64::from(self.remaining)),
             ("ratelimit-reset", seconds(self.reset)),
-        ] {
+        ]
+        .into_iter()
+        .chain((!self.allowed).then(|| ("retry-after", seconds(self.retry_after))))
+    }
+
+    pub fn set_headers(&self, headers: &mut axum::http::HeaderMap) {
+        for (name, value) in self.headers() {
             headers.insert(name, value.into());
-        }
-        if !self.allowed {
-            headers.insert("retry-after", seconds(self.retry_after).into());
         }
     }
 }

@@ -162,7 +162,7 @@ impl Passthrough {
             allowed.extend(&route.methods);
         }
         if allowed.is_empty() {
-            return problem::not_found(request.headers());
+            return problem::not_found(request_id);
         }
         let mut response = problem::response(
             StatusCode::METHOD_NOT_ALLOWED,

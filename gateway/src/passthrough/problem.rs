@@ -1,7 +1,7 @@
 //! The router's own answers on REST routes: RFC 9457 problem documents carrying the
 //! request id, so a client's report can be found in the logs.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -24,10 +24,6 @@ pub fn response(status: StatusCode, detail: &str, request_id: Option<&HeaderValu
         .into_response()
 }
 
-pub fn not_found(headers: &HeaderMap) -> Response {
-    response(
-        StatusCode::NOT_FOUND,
-        "no route for this path",
-        headers.get(crate::edge::REQUEST_ID),
-    )
+pub fn not_found(request_id: Option<&HeaderValue>) -> Response {
+    response(StatusCode::NOT_FOUND, "no route for this path", request_id)
 }

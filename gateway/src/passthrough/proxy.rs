@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
 use junction_schema::Identity;
-use junction_schema::identity::{IdentitySigner, strip_identity_headers};
+use junction_schema::identity::{IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentitySigner};
 
 use super::config::{HeaderRules, RouteConfig};
 use super::matcher::{PathPattern, Rewrite};
@@ -75,6 +75,20 @@ impl HeaderTransform {
         })
     }
 
+    /// The name a header named `name` goes on under, or `None` when it is removed or
+    /// replaced by an added one: `apply`'s rules for headers written as they stream.
+    fn name_for<'n>(&'n self, name: &'n str) -> Option<&'n str> {
+        let named = |other: &HeaderName| other.as_str().eq_ignore_ascii_case(name);
+        let name = self
+            .rename
+            .iter()
+            .find(|(from, _)| named(from))
+            .map_or(name, |(_, to)| to.as_str());
+        let named = |other: &HeaderName| other.as_str().eq_ignore_ascii_case(name);
+        let dropped = self.remove.iter().any(named) || self.add.iter().any(|(n, _)| named(n));
+        (!dropped).then_some(name)
+    }
+
     fn apply(&self, headers: &mut HeaderMap) {
         for (from, to) in &self.rename {
             let values: Vec<HeaderValue> = match headers.entry(from) {
@@ -91,6 +105,22 @@ impl HeaderTransform {
         for (name, value) in &self.add {
             headers.insert(name, value.clone());
         }
+    }
+}
+
+/// The client's end of a connection, with its address as `X-Forwarded-For` gives it,
+/// formatted once.
+pub struct Peer {
+    pub ip: IpAddr,
+    address: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(ip: IpAddr) -> Self {
+        // An address prints as ASCII digits, dots, colons and hex: always a header value.
+        let address = HeaderValue::try_from(ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { ip, address }
     }
 }
 
@@ -120,15 +150,85 @@ pub struct Proxy {
     context: ProxyContext,
 }
 
-/// A request made ready for the route's upstreams.
-pub(super) struct Outgoing {
-    /// Path and query below an upstream's base path.
-    pub path: String,
-    pub headers: HeaderMap,
-    /// Bodiless and of an idempotent method: may go to another upstream after a failure.
-    pub repeatable: bool,
+/// What the forwarded request headers are made from, besides the client's.
+pub(super) struct Forwarding<'a> {
+    pub peer: Option<&'a Peer>,
+    pub identity: Option<&'a Identity>,
     /// The protocol the client asks to switch to.
-    pub upgrade: Option<HeaderValue>,
+    pub upgrade: Option<&'a HeaderValue>,
+    /// The sender frames the body and answers `Expect` itself (the fast path), so the
+    /// client's `Content-Length` and `Expect` stay behind.
+    pub framed_here: bool,
+}
+
+/// Where forwarded headers go: a map for hyper's client, or straight onto the wire.
+pub(super) trait HeaderSink {
+    fn header(&mut self, name: &str, value: &[u8]);
+}
+
+impl HeaderSink for HeaderMap {
+    fn header(&mut self, name: &str, value: &[u8]) {
+        // Names and values come from a parsed message or from validated configuration.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.append(name, value);
+        }
+    }
+}
+
+/// What a header name means to forwarding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Describes one connection (or asks to switch its protocol): never forwarded.
+    HopByHop,
+    ForwardedFor,
+    ForwardedProto,
+    ForwardedHost,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
+    /// The router's signed identity: only the router sets it.
+    Identity,
+    Host,
+    ContentLength,
+    Expect,
+    Other,
+}
+
+/// A header name's kind, found by its length first: most names cost one comparison or
+/// none.
+fn classify(name: &str) -> Kind {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        6 if is("expect") => Kind::Expect,
+        7 if is("trailer") || is("upgrade") => Kind::HopByHop,
+        9 if is("forwarded") => Kind::Forwarded,
+        10 if is("connection") || is("keep-alive") => Kind::HopByHop,
+        14 if is("content-length") => Kind::ContentLength,
+        15 if is("x-forwarded-for") => Kind::ForwardedFor,
+        16 if is("x-forwarded-host") => Kind::ForwardedHost,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        17 if is("transfer-encoding") => Kind::HopByHop,
+        17 if is("x-forwarded-proto") => Kind::ForwardedProto,
+        18 if is("proxy-authenticate") => Kind::HopByHop,
+        19 if is("proxy-authorization") => Kind::HopByHop,
+        n if n == IDENTITY_HEADER.len() && is(IDENTITY_HEADER) => Kind::Identity,
+        n if n == IDENTITY_SIGNATURE_HEADER.len() && is(IDENTITY_SIGNATURE_HEADER) => {
+            Kind::Identity
+        }
+        _ => Kind::Other,
+    }
+}
+
+/// The comma-separated options of a `Connection` value.
+pub(super) fn connection_options(value: &[u8]) -> impl Iterator<Item = &str> {
+    value
+        .split(|b| *b == b',')
+        .filter_map(|option| std::str::from_utf8(option.trim_ascii()).ok())
+        .filter(|option| !option.is_empty())
 }
 
 /// Why a request got no upstream answer to pass on.
@@ -250,32 +350,44 @@ impl Proxy {
     /// and answers with what came back, or a problem document (502, 504, 413).
     pub async fn forward(&self, request: Request) -> Response {
         let (mut parts, body) = request.into_parts();
+        let request_id = parts.headers.get(crate::edge::REQUEST_ID).cloned();
+        let Some(path) = self.upstream_path(parts.uri.path(), parts.uri.query()) else {
+            return problem::not_found(request_id.as_ref());
+        };
+        let length = content_length(&parts.headers);
+        if let Some(refused) = length.and_then(|l| self.refuse_length(l, request_id.as_ref())) {
+            return refused;
+        }
+        let bodiless =
+            length.is_none_or(|l| l == 0) && !parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
+            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case("upgrade"))
+        });
+        let client_upgrade = upgrade
+            .as_ref()
+            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
         let peer = parts
             .extensions
             .get::<ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
-        let outgoing = match self.prepare(
-            &parts.method,
-            parts.uri.path(),
-            parts.uri.query(),
-            std::mem::take(&mut parts.headers),
-            peer,
-            parts.extensions.get::<Identity>(),
-        ) {
-            Ok(outgoing) => outgoing,
-            Err(refused) => return *refused,
-        };
-        let client_upgrade = outgoing
-            .upgrade
-            .as_ref()
-            .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
-        let request_id = outgoing.headers.get(crate::edge::REQUEST_ID).cloned();
-        let Outgoing {
-            path,
-            mut headers,
-            repeatable,
-            ..
-        } = outgoing;
+            .map(|c| Peer::new(c.0.ip()));
+        let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
+        self.forward_request_headers(
+            || {
+                parts
+                    .headers
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            },
+            &Forwarding {
+                peer: peer.as_ref(),
+                identity: parts.extensions.get::<Identity>(),
+                upgrade: upgrade.as_ref(),
+                framed_here: false,
+            },
+            &mut headers,
+        );
+        // A body can be sent once: only bodiless requests of idempotent methods are retried.
+        let repeatable = is_repeatable(&parts.method, bodiless) && upgrade.is_none();
         let mut body = Some(match self.max_body_bytes {
             Some(limit) => Body::new(http_body_util::Limited::new(
                 body,
@@ -321,62 +433,114 @@ impl Proxy {
         }
     }
 
-    /// The request as the upstreams get it: the path rewritten, hop-by-hop headers dropped,
-    /// `X-Forwarded-*` set, client-sent identity replaced by the router's signature, the
-    /// route's header rules applied. Refused (404, 413) when it cannot go.
-    pub(super) fn prepare(
-        &self,
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-        mut headers: HeaderMap,
-        peer: Option<IpAddr>,
-        identity: Option<&Identity>,
-    ) -> Result<Outgoing, Box<Response>> {
-        let Some(matched) = self.pattern.matches(path) else {
-            return Err(Box::new(problem::not_found(&headers)));
-        };
-        let mut forwarded_path = match &self.rewrite {
+    /// The path and query an upstream gets below its base path; `None` when the route's
+    /// pattern does not take `path`.
+    pub(super) fn upstream_path(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let matched = self.pattern.matches(path)?;
+        let mut forwarded = match &self.rewrite {
             Some(rewrite) => rewrite.apply(&matched),
             None => path.to_owned(),
         };
         if let Some(query) = query {
-            forwarded_path.push('?');
-            forwarded_path.push_str(query);
+            forwarded.push('?');
+            forwarded.push_str(query);
         }
-        let length = content_length(&headers);
-        if let (Some(limit), Some(length)) = (self.max_body_bytes, length)
-            && length > limit
+        Some(forwarded)
+    }
+
+    /// The 413 for a body of `length` bytes, when that is over the route's limit.
+    pub(super) fn refuse_length(
+        &self,
+        length: u64,
+        request_id: Option<&HeaderValue>,
+    ) -> Option<Response> {
+        let limit = self.max_body_bytes.filter(|limit| length > *limit)?;
+        Some(too_large(limit, request_id))
+    }
+
+    /// The request headers an upstream gets, from `headers` as the client sent them, put
+    /// into `sink`: hop-by-hop headers dropped (RFC 9110 section 7.6.1), `X-Forwarded-*`
+    /// set (believed from trusted proxies only), client-sent identity headers replaced by
+    /// the router's signature, the route's rules applied last (to the router's headers too).
+    pub(super) fn forward_request_headers<'h, I>(
+        &self,
+        headers: impl Fn() -> I,
+        forwarding: &Forwarding<'_>,
+        sink: &mut impl HeaderSink,
+    ) where
+        I: Iterator<Item = (&'h str, &'h [u8])>,
+    {
+        let peer = forwarding.peer;
+        let trusted = peer.is_some_and(|p| is_trusted(&self.context.trusted_proxies, p.ip));
+        let mut connection_named: Vec<&str> = Vec::new();
+        let (mut forwarded_for, mut has_proto, mut has_host, mut host) = (None, false, false, None);
+        for (name, value) in headers() {
+            match classify(name) {
+                Kind::HopByHop if name.eq_ignore_ascii_case("connection") => {
+                    connection_named.extend(connection_options(value));
+                }
+                Kind::ForwardedFor => {
+                    forwarded_for.get_or_insert(value);
+                }
+                Kind::ForwardedProto => has_proto = true,
+                Kind::ForwardedHost => has_host = true,
+                Kind::Host => {
+                    host.get_or_insert(value);
+                }
+                _ => {}
+            }
+        }
+        let rules = &self.request_headers;
+        let mut emit = |name: &str, value: &[u8]| {
+            if let Some(name) = rules.name_for(name) {
+                sink.header(name, value);
+            }
+        };
+        for (name, value) in headers() {
+            let kept = match classify(name) {
+                Kind::HopByHop | Kind::Identity | Kind::ForwardedFor => false,
+                Kind::Forwarded | Kind::ForwardedProto | Kind::ForwardedHost => trusted,
+                Kind::Host => self.preserve_host,
+                Kind::ContentLength | Kind::Expect => !forwarding.framed_here,
+                Kind::Other => true,
+            };
+            if kept
+                && !connection_named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                emit(name, value);
+            }
+        }
+        if let Some(peer) = peer {
+            match forwarded_for.filter(|_| trusted) {
+                Some(previous) => {
+                    let value = format!("{}, {}", String::from_utf8_lossy(previous), peer.ip);
+                    emit(X_FORWARDED_FOR.as_str(), value.as_bytes());
+                }
+                None => emit(X_FORWARDED_FOR.as_str(), peer.address.as_bytes()),
+            }
+        }
+        if !(trusted && has_proto) {
+            emit(X_FORWARDED_PROTO.as_str(), b"http");
+        }
+        if !(trusted && has_host)
+            && let Some(host) = host
         {
-            return Err(Box::new(too_large(
-                limit,
-                headers.get(crate::edge::REQUEST_ID),
-            )));
+            emit(X_FORWARDED_HOST.as_str(), host);
         }
-        let bodiless =
-            length.is_none_or(|l| l == 0) && !headers.contains_key(header::TRANSFER_ENCODING);
-        let upgrade = headers
-            .get(header::UPGRADE)
-            .cloned()
-            .filter(|_| connection_names(&headers).any(|n| n.eq_ignore_ascii_case("upgrade")));
-        remove_hop_by_hop(&mut headers, upgrade.as_ref());
-        self.set_forwarded(&mut headers, peer);
-        strip_identity_headers(&mut headers);
-        if let (Some(signer), Some(identity)) = (&self.context.signer, identity) {
-            signer.apply(identity, &mut headers);
+        if let (Some(signer), Some(identity)) = (&self.context.signer, forwarding.identity) {
+            let (payload, signature) = signer.sign(identity, chrono::Utc::now());
+            emit(IDENTITY_HEADER, payload.as_bytes());
+            emit(IDENTITY_SIGNATURE_HEADER, signature.as_bytes());
         }
-        if !self.preserve_host {
-            headers.remove(header::HOST);
+        if let Some(protocol) = forwarding.upgrade {
+            emit(header::CONNECTION.as_str(), b"upgrade");
+            emit(header::UPGRADE.as_str(), protocol.as_bytes());
         }
-        self.request_headers.apply(&mut headers);
-        // A body can be sent once: only bodiless requests of idempotent methods are retried.
-        let repeatable = is_idempotent(method) && bodiless && upgrade.is_none();
-        Ok(Outgoing {
-            path: forwarded_path,
-            headers,
-            repeatable,
-            upgrade,
-        })
+        for (name, value) in &rules.add {
+            sink.header(name.as_str(), value.as_bytes());
+        }
     }
 
     /// The upstreams to try for one request, in turn: one, or for a `repeatable` request
@@ -443,9 +607,30 @@ impl Proxy {
     }
 
     /// An upstream's response headers as the client gets them.
-    pub(super) fn answer_headers(&self, headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
+    fn answer_headers(&self, headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
         remove_hop_by_hop(headers, upgrade);
         self.response_headers.apply(headers);
+    }
+
+    /// `answer_headers` for one header as it streams: the name it reaches the client
+    /// under, or `None`. `connection` lists the names the response's `Connection` header
+    /// gave.
+    pub(super) fn answer_header_name<'n>(
+        &'n self,
+        name: &'n str,
+        connection: &[&str],
+    ) -> Option<&'n str> {
+        if classify(name) == Kind::HopByHop
+            || connection.iter().any(|n| n.eq_ignore_ascii_case(name))
+        {
+            return None;
+        }
+        self.response_headers.name_for(name)
+    }
+
+    /// The headers the route adds to every answer.
+    pub(super) fn answer_headers_added(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.response_headers.add
     }
 
     pub(super) fn preserves_host(&self) -> bool {
@@ -463,35 +648,6 @@ impl Proxy {
     /// Every upstream is plain HTTP (the fast path speaks no TLS).
     pub(super) fn plain_http(&self) -> bool {
         self.upstreams.all_plain_http()
-    }
-
-    /// `X-Forwarded-For/Proto/Host`: believed from trusted proxies and extended, else set
-    /// from this connection.
-    fn set_forwarded(&self, headers: &mut HeaderMap, peer: Option<IpAddr>) {
-        let trusted = peer.is_some_and(|ip| is_trusted(&self.context.trusted_proxies, ip));
-        if !trusted {
-            headers.remove(X_FORWARDED_FOR);
-            headers.remove(X_FORWARDED_PROTO);
-            headers.remove(X_FORWARDED_HOST);
-            headers.remove(header::FORWARDED);
-        }
-        if let Some(ip) = peer {
-            let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(previous) => HeaderValue::from_str(&format!("{previous}, {ip}")),
-                None => HeaderValue::from_str(&ip.to_string()),
-            };
-            if let Ok(value) = value {
-                headers.insert(X_FORWARDED_FOR, value);
-            }
-        }
-        if !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        }
-        if !headers.contains_key(X_FORWARDED_HOST)
-            && let Some(host) = headers.get(header::HOST).cloned()
-        {
-            headers.insert(X_FORWARDED_HOST, host);
-        }
     }
 }
 
@@ -544,27 +700,30 @@ fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
+        .flat_map(|v| connection_options(v.as_bytes()))
 }
 
 /// Drops the hop-by-hop headers; for a connection switching to `upgrade`, puts back the
 /// two headers that say so on the next hop.
 fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = connection_names(headers)
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect();
-        for name in named {
+    // One look at the names first: most messages have none of these.
+    if headers
+        .keys()
+        .any(|name| classify(name.as_str()) == Kind::HopByHop)
+    {
+        if headers.contains_key(header::CONNECTION) {
+            let named: Vec<HeaderName> = connection_names(headers)
+                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .collect();
+            for name in named {
+                headers.remove(name);
+            }
+        }
+        for name in HOP_BY_HOP {
             headers.remove(name);
         }
+        headers.remove(header::UPGRADE);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::UPGRADE);
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol.clone());
@@ -578,6 +737,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()?
         .parse()
         .ok()
+}
+
+/// A request that may go to another upstream after a failure: bodiless (a body is sent
+/// once) and of an idempotent method.
+pub(super) fn is_repeatable(method: &Method, bodiless: bool) -> bool {
+    bodiless && is_idempotent(method)
 }
 
 /// RFC 9110 section 9.2.2.
@@ -699,6 +864,17 @@ mod tests {
         assert!(!map.contains_key("x-old") && !map.contains_key("x-debug"));
         assert_eq!(map["x-api-version"], "2");
         assert_eq!(map["x-new"], "set");
+
+        // The same rules for headers as they stream (the HTTP/1 fast path's answers).
+        let transform = HeaderTransform::new(&rules).unwrap();
+        assert_eq!(transform.name_for("X-Old"), Some("x-renamed"));
+        assert_eq!(transform.name_for("x-debug"), None);
+        assert_eq!(
+            transform.name_for("X-Api-Version"),
+            None,
+            "replaced by the added value"
+        );
+        assert_eq!(transform.name_for("Content-Type"), Some("Content-Type"));
     }
 
     #[test]

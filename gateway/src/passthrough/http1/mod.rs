@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::BytesMut;
@@ -24,16 +25,21 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use self::body::{BodyError, Framing, FramingHeader};
+use self::body::{BodyError, Framing};
 use self::pool::Connection;
 pub use self::pool::Pool;
-use self::wire::{Parse, RawRequest, RequestHead, ResponseHead};
+use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
 use super::plugins::{Plugin, RateLimit};
-use super::proxy::{Failure, Outgoing, Proxy, Tried, is_unavailable};
+use super::problem;
+use super::proxy::{
+    Failure, Forwarding, HeaderSink, Peer, Proxy, Tried, connection_options, is_repeatable,
+    is_unavailable,
+};
 use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
 use crate::edge::{self, REQUEST_ID};
 use crate::rate_limit::Decision;
+use junction_schema::Identity;
 
 /// The longest request head taken here; a longer one goes to the general server, which
 /// refuses it.
@@ -56,6 +62,7 @@ pub async fn serve(
     routes: impl Fn() -> Option<Arc<Passthrough>>,
     closing: &mut watch::Receiver<bool>,
 ) -> Served {
+    let peer = Peer::new(peer.ip());
     let mut buffer = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(READ_SIZE);
     loop {
@@ -110,7 +117,7 @@ pub async fn serve(
             client: stream,
             buffer: &mut buffer,
             out: &mut out,
-            peer,
+            peer: &peer,
             stopping: *closing.borrow(),
             request_id: None,
         };
@@ -128,7 +135,7 @@ struct Exchange<'c> {
     buffer: &'c mut BytesMut,
     /// Bytes to write, reused across requests.
     out: &'c mut Vec<u8>,
-    peer: SocketAddr,
+    peer: &'c Peer,
     /// The server is stopping: this is the connection's last request.
     stopping: bool,
     /// The client's, or a new one.
@@ -137,28 +144,43 @@ struct Exchange<'c> {
 
 impl Exchange<'_> {
     /// Answers the request; whether the connection can take another.
-    async fn run(&mut self, route: &FastRoute, mut head: RequestHead) -> bool {
-        let started = Instant::now();
-        self.request_id = match head.headers.get(REQUEST_ID) {
-            Some(id) => Some(id.clone()),
-            None => edge::new_request_id().inspect(|id| {
-                head.headers.insert(REQUEST_ID, id.clone());
-            }),
-        };
+    async fn run(&mut self, route: &FastRoute, head: RequestHead) -> bool {
+        // Clock reads cost: only when someone reads the latency.
+        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         // Until the body is read, a refusal cannot leave the connection open.
         let reusable = head.keep_alive && !self.stopping && !head.framing.has_body();
+        // Plugins read headers by name: their routes get a map; others go without.
+        let mut map = match route.plugins.is_empty() {
+            true => None,
+            false => match head.headers.to_map() {
+                Some(map) => Some(map),
+                None => return self.refuse_malformed().await,
+            },
+        };
+        let sent_id = match &map {
+            Some(map) => map.get(REQUEST_ID).cloned(),
+            None => head
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(REQUEST_ID))
+                .and_then(|(_, value)| HeaderValue::from_bytes(value).ok()),
+        };
+        // A new id goes upstream too, after the client's headers.
+        let new_id = sent_id.is_none().then(edge::new_request_id).flatten();
+        self.request_id = sent_id.or_else(|| new_id.clone());
 
         let mut identity = None;
         let mut decisions: Vec<Decision> = Vec::new();
         for plugin in &route.plugins {
+            let Some(headers) = map.as_mut() else { break };
             match &**plugin {
-                Plugin::Auth(auth) => match auth.identify(&mut head.headers).await {
+                Plugin::Auth(auth) => match auth.identify(headers).await {
                     Ok(found) => identity = Some(found),
                     Err(refused) => return self.answer(refused, &decisions, reusable).await,
                 },
                 Plugin::RateLimit(limit) => {
                     let decision = limit
-                        .check(identity.as_ref(), &head.headers, Some(self.peer.ip()))
+                        .check(identity.as_ref(), headers, Some(self.peer.ip))
                         .await;
                     decisions.push(decision);
                     if !decision.allowed {
@@ -171,41 +193,35 @@ impl Exchange<'_> {
             }
         }
 
-        let headers = std::mem::take(&mut head.headers);
+        let proxy = &route.proxy;
         let target = head.target();
         let (path, query) = match target.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (target, None),
         };
-        let proxy = &route.proxy;
-        let outgoing = match proxy.prepare(
-            &head.method,
-            path,
-            query,
-            headers,
-            Some(self.peer.ip()),
-            identity.as_ref(),
-        ) {
-            Ok(outgoing) => outgoing,
-            Err(refused) => return self.answer(*refused, &decisions, reusable).await,
+        let Some(path) = proxy.upstream_path(path, query) else {
+            let refused = problem::not_found(self.request_id.as_ref());
+            return self.answer(refused, &decisions, reusable).await;
         };
-        let Outgoing {
-            path,
-            mut headers,
-            repeatable,
-            ..
-        } = outgoing;
-        // The router answers `Expect` itself, and frames the body for the next hop.
-        headers.remove(header::EXPECT);
-        headers.remove(header::CONTENT_LENGTH);
+        if let Framing::Length(length) = head.framing
+            && let Some(refused) = proxy.refuse_length(length, self.request_id.as_ref())
+        {
+            return self.answer(refused, &decisions, reusable).await;
+        }
         let request = Request {
             method: &head.method,
             path: &path,
-            headers: &headers,
+            headers: match &map {
+                Some(map) => Source::Map(map),
+                None => Source::Wire(&head.headers),
+            },
+            new_id: new_id.as_ref(),
+            identity: identity.as_ref(),
             framing: head.framing,
             expect_continue: head.expect_continue,
             upstream_host: !proxy.preserves_host(),
         };
+        let repeatable = is_repeatable(&head.method, !head.framing.has_body());
 
         let mut body_sent = !head.framing.has_body();
         let mut attempts = proxy.attempts(repeatable);
@@ -228,19 +244,29 @@ impl Exchange<'_> {
             }
         };
 
-        let mut headers = response.headers;
-        proxy.answer_headers(&mut headers, None);
         let keep_alive = head.keep_alive && !self.stopping && body_sent;
-        self.finish_headers(&mut headers, &decisions, keep_alive);
-        if response.framing != Framing::Empty {
-            headers.remove(header::CONTENT_LENGTH);
-        }
-        self.out.clear();
-        wire::write_response_head(
-            self.out,
+        let options: Vec<&str> = response
+            .headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+            .flat_map(|(_, value)| connection_options(value))
+            .collect();
+        let headers = response
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((proxy.answer_header_name(name, &options)?, value)))
+            .chain(
+                proxy
+                    .answer_headers_added()
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes())),
+            );
+        self.write_head(
             response.status,
-            &headers,
-            response.framing.header(),
+            headers,
+            &decisions,
+            keep_alive,
+            response.framing,
         );
         let copied = body::copy(
             &mut connection.stream,
@@ -251,11 +277,13 @@ impl Exchange<'_> {
             None,
         )
         .await;
-        tracing::debug!(
-            status = response.status.as_u16(),
-            latency = ?started.elapsed(),
-            "finished processing request"
-        );
+        if let Some(started) = started {
+            tracing::debug!(
+                status = response.status.as_u16(),
+                latency = ?started.elapsed(),
+                "finished processing request"
+            );
+        }
         match copied {
             Ok(()) => {
                 if response.reusable {
@@ -301,14 +329,14 @@ impl Exchange<'_> {
             };
             self.out.clear();
             let host = request.upstream_host.then(|| upstream.authority.as_str());
-            wire::write_request_head(
+            wire::write_request_line(
                 self.out,
                 request.method,
                 (&upstream.base_path, request.path),
                 host,
-                request.headers,
-                request.framing.header(),
             );
+            request.write_headers(proxy, self.peer, self.out);
+            wire::end_head(self.out, request.framing.header());
             let written = if request.framing.has_body() {
                 if request.expect_continue {
                     let go_on = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -363,38 +391,74 @@ impl Exchange<'_> {
         }
     }
 
-    /// What every answer on this path carries: the request id, the rate limits' headers
-    /// (outermost plugin last, as on the general path), and `Connection: close` when the
-    /// connection ends after it.
-    fn finish_headers(&self, headers: &mut HeaderMap, decisions: &[Decision], keep_alive: bool) {
-        if let Some(id) = &self.request_id
-            && !headers.contains_key(REQUEST_ID)
-        {
-            headers.insert(REQUEST_ID, id.clone());
+    /// Writes a response head to `out`: `headers` (the framing and connection headers
+    /// aside, which are the router's to say), then what every answer on this path carries:
+    /// the request id unless there is one, the rate limits' headers (outermost plugin's
+    /// last, replacing any sent), `Connection: close` when the connection ends after it.
+    fn write_head<'h>(
+        &mut self,
+        status: StatusCode,
+        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        decisions: &[Decision],
+        keep_alive: bool,
+        framing: Framing,
+    ) {
+        let framed = framing.header();
+        let mut has_request_id = false;
+        self.out.clear();
+        wire::write_status_line(self.out, status);
+        for (name, value) in headers {
+            let ours = name.eq_ignore_ascii_case("connection")
+                || (framed.is_some() && name.eq_ignore_ascii_case("content-length"))
+                || (!decisions.is_empty() && is_rate_limit_header(name));
+            if ours {
+                continue;
+            }
+            has_request_id |= name.eq_ignore_ascii_case(REQUEST_ID);
+            wire::write_header(self.out, name.as_bytes(), value);
+        }
+        if !has_request_id && let Some(id) = &self.request_id {
+            wire::write_header(self.out, REQUEST_ID.as_bytes(), id.as_bytes());
         }
         for decision in decisions.iter().rev() {
-            decision.set_headers(headers);
+            for (name, value) in decision.headers() {
+                let mut digits = itoa::Buffer::new();
+                wire::write_header(self.out, name.as_bytes(), digits.format(value).as_bytes());
+            }
         }
         if !keep_alive {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            wire::write_header(self.out, b"connection", b"close");
         }
+        wire::end_head(self.out, framed);
+    }
+
+    /// A head `http` refuses though the parser took it: 400, and the connection closes.
+    async fn refuse_malformed(&mut self) -> bool {
+        let refused = problem::response(
+            StatusCode::BAD_REQUEST,
+            "a header name or value is malformed",
+            None,
+        );
+        self.answer(refused, &[], false).await
     }
 
     /// Writes an answer the router made itself (a refusal, a problem document).
     async fn answer(&mut self, response: Response, decisions: &[Decision], reusable: bool) -> bool {
-        let (mut parts, body) = response.into_parts();
+        let (parts, body) = response.into_parts();
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();
         let keep_alive = reusable && !closes(&parts.headers);
-        self.finish_headers(&mut parts.headers, decisions, keep_alive);
-        parts.headers.remove(header::CONTENT_LENGTH);
-        self.out.clear();
-        wire::write_response_head(
-            self.out,
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()));
+        self.write_head(
             parts.status,
-            &parts.headers,
-            Some(FramingHeader::Length(body.len() as u64)),
+            headers,
+            decisions,
+            keep_alive,
+            Framing::Length(body.len() as u64),
         );
         self.out.extend_from_slice(&body);
         let written = self.client.write_all(self.out).await.is_ok();
@@ -403,16 +467,69 @@ impl Exchange<'_> {
     }
 }
 
+fn is_rate_limit_header(name: &str) -> bool {
+    [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "retry-after",
+    ]
+    .iter()
+    .any(|ours| ours.eq_ignore_ascii_case(name))
+}
+
 /// What goes to every upstream tried.
 struct Request<'r> {
     method: &'r axum::http::Method,
     /// Path and query below the upstream's base path.
     path: &'r str,
-    headers: &'r HeaderMap,
+    headers: Source<'r>,
+    /// The request id the router made (the client sent none).
+    new_id: Option<&'r HeaderValue>,
+    identity: Option<&'r Identity>,
     framing: Framing,
     expect_continue: bool,
-    /// The upstream's `Host` is sent (else the client's, kept in `headers`).
+    /// The upstream's `Host` is sent (else the client's, among the headers).
     upstream_host: bool,
+}
+
+/// The client's headers: as they came, or the map the plugins read and changed.
+enum Source<'r> {
+    Wire(&'r Headers),
+    Map(&'r HeaderMap),
+}
+
+impl Request<'_> {
+    /// The request's headers as the route forwards them, written to `out`.
+    fn write_headers(&self, proxy: &Proxy, peer: &Peer, out: &mut Vec<u8>) {
+        let forwarding = Forwarding {
+            peer: Some(peer),
+            identity: self.identity,
+            upgrade: None,
+            framed_here: true,
+        };
+        let new_id = self.new_id.map(|id| (REQUEST_ID, id.as_bytes()));
+        match self.headers {
+            Source::Wire(headers) => {
+                let headers = || headers.iter().chain(new_id);
+                proxy.forward_request_headers(headers, &forwarding, out);
+            }
+            Source::Map(map) => {
+                let headers = || {
+                    map.iter()
+                        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                        .chain(new_id)
+                };
+                proxy.forward_request_headers(headers, &forwarding, out);
+            }
+        }
+    }
+}
+
+impl HeaderSink for Vec<u8> {
+    fn header(&mut self, name: &str, value: &[u8]) {
+        wire::write_header(self, name.as_bytes(), value);
+    }
 }
 
 /// Reads an upstream's response head.

@@ -101,17 +101,44 @@ impl RawRequest {
     }
 
     /// The request, its head taken off the buffer's front (the body stays). `None` only for
-    /// a name or value `http` refuses where the parser did not.
+    /// a method `http` refuses where the parser did not.
     pub fn take(self, buffer: &mut BytesMut) -> Option<RequestHead> {
         let head = buffer.split_to(self.length).freeze();
         Some(RequestHead {
             method: Method::from_bytes(&head[self.method.0..self.method.1]).ok()?,
             target: head.slice(self.target.0..self.target.1),
-            headers: header_map(&head, &self.headers)?,
+            headers: Headers {
+                head,
+                spans: self.headers,
+            },
             framing: self.framing,
             keep_alive: self.keep_alive,
             expect_continue: self.expect_continue,
         })
+    }
+}
+
+/// A head's headers, left in the bytes they came in: read, filtered and written on
+/// without a map in between.
+pub struct Headers {
+    head: Bytes,
+    spans: Vec<HeaderSpan>,
+}
+
+impl Headers {
+    /// Each header's name and value, as sent.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
+        self.spans.iter().map(|(name, value)| {
+            // The parser took only token characters (ASCII) in names.
+            let name = std::str::from_utf8(&self.head[name.0..name.1]).unwrap_or_default();
+            (name, &self.head[value.0..value.1])
+        })
+    }
+
+    /// The same headers in a map (for plugins that read them by name); `None` for a name
+    /// or value `http` refuses where the parser did not.
+    pub fn to_map(&self) -> Option<HeaderMap> {
+        header_map(&self.head, &self.spans)
     }
 }
 
@@ -120,7 +147,7 @@ pub struct RequestHead {
     pub method: Method,
     /// Path and query, as sent.
     pub target: Bytes,
-    pub headers: HeaderMap,
+    pub headers: Headers,
     pub framing: Framing,
     pub keep_alive: bool,
     pub expect_continue: bool,
@@ -132,13 +159,14 @@ impl RequestHead {
     }
 }
 
-/// An upstream's response head.
+/// An upstream's response head, its headers left as they came: they are written on to
+/// the client as they are read, without a map in between.
 pub struct ResponseHead {
     pub status: StatusCode,
-    pub headers: HeaderMap,
     pub framing: Framing,
     /// The upstream connection may carry another request after this response.
     pub reusable: bool,
+    pub headers: Headers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -194,19 +222,19 @@ impl ResponseHead {
                 let start = part.as_ptr() as usize - base;
                 (start, start + part.len())
             };
-            let positions: Vec<_> = response
+            let spans = response
                 .headers
                 .iter()
                 .map(|h| (at(h.name.as_bytes()), at(h.value)))
                 .collect();
-            let head = buffer.split_to(length).freeze();
-            let headers = header_map(&head, &positions)
-                .ok_or_else(|| ResponseError::Malformed("a bad header".into()))?;
             return Ok(Some(Self {
                 status,
-                headers,
                 framing,
                 reusable,
+                headers: Headers {
+                    head: buffer.split_to(length).freeze(),
+                    spans,
+                },
             }));
         }
     }
@@ -307,14 +335,12 @@ fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
 }
 
 /// `METHOD target HTTP/1.1` (the target a base path, then a path and query, always
-/// starting with '/'), `host` when given, the headers, the framing header, the blank line.
-pub fn write_request_head(
+/// starting with '/'), then `host` when given.
+pub fn write_request_line(
     out: &mut Vec<u8>,
     method: &Method,
     (base, path): (&str, &str),
     host: Option<&str>,
-    headers: &HeaderMap,
-    framing: Option<FramingHeader>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
@@ -325,35 +351,28 @@ pub fn write_request_head(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if let Some(host) = host {
-        out.extend_from_slice(b"host: ");
-        out.extend_from_slice(host.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header(out, b"host", host.as_bytes());
     }
-    write_headers(out, headers, framing);
 }
 
-/// `HTTP/1.1 status reason`, the headers, the framing header, the blank line.
-pub fn write_response_head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &HeaderMap,
-    framing: Option<FramingHeader>,
-) {
+/// `HTTP/1.1 status reason`: a response head's first line.
+pub fn write_status_line(out: &mut Vec<u8>, status: StatusCode) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    write_headers(out, headers, framing);
 }
 
-fn write_headers(out: &mut Vec<u8>, headers: &HeaderMap, framing: Option<FramingHeader>) {
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The framing header, if any, and the blank line that ends a head.
+pub fn end_head(out: &mut Vec<u8>, framing: Option<FramingHeader>) {
     if let Some(framing) = framing {
         framing.write(out);
     }
@@ -478,6 +497,22 @@ mod tests {
     }
 
     #[test]
+    fn response_headers_stay_as_sent_and_make_a_map_when_asked() {
+        let head = response(
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: keep-alive, X-Hop\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        let headers: Vec<(&str, &[u8])> = head.headers.iter().collect();
+        assert_eq!(headers[0], ("X-A", &b"1"[..]));
+        assert_eq!(headers.len(), 3);
+        let map = head.headers.to_map().unwrap();
+        assert_eq!(map["x-a"], "1");
+        assert_eq!(map["connection"], "keep-alive, X-Hop");
+    }
+
+    #[test]
     fn informational_responses_are_skipped_and_bad_heads_are_errors() {
         let mut buffer = BytesMut::from(
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
@@ -502,39 +537,30 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-a", HeaderValue::from_static("1"));
         let mut out = Vec::new();
-        write_request_head(
+        write_request_line(
             &mut out,
             &Method::POST,
             ("/v1", "/orders?x=1"),
             Some("orders.internal:8080"),
-            &headers,
-            Framing::Chunked.header(),
         );
+        write_header(&mut out, b"x-a", b"1");
+        end_head(&mut out, Framing::Chunked.header());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /v1/orders?x=1 HTTP/1.1\r\nhost: orders.internal:8080\r\nx-a: 1\r\n\
              transfer-encoding: chunked\r\n\r\n"
         );
         let mut out = Vec::new();
-        write_request_head(
-            &mut out,
-            &Method::GET,
-            ("", "?q=1"),
-            None,
-            &HeaderMap::new(),
-            None,
-        );
+        write_request_line(&mut out, &Method::GET, ("", "?q=1"), None);
+        end_head(&mut out, None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "GET /?q=1 HTTP/1.1\r\n\r\n"
         );
         let mut out = Vec::new();
-        write_response_head(
-            &mut out,
-            StatusCode::OK,
-            &headers,
-            Framing::Length(2).header(),
-        );
+        write_status_line(&mut out, StatusCode::OK);
+        write_header(&mut out, b"x-a", b"1");
+        end_head(&mut out, Framing::Length(2).header());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n"
