@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
@@ -77,14 +77,14 @@ impl HeaderTransform {
 
     /// The name a header named `name` goes on under, or `None` when it is removed or
     /// replaced by an added one: `apply`'s rules for headers written as they stream.
-    fn name_for<'n>(&'n self, name: &'n str) -> Option<&'n str> {
-        let named = |other: &HeaderName| other.as_str().eq_ignore_ascii_case(name);
+    fn name_for<'n>(&'n self, name: &'n [u8]) -> Option<&'n [u8]> {
+        let named = |other: &HeaderName| other.as_str().as_bytes().eq_ignore_ascii_case(name);
         let name = self
             .rename
             .iter()
             .find(|(from, _)| named(from))
-            .map_or(name, |(_, to)| to.as_str());
-        let named = |other: &HeaderName| other.as_str().eq_ignore_ascii_case(name);
+            .map_or(name, |(_, to)| to.as_str().as_bytes());
+        let named = |other: &HeaderName| other.as_str().as_bytes().eq_ignore_ascii_case(name);
         let dropped = self.remove.iter().any(named) || self.add.iter().any(|(n, _)| named(n));
         (!dropped).then_some(name)
     }
@@ -163,16 +163,15 @@ pub(super) struct Forwarding<'a> {
 
 /// Where forwarded headers go: a map for hyper's client, or straight onto the wire.
 pub(super) trait HeaderSink {
-    fn header(&mut self, name: &str, value: &[u8]);
+    fn header(&mut self, name: &[u8], value: &[u8]);
 }
 
 impl HeaderSink for HeaderMap {
-    fn header(&mut self, name: &str, value: &[u8]) {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
         // Names and values come from a parsed message or from validated configuration.
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value),
-        ) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        {
             self.append(name, value);
         }
     }
@@ -198,8 +197,8 @@ enum Kind {
 
 /// A header name's kind, found by its length first: most names cost one comparison or
 /// none.
-fn classify(name: &str) -> Kind {
-    let is = |known: &str| name.eq_ignore_ascii_case(known);
+fn classify(name: &[u8]) -> Kind {
+    let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
     match name.len() {
         2 if is("te") => Kind::HopByHop,
         4 if is("host") => Kind::Host,
@@ -224,10 +223,10 @@ fn classify(name: &str) -> Kind {
 }
 
 /// The comma-separated options of a `Connection` value.
-pub(super) fn connection_options(value: &[u8]) -> impl Iterator<Item = &str> {
+pub(super) fn connection_options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
-        .filter_map(|option| std::str::from_utf8(option.trim_ascii()).ok())
+        .map(<[u8]>::trim_ascii)
         .filter(|option| !option.is_empty())
 }
 
@@ -250,13 +249,22 @@ pub(super) struct Attempts<'a> {
     tried: Vec<usize>,
     left: u32,
     failure: Failure,
+    /// When the request began: one clock read serves the first attempt's choice and
+    /// deadline.
+    started: Instant,
+    deadline: Instant,
 }
 
 impl<'a> Attempts<'a> {
     /// The next upstream to try, and whether it is the last; `None` when all are spent.
     pub fn next(&mut self) -> Option<(usize, &'a Upstream, bool)> {
         self.left = self.left.checked_sub(1)?;
-        let index = self.proxy.upstreams.pick(&self.tried);
+        let now = match self.tried.is_empty() {
+            true => self.started,
+            false => Instant::now(),
+        };
+        self.deadline = now + self.proxy.timeout;
+        let index = self.proxy.upstreams.pick(&self.tried, now);
         self.tried.push(index);
         Some((index, self.proxy.upstreams.get(index), self.left == 0))
     }
@@ -273,7 +281,8 @@ impl<'a> Attempts<'a> {
         let route = &self.proxy.name;
         let authority = &upstreams.get(index).authority;
         let last = self.left == 0;
-        match tokio::time::timeout(self.proxy.timeout, attempt).await {
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Tried::Answered(answer)) => {
                 upstreams.succeeded(index);
                 Some(Ok(answer))
@@ -301,6 +310,10 @@ impl<'a> Attempts<'a> {
     /// Why the request got no answer, once every attempt is spent.
     pub fn failure(self) -> Failure {
         self.failure
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
     }
 }
 
@@ -361,7 +374,7 @@ impl Proxy {
         let bodiless =
             length.is_none_or(|l| l == 0) && !parts.headers.contains_key(header::TRANSFER_ENCODING);
         let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
-            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case("upgrade"))
+            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case(b"upgrade"))
         });
         let client_upgrade = upgrade
             .as_ref()
@@ -376,7 +389,7 @@ impl Proxy {
                 parts
                     .headers
                     .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_bytes()))
+                    .map(|(name, value)| (name.as_ref(), value.as_bytes()))
             },
             &Forwarding {
                 peer: peer.as_ref(),
@@ -468,15 +481,15 @@ impl Proxy {
         forwarding: &Forwarding<'_>,
         sink: &mut impl HeaderSink,
     ) where
-        I: Iterator<Item = (&'h str, &'h [u8])>,
+        I: Iterator<Item = (&'h [u8], &'h [u8])>,
     {
         let peer = forwarding.peer;
         let trusted = peer.is_some_and(|p| is_trusted(&self.context.trusted_proxies, p.ip));
-        let mut connection_named: Vec<&str> = Vec::new();
+        let mut connection_named: Vec<&[u8]> = Vec::new();
         let (mut forwarded_for, mut has_proto, mut has_host, mut host) = (None, false, false, None);
         for (name, value) in headers() {
             match classify(name) {
-                Kind::HopByHop if name.eq_ignore_ascii_case("connection") => {
+                Kind::HopByHop if name.eq_ignore_ascii_case(b"connection") => {
                     connection_named.extend(connection_options(value));
                 }
                 Kind::ForwardedFor => {
@@ -491,7 +504,7 @@ impl Proxy {
             }
         }
         let rules = &self.request_headers;
-        let mut emit = |name: &str, value: &[u8]| {
+        let mut emit = |name: &[u8], value: &[u8]| {
             if let Some(name) = rules.name_for(name) {
                 sink.header(name, value);
             }
@@ -516,30 +529,30 @@ impl Proxy {
             match forwarded_for.filter(|_| trusted) {
                 Some(previous) => {
                     let value = format!("{}, {}", String::from_utf8_lossy(previous), peer.ip);
-                    emit(X_FORWARDED_FOR.as_str(), value.as_bytes());
+                    emit(X_FORWARDED_FOR.as_ref(), value.as_bytes());
                 }
-                None => emit(X_FORWARDED_FOR.as_str(), peer.address.as_bytes()),
+                None => emit(X_FORWARDED_FOR.as_ref(), peer.address.as_bytes()),
             }
         }
         if !(trusted && has_proto) {
-            emit(X_FORWARDED_PROTO.as_str(), b"http");
+            emit(X_FORWARDED_PROTO.as_ref(), b"http");
         }
         if !(trusted && has_host)
             && let Some(host) = host
         {
-            emit(X_FORWARDED_HOST.as_str(), host);
+            emit(X_FORWARDED_HOST.as_ref(), host);
         }
         if let (Some(signer), Some(identity)) = (&self.context.signer, forwarding.identity) {
             let (payload, signature) = signer.sign(identity, chrono::Utc::now());
-            emit(IDENTITY_HEADER, payload.as_bytes());
-            emit(IDENTITY_SIGNATURE_HEADER, signature.as_bytes());
+            emit(IDENTITY_HEADER.as_bytes(), payload.as_bytes());
+            emit(IDENTITY_SIGNATURE_HEADER.as_bytes(), signature.as_bytes());
         }
         if let Some(protocol) = forwarding.upgrade {
-            emit(header::CONNECTION.as_str(), b"upgrade");
-            emit(header::UPGRADE.as_str(), protocol.as_bytes());
+            emit(header::CONNECTION.as_ref(), b"upgrade");
+            emit(header::UPGRADE.as_ref(), protocol.as_bytes());
         }
         for (name, value) in &rules.add {
-            sink.header(name.as_str(), value.as_bytes());
+            sink.header(name.as_ref(), value.as_bytes());
         }
     }
 
@@ -547,11 +560,14 @@ impl Proxy {
     /// as many as the route's retries allow.
     pub(super) fn attempts(&self, repeatable: bool) -> Attempts<'_> {
         let left = if repeatable { self.retries + 1 } else { 1 };
+        let started = Instant::now();
         Attempts {
             proxy: self,
             tried: Vec::with_capacity(left as usize),
             left,
             failure: Failure::TimedOut,
+            started,
+            deadline: started,
         }
     }
 
@@ -617,9 +633,9 @@ impl Proxy {
     /// gave.
     pub(super) fn answer_header_name<'n>(
         &'n self,
-        name: &'n str,
-        connection: &[&str],
-    ) -> Option<&'n str> {
+        name: &'n [u8],
+        connection: &[&[u8]],
+    ) -> Option<&'n [u8]> {
         if classify(name) == Kind::HopByHop
             || connection.iter().any(|n| n.eq_ignore_ascii_case(name))
         {
@@ -696,7 +712,7 @@ async fn tunnel(
     }
 }
 
-fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -709,11 +725,11 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
     // One look at the names first: most messages have none of these.
     if headers
         .keys()
-        .any(|name| classify(name.as_str()) == Kind::HopByHop)
+        .any(|name| classify(name.as_str().as_bytes()) == Kind::HopByHop)
     {
         if headers.contains_key(header::CONNECTION) {
             let named: Vec<HeaderName> = connection_names(headers)
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+                .filter_map(|n| HeaderName::from_bytes(n).ok())
                 .collect();
             for name in named {
                 headers.remove(name);
@@ -867,14 +883,17 @@ mod tests {
 
         // The same rules for headers as they stream (the HTTP/1 fast path's answers).
         let transform = HeaderTransform::new(&rules).unwrap();
-        assert_eq!(transform.name_for("X-Old"), Some("x-renamed"));
-        assert_eq!(transform.name_for("x-debug"), None);
+        assert_eq!(transform.name_for(b"X-Old"), Some(&b"x-renamed"[..]));
+        assert_eq!(transform.name_for(b"x-debug"), None);
         assert_eq!(
-            transform.name_for("X-Api-Version"),
+            transform.name_for(b"X-Api-Version"),
             None,
             "replaced by the added value"
         );
-        assert_eq!(transform.name_for("Content-Type"), Some("Content-Type"));
+        assert_eq!(
+            transform.name_for(b"Content-Type"),
+            Some(&b"Content-Type"[..])
+        );
     }
 
     #[test]
@@ -895,6 +914,156 @@ mod tests {
             client_ip(&HeaderMap::new(), Some(proxy), &trusted),
             Some(proxy)
         );
+    }
+
+    #[test]
+    fn header_names_are_classified_in_any_case() {
+        for hop in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
+            assert_eq!(classify(hop.as_str().as_bytes()), Kind::HopByHop, "{hop}");
+            let upper = hop.as_str().to_ascii_uppercase();
+            assert_eq!(classify(upper.as_bytes()), Kind::HopByHop, "{upper}");
+        }
+        for (name, kind) in [
+            (IDENTITY_HEADER, Kind::Identity),
+            (IDENTITY_SIGNATURE_HEADER, Kind::Identity),
+            ("X-Forwarded-For", Kind::ForwardedFor),
+            ("x-forwarded-proto", Kind::ForwardedProto),
+            ("X-Forwarded-Host", Kind::ForwardedHost),
+            ("Forwarded", Kind::Forwarded),
+            ("HOST", Kind::Host),
+            ("content-length", Kind::ContentLength),
+            ("Expect", Kind::Expect),
+            ("x-request-id", Kind::Other),
+            ("accept", Kind::Other),
+            ("hostname", Kind::Other),
+        ] {
+            assert_eq!(classify(name.as_bytes()), kind, "{name}");
+        }
+    }
+
+    fn proxy(extra: &str, trusted: &[&str]) -> Proxy {
+        let config: RouteConfig = toml::from_str(&format!(
+            "name = \"r\"\npath = \"/r\"\nupstreams = [\"http://10.0.0.9\"]\n{extra}"
+        ))
+        .unwrap();
+        let context = ProxyContext {
+            signer: None,
+            trusted_proxies: trusted.iter().map(|n| n.parse().unwrap()).collect(),
+        };
+        Proxy::new(&config, context).unwrap()
+    }
+
+    fn forwarded(
+        proxy: &Proxy,
+        sent: &[(&str, &str)],
+        peer: &str,
+        framed_here: bool,
+    ) -> Vec<(String, String)> {
+        let peer = Peer::new(peer.parse().unwrap());
+        let forwarding = Forwarding {
+            peer: Some(&peer),
+            identity: None,
+            upgrade: None,
+            framed_here,
+        };
+        let sent = || sent.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+        let mut wire = Vec::new();
+        proxy.forward_request_headers(sent, &forwarding, &mut wire);
+        let mut map = HeaderMap::new();
+        proxy.forward_request_headers(sent, &forwarding, &mut map);
+        let lines: Vec<(String, String)> = String::from_utf8(wire)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let (name, value) = line.split_once(": ").unwrap();
+                (name.to_owned(), value.to_owned())
+            })
+            .collect();
+        // Both sinks get the same headers, in the same order.
+        let from_map: Vec<(String, String)> = map
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let mut sorted = lines.clone();
+        sorted.sort();
+        let mut from_map_sorted = from_map;
+        from_map_sorted.sort();
+        assert_eq!(
+            sorted
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect::<Vec<_>>(),
+            from_map_sorted
+        );
+        lines
+    }
+
+    #[test]
+    fn request_headers_lose_hops_forgeries_and_framing_and_gain_forwarding_and_rules() {
+        let proxy = proxy(
+            "[request_headers]\nrename = { x-old = \"x-new\" }\nremove = [\"x-debug\"]\n\
+             add = { x-api = \"2\" }",
+            &[],
+        );
+        let sent = [
+            ("Host", "api.example.com"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("X-Hop", "1"),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("X-Forwarded-Proto", "https"),
+            (IDENTITY_HEADER, "forged"),
+            ("Content-Length", "2"),
+            ("Expect", "100-continue"),
+            ("Accept", "*/*"),
+            ("X-Old", "a"),
+            ("X-Debug", "1"),
+        ];
+        let got = forwarded(&proxy, &sent, "192.0.2.1", true);
+        let expected = [
+            ("Accept", "*/*"),
+            ("x-new", "a"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "api.example.com"),
+            ("x-api", "2"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(got, expected);
+        // Sent on by a hop that does not frame the body itself, the length and the
+        // expectation stay.
+        let got = forwarded(&proxy, &sent, "192.0.2.1", false);
+        assert!(
+            got.contains(&("Content-Length".into(), "2".into())),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("Expect".into(), "100-continue".into())),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn forwarding_headers_from_a_trusted_proxy_are_kept_and_extended() {
+        let proxy = proxy("preserve_host = true", &["10.0.0.0/8"]);
+        let sent = [
+            ("host", "api.example.com"),
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-proto", "https"),
+        ];
+        let got = forwarded(&proxy, &sent, "10.0.0.2", true);
+        let value = |name: &str| {
+            got.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value("host"), vec!["api.example.com"], "preserved");
+        assert_eq!(value("x-forwarded-for"), vec!["203.0.113.9, 10.0.0.2"]);
+        assert_eq!(value("x-forwarded-proto"), vec!["https"]);
+        assert_eq!(value("x-forwarded-host"), vec!["api.example.com"]);
     }
 
     #[test]

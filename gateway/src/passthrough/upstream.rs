@@ -95,16 +95,16 @@ impl Upstreams {
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    fn ms_at(&self, now: Instant) -> u64 {
+        duration_ms(now.saturating_duration_since(self.epoch))
     }
 
     /// The next upstream in turn, preferring one not in `tried` and not skipped; when
     /// every one is skipped or tried, the next in turn anyway (trying beats refusing).
-    pub fn pick(&self, tried: &[usize]) -> usize {
+    pub fn pick(&self, tried: &[usize], now: Instant) -> usize {
         let count = self.upstreams.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % count;
-        let now = self.now_ms();
+        let now = self.ms_at(now);
         let in_turn = (0..count).map(|offset| (start + offset) % count);
         let mut untried_but_skipped = None;
         for index in in_turn.filter(|index| !tried.contains(index)) {
@@ -138,7 +138,7 @@ impl Upstreams {
         let failures = upstream.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.health.failures.max(1) {
             let until = self
-                .now_ms()
+                .ms_at(Instant::now())
                 .saturating_add(duration_ms(self.health.cooldown));
             upstream.skipped_until.store(until, Ordering::Relaxed);
             tracing::warn!(
@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn upstreams_are_taken_in_turn() {
         let pool = pool(3, 3, Duration::from_secs(10));
-        let picks: Vec<usize> = (0..6).map(|_| pool.pick(&[])).collect();
+        let picks: Vec<usize> = (0..6).map(|_| pool.pick(&[], Instant::now())).collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
     }
 
@@ -205,29 +205,29 @@ mod tests {
         let pool = pool(2, 2, Duration::from_millis(50));
         pool.failed(0);
         // One failure is below the threshold: still in turn.
-        assert!((0..4).any(|_| pool.pick(&[]) == 0));
+        assert!((0..4).any(|_| pool.pick(&[], Instant::now()) == 0));
         pool.failed(0);
-        assert!((0..4).all(|_| pool.pick(&[]) == 1));
+        assert!((0..4).all(|_| pool.pick(&[], Instant::now()) == 1));
         std::thread::sleep(Duration::from_millis(60));
-        assert!((0..4).any(|_| pool.pick(&[]) == 0));
+        assert!((0..4).any(|_| pool.pick(&[], Instant::now()) == 0));
         // A success forgets the failures.
         pool.failed(1);
         pool.succeeded(1);
         pool.failed(1);
-        assert!((0..4).any(|_| pool.pick(&[]) == 1));
+        assert!((0..4).any(|_| pool.pick(&[], Instant::now()) == 1));
     }
 
     #[test]
     fn retries_go_elsewhere_and_all_skipped_still_gives_one() {
         let pool = pool(2, 1, Duration::from_secs(60));
-        let first = pool.pick(&[]);
-        assert_eq!(pool.pick(&[first]), 1 - first);
+        let first = pool.pick(&[], Instant::now());
+        assert_eq!(pool.pick(&[first], Instant::now()), 1 - first);
         // All tried: the next in turn again (one upstream is retried on itself).
-        assert!(pool.pick(&[0, 1]) < 2);
+        assert!(pool.pick(&[0, 1], Instant::now()) < 2);
         pool.failed(0);
         // An untried skipped upstream comes before a tried healthy one.
-        assert_eq!(pool.pick(&[1]), 0);
+        assert_eq!(pool.pick(&[1], Instant::now()), 0);
         pool.failed(1);
-        assert!(pool.pick(&[]) < 2);
+        assert!(pool.pick(&[], Instant::now()) < 2);
     }
 }

@@ -22,7 +22,6 @@ use axum::response::Response;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use self::body::{BodyError, Framing};
@@ -39,6 +38,7 @@ use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
 use crate::edge::{self, REQUEST_ID};
 use crate::rate_limit::Decision;
+use crate::server::StopWatch;
 use junction_schema::Identity;
 
 /// The longest request head taken here; a longer one goes to the general server, which
@@ -55,12 +55,12 @@ pub enum Served {
 }
 
 /// Serves requests on `stream` for as long as each is one for a fast route of the current
-/// `routes`. Between requests, `closing` turning true ends the connection.
+/// `routes`. A server stopping ends the connection between requests.
 pub async fn serve(
     stream: &mut TcpStream,
     peer: SocketAddr,
     routes: impl Fn() -> Option<Arc<Passthrough>>,
-    closing: &mut watch::Receiver<bool>,
+    stop: &StopWatch,
 ) -> Served {
     let peer = Peer::new(peer.ip());
     let mut buffer = BytesMut::with_capacity(READ_SIZE);
@@ -80,7 +80,7 @@ pub async fn serve(
                 // Idle between requests: the only time a stopping server may close it.
                 tokio::select! {
                     read = stream.read_buf(&mut buffer) => read,
-                    _ = closing.wait_for(|closing| *closing) => return Served::Closed,
+                    () = stop.stopped() => return Served::Closed,
                 }
             } else {
                 stream.read_buf(&mut buffer).await
@@ -118,11 +118,11 @@ pub async fn serve(
             buffer: &mut buffer,
             out: &mut out,
             peer: &peer,
-            stopping: *closing.borrow(),
+            stopping: stop.is_stopping(),
             request_id: None,
         };
         let keep_alive = exchange.run(route, head).instrument(span).await;
-        if !keep_alive || *closing.borrow() {
+        if !keep_alive || stop.is_stopping() {
             return Served::Closed;
         }
     }
@@ -145,8 +145,6 @@ struct Exchange<'c> {
 impl Exchange<'_> {
     /// Answers the request; whether the connection can take another.
     async fn run(&mut self, route: &FastRoute, head: RequestHead) -> bool {
-        // Clock reads cost: only when someone reads the latency.
-        let started = tracing::enabled!(tracing::Level::DEBUG).then(Instant::now);
         // Until the body is read, a refusal cannot leave the connection open.
         let reusable = head.keep_alive && !self.stopping && !head.framing.has_body();
         // Plugins read headers by name: their routes get a map; others go without.
@@ -162,7 +160,7 @@ impl Exchange<'_> {
             None => head
                 .headers
                 .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(REQUEST_ID))
+                .find(|(name, _)| name.eq_ignore_ascii_case(REQUEST_ID.as_bytes()))
                 .and_then(|(_, value)| HeaderValue::from_bytes(value).ok()),
         };
         // A new id goes upstream too, after the client's headers.
@@ -225,11 +223,12 @@ impl Exchange<'_> {
 
         let mut body_sent = !head.framing.has_body();
         let mut attempts = proxy.attempts(repeatable);
+        let started = attempts.started();
         let sent = loop {
             let Some((index, upstream, _)) = attempts.next() else {
                 break Err(attempts.failure());
             };
-            let attempt = self.send(upstream, &request, proxy, &mut body_sent);
+            let attempt = self.send(upstream, &request, proxy, &mut body_sent, started);
             if let Some(done) = attempts.settle(index, attempt).await {
                 break done;
             }
@@ -245,10 +244,10 @@ impl Exchange<'_> {
         };
 
         let keep_alive = head.keep_alive && !self.stopping && body_sent;
-        let options: Vec<&str> = response
+        let options: Vec<&[u8]> = response
             .headers
             .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("connection"))
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
             .flat_map(|(_, value)| connection_options(value))
             .collect();
         let headers = response
@@ -259,7 +258,7 @@ impl Exchange<'_> {
                 proxy
                     .answer_headers_added()
                     .iter()
-                    .map(|(name, value)| (name.as_str(), value.as_bytes())),
+                    .map(|(name, value)| (name.as_ref(), value.as_bytes())),
             );
         self.write_head(
             response.status,
@@ -277,17 +276,16 @@ impl Exchange<'_> {
             None,
         )
         .await;
-        if let Some(started) = started {
-            tracing::debug!(
-                status = response.status.as_u16(),
-                latency = ?started.elapsed(),
-                "finished processing request"
-            );
-        }
+        tracing::debug!(
+            status = response.status.as_u16(),
+            upstream_latency = ?started.elapsed(),
+            "finished processing request"
+        );
         match copied {
             Ok(()) => {
                 if response.reusable {
-                    upstream.idle.put(connection);
+                    // Idle since the request began, as far as the pool knows: it errs early.
+                    upstream.idle.put(connection, started);
                 }
                 keep_alive
             }
@@ -309,10 +307,11 @@ impl Exchange<'_> {
         request: &Request<'_>,
         proxy: &Proxy,
         body_sent: &mut bool,
+        now: Instant,
     ) -> Tried<(&'u Upstream, Connection, ResponseHead)> {
         // A kept-alive connection the upstream closed unseen fails before any answer; a
         // bodiless request then goes again on a new connection.
-        let mut pooled = upstream.idle.take();
+        let mut pooled = upstream.idle.take(now);
         loop {
             let reused = pooled.is_some();
             let mut connection = match pooled.take() {
@@ -398,7 +397,7 @@ impl Exchange<'_> {
     fn write_head<'h>(
         &mut self,
         status: StatusCode,
-        headers: impl Iterator<Item = (&'h str, &'h [u8])>,
+        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
         decisions: &[Decision],
         keep_alive: bool,
         framing: Framing,
@@ -408,14 +407,14 @@ impl Exchange<'_> {
         self.out.clear();
         wire::write_status_line(self.out, status);
         for (name, value) in headers {
-            let ours = name.eq_ignore_ascii_case("connection")
-                || (framed.is_some() && name.eq_ignore_ascii_case("content-length"))
+            let ours = name.eq_ignore_ascii_case(b"connection")
+                || (framed.is_some() && name.eq_ignore_ascii_case(b"content-length"))
                 || (!decisions.is_empty() && is_rate_limit_header(name));
             if ours {
                 continue;
             }
-            has_request_id |= name.eq_ignore_ascii_case(REQUEST_ID);
-            wire::write_header(self.out, name.as_bytes(), value);
+            has_request_id |= name.eq_ignore_ascii_case(REQUEST_ID.as_bytes());
+            wire::write_header(self.out, name, value);
         }
         if !has_request_id && let Some(id) = &self.request_id {
             wire::write_header(self.out, REQUEST_ID.as_bytes(), id.as_bytes());
@@ -452,7 +451,7 @@ impl Exchange<'_> {
         let headers = parts
             .headers
             .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes()));
+            .map(|(name, value)| (name.as_ref(), value.as_bytes()));
         self.write_head(
             parts.status,
             headers,
@@ -467,7 +466,7 @@ impl Exchange<'_> {
     }
 }
 
-fn is_rate_limit_header(name: &str) -> bool {
+fn is_rate_limit_header(name: &[u8]) -> bool {
     [
         "ratelimit-limit",
         "ratelimit-remaining",
@@ -475,7 +474,7 @@ fn is_rate_limit_header(name: &str) -> bool {
         "retry-after",
     ]
     .iter()
-    .any(|ours| ours.eq_ignore_ascii_case(name))
+    .any(|ours| ours.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// What goes to every upstream tried.
@@ -508,7 +507,7 @@ impl Request<'_> {
             upgrade: None,
             framed_here: true,
         };
-        let new_id = self.new_id.map(|id| (REQUEST_ID, id.as_bytes()));
+        let new_id = self.new_id.map(|id| (REQUEST_ID.as_bytes(), id.as_bytes()));
         match self.headers {
             Source::Wire(headers) => {
                 let headers = || headers.iter().chain(new_id);
@@ -517,7 +516,7 @@ impl Request<'_> {
             Source::Map(map) => {
                 let headers = || {
                     map.iter()
-                        .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                        .map(|(n, v)| (n.as_ref(), v.as_bytes()))
                         .chain(new_id)
                 };
                 proxy.forward_request_headers(headers, &forwarding, out);
@@ -527,8 +526,8 @@ impl Request<'_> {
 }
 
 impl HeaderSink for Vec<u8> {
-    fn header(&mut self, name: &str, value: &[u8]) {
-        wire::write_header(self, name.as_bytes(), value);
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        wire::write_header(self, name, value);
     }
 }
 

@@ -35,9 +35,8 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// The most recently used idle connection still open, if any.
-    pub fn take(&self) -> Option<Connection> {
-        let now = Instant::now();
+    /// The most recently used idle connection still open at `now`, if any.
+    pub fn take(&self, now: Instant) -> Option<Connection> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((mut connection, since)) = idle.pop() {
             if now.duration_since(since) < IDLE_TIMEOUT && is_open(&connection.stream) {
@@ -48,15 +47,15 @@ impl Pool {
         None
     }
 
-    /// Keeps a connection whose last response was read whole, for the next request.
-    pub fn put(&self, connection: Connection) {
+    /// Keeps a connection whose last response was read whole, idle since `since`.
+    pub fn put(&self, connection: Connection, since: Instant) {
         if !connection.buffer.is_empty() {
             // Bytes past the response: the upstream is not speaking HTTP/1.1 properly.
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push((connection, Instant::now()));
+            idle.push((connection, since));
         }
     }
 }
@@ -108,21 +107,23 @@ mod tests {
         let connection = connect(&address, Duration::from_secs(5)).await.unwrap();
         let (mut accepted, _) = listener.accept().await.unwrap();
         assert!(!connection.reused);
-        pool.put(connection);
-        let mut connection = pool.take().expect("an idle connection is reused");
+        pool.put(connection, Instant::now());
+        let mut connection = pool
+            .take(Instant::now())
+            .expect("an idle connection is reused");
         assert!(connection.reused);
         // Still the same connection: what it sends arrives at the accepted end.
         connection.stream.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
         accepted.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"ping");
-        pool.put(connection);
+        pool.put(connection, Instant::now());
 
         // The upstream closes its end while the connection is idle.
         drop(accepted);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(
-            pool.take().is_none(),
+            pool.take(Instant::now()).is_none(),
             "a closed connection is not handed out"
         );
     }
@@ -134,8 +135,8 @@ mod tests {
         let pool = Pool::default();
         let mut connection = connect(&address, Duration::from_secs(5)).await.unwrap();
         connection.buffer.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        pool.put(connection);
-        assert!(pool.take().is_none());
+        pool.put(connection, Instant::now());
+        assert!(pool.take(Instant::now()).is_none());
     }
 
     #[tokio::test]

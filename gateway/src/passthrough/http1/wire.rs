@@ -127,12 +127,10 @@ pub struct Headers {
 
 impl Headers {
     /// Each header's name and value, as sent.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + Clone {
-        self.spans.iter().map(|(name, value)| {
-            // The parser took only token characters (ASCII) in names.
-            let name = std::str::from_utf8(&self.head[name.0..name.1]).unwrap_or_default();
-            (name, &self.head[value.0..value.1])
-        })
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        self.spans
+            .iter()
+            .map(|(name, value)| (&self.head[name.0..name.1], &self.head[value.0..value.1]))
     }
 
     /// The same headers in a map (for plugins that read them by name); `None` for a name
@@ -504,8 +502,8 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let headers: Vec<(&str, &[u8])> = head.headers.iter().collect();
-        assert_eq!(headers[0], ("X-A", &b"1"[..]));
+        let headers: Vec<(&[u8], &[u8])> = head.headers.iter().collect();
+        assert_eq!(headers[0], (&b"X-A"[..], &b"1"[..]));
         assert_eq!(headers.len(), 3);
         let map = head.headers.to_map().unwrap();
         assert_eq!(map["x-a"], "1");

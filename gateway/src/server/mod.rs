@@ -3,24 +3,27 @@
 //! routes; the first request that path does not take hands the connection to hyper's server
 //! and the axum app.
 
+mod rewind;
+mod stop;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tower::ServiceExt;
+
+use self::rewind::Rewind;
+use self::stop::Stop;
+pub use self::stop::StopWatch;
 
 use crate::passthrough::Passthrough;
 use crate::passthrough::http1::{self, Served};
@@ -80,8 +83,7 @@ pub async fn serve(
     grace: Duration,
 ) -> io::Result<()> {
     let site = site.into();
-    // Connections watch it to stop; the server waits for every watcher to be gone.
-    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut stop = Stop::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -100,13 +102,14 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
         }
-        tokio::spawn(connection(stream, peer, site.clone(), closing_rx.clone()));
+        if let Some(watch) = stop.watch() {
+            tokio::spawn(connection(stream, peer, site.clone(), watch));
+        }
     }
     drop(listener);
-    drop(closing_rx);
-    closing_tx.send_replace(true);
+    stop.stop();
     tokio::select! {
-        () = closing_tx.closed() => Ok(()),
+        () = stop.finished() => Ok(()),
         () = tokio::time::sleep(grace) => {
             tracing::warn!(?grace, "shutdown grace period elapsed; dropping remaining connections");
             Ok(())
@@ -129,15 +132,10 @@ async fn pause_after(error: &io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    site: CurrentSite,
-    mut closing: watch::Receiver<bool>,
-) {
+async fn connection(mut stream: TcpStream, peer: SocketAddr, site: CurrentSite, stop: StopWatch) {
     let mut read = BytesMut::new();
     if site.routes().is_some() {
-        match http1::serve(&mut stream, peer, || site.routes(), &mut closing).await {
+        match http1::serve(&mut stream, peer, || site.routes(), &stop).await {
             Served::Closed => return,
             Served::HandOff(bytes) => read = bytes,
         }
@@ -165,63 +163,11 @@ async fn connection(
                 }
                 return;
             }
-            _ = closing.wait_for(|closing| *closing), if !draining => {
+            () = stop.stopped(), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
             }
         }
-    }
-}
-
-/// A connection with bytes already read from it put back in front.
-struct Rewind {
-    read: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.read.is_empty() {
-            let n = self.read.len().min(buf.remaining());
-            buf.put_slice(&self.read[..n]);
-            self.read.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
