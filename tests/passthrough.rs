@@ -725,3 +725,368 @@ async fn config_check_names_a_bad_route() {
         "{stderr}"
     );
 }
+
+/// One HTTP/1.1 connection driven by hand, for what clients built on a library never send:
+/// pipelined requests, `Expect`, odd framing.
+struct Wire {
+    stream: tokio::net::TcpStream,
+    read: Vec<u8>,
+}
+
+/// A response as read off the wire: status, headers (names lower-case), body (unchunked).
+struct WireResponse {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl WireResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl Wire {
+    async fn connect(router: &Junction) -> Self {
+        let address = router.url("").trim_start_matches("http://").to_owned();
+        Self {
+            stream: tokio::net::TcpStream::connect(address).await.unwrap(),
+            read: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// More bytes; false at the end of the connection.
+    async fn fill(&mut self) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 16 * 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut chunk))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        self.read.extend_from_slice(&chunk[..n]);
+        n > 0
+    }
+
+    async fn take(&mut self, count: usize) -> Vec<u8> {
+        while self.read.len() < count {
+            assert!(self.fill().await, "the connection ended inside a body");
+        }
+        self.read.drain(..count).collect()
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.read.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.read.drain(..end + 2).collect()).unwrap();
+                return line.trim_end().to_owned();
+            }
+            assert!(self.fill().await, "the connection ended inside a head");
+        }
+    }
+
+    /// The next response; `bodiless` for an answer to HEAD.
+    async fn response(&mut self, bodiless: bool) -> WireResponse {
+        let status_line = self.line().await;
+        let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        let mut response = WireResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if bodiless || matches!(status, 100..=199 | 204 | 304) {
+            return response;
+        }
+        if response.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = usize::from_str_radix(&self.line().await, 16).unwrap();
+                if size == 0 {
+                    assert_eq!(self.line().await, "", "no trailers");
+                    break;
+                }
+                let data = self.take(size).await;
+                response.body.extend_from_slice(&data);
+                assert_eq!(self.take(2).await, b"\r\n");
+            }
+        } else if let Some(length) = response.header("content-length") {
+            response.body = self.take(length.parse().unwrap()).await;
+        } else {
+            while self.fill().await {}
+            response.body = std::mem::take(&mut self.read);
+        }
+        response
+    }
+
+    /// Whether the router closed the connection (reads its end).
+    async fn closed(&mut self) -> bool {
+        self.read.is_empty() && !self.fill().await
+    }
+}
+
+fn api_route(upstream: &Upstream, extra: &str) -> String {
+    format!(
+        "[[gateway.routes]]\nname = \"api\"\npath = \"/api\"\nrewrite = \"/\"\nupstreams = [\"{}\"]\n{extra}\n",
+        upstream.url()
+    )
+}
+
+/// One keep-alive connection: REST requests (one with a chunked body, two pipelined), then
+/// the router's own health endpoint (the connection passes to the general server), then
+/// REST again on it. Every answer is framed right, and the router's request id reaches the
+/// upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_carries_rest_requests_and_the_routers_own_endpoints() {
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&api_route(&upstream, ""));
+    let mut wire = Wire::connect(&router).await;
+
+    wire.send(b"GET /api/first?x=1 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+        .await;
+    let first = wire.response(false).await;
+    assert_eq!(first.status, 200);
+    let echo = first.json();
+    assert_eq!(echo["uri"], "/first?x=1");
+    let id = first
+        .header("x-request-id")
+        .expect("a request id")
+        .to_owned();
+    assert_eq!(values(&echo, "x-request-id"), vec![id.clone()]);
+    assert_eq!(values(&echo, "x-forwarded-host"), vec!["shop.example"]);
+    assert_eq!(first.header("x-upstream-version"), Some("7"));
+
+    wire.send(
+        b"POST /api/upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: dropped\r\n\r\n",
+    )
+    .await;
+    let upload = wire.response(false).await;
+    assert_eq!(upload.status, 200);
+    let expected = format!("{:x}", Sha256::digest(b"hello world"));
+    assert_eq!(upload.json()["length"], 11);
+    assert_eq!(upload.json()["sha256"], expected.as_str());
+
+    // Two requests in one write: two answers, in order.
+    wire.send(b"GET /api/one HTTP/1.1\r\nHost: a\r\n\r\nGET /api/two HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    assert_eq!(wire.response(false).await.json()["uri"], "/one");
+    assert_eq!(wire.response(false).await.json()["uri"], "/two");
+
+    wire.send(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    let health = wire.response(false).await;
+    assert_eq!(
+        health.status, 200,
+        "the router's own endpoint on the same connection"
+    );
+    assert_eq!(health.json()["status"], "live");
+
+    wire.send(b"GET /api/after HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await;
+    let after = wire.response(false).await;
+    assert_eq!(after.json()["uri"], "/after");
+    assert!(wire.closed().await, "closed as the client asked");
+    assert_eq!(upstream.hits("GET", "/"), 4);
+}
+
+/// `Expect: 100-continue`: the router says go on before the client sends the body (and
+/// the upstream sees no `Expect`); HEAD and 204 answers carry no body, so the next request
+/// on the connection is read right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expectations_and_bodiless_answers_keep_the_connection_in_step() {
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&api_route(&upstream, ""));
+    let mut wire = Wire::connect(&router).await;
+
+    wire.send(
+        b"PUT /api/upload HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await;
+    let go_on = wire.response(false).await;
+    assert_eq!(go_on.status, 100);
+    wire.send(b"data").await;
+    let stored = wire.response(false).await;
+    assert_eq!(stored.status, 200);
+    assert_eq!(stored.json()["length"], 4);
+
+    wire.send(
+        b"PUT /api/echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    )
+    .await;
+    assert_eq!(wire.response(false).await.status, 100);
+    wire.send(b"{}").await;
+    let echo = wire.response(false).await.json();
+    assert!(values(&echo, "expect").is_empty(), "{echo}");
+    assert_eq!(echo["body_bytes"], 2);
+
+    wire.send(b"HEAD /api/echo HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    let head = wire.response(true).await;
+    assert_eq!(head.status, 200);
+    assert!(
+        head.header("content-length").is_some(),
+        "HEAD keeps the length"
+    );
+    wire.send(b"DELETE /api/status/204 HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    assert_eq!(wire.response(false).await.status, 204);
+    wire.send(b"GET /api/last HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    assert_eq!(wire.response(false).await.json()["uri"], "/last");
+}
+
+/// An upstream that closes each connection shortly after answering on it. The router
+/// keeps connections to reuse; one the upstream closed is never used again, so no request
+/// fails for it, not even a POST (which is never sent twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_upstream_closed_while_idle_cost_no_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .await;
+                // Kept alive as far as the router can tell, then closed.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"flaky\"\npath = \"/flaky\"\nupstreams = [\"http://{address}\"]\n"
+    ));
+    let client = client();
+    for method in ["GET", "POST", "GET", "POST"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let answer = client
+            .request(method.clone(), router.url("/flaky/x"))
+            .body(if method == reqwest::Method::POST {
+                "{}"
+            } else {
+                ""
+            })
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "{method}");
+        assert_eq!(answer.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+/// Requests the fast path leaves to the general server still get the right answer: an
+/// HTTP/1.0 request is forwarded; one framed both by length and chunked (a smuggling
+/// shape) is read by its chunked framing alone (RFC 9112 section 6.3), forwarded without the
+/// length, and the connection closes after it, so what hid behind it is never read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_or_ambiguous_requests_are_answered_by_the_general_server() {
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&api_route(&upstream, ""));
+    let address = router.url("").trim_start_matches("http://").to_owned();
+    let old = raw_status_line(&address, "GET /api/old HTTP/1.0\r\nHost: a\r\n\r\n").await;
+    assert!(
+        old.starts_with("HTTP/1.0 200") || old.starts_with("HTTP/1.1 200"),
+        "{old}"
+    );
+
+    let mut wire = Wire::connect(&router).await;
+    wire.send(
+        b"POST /api/echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\
+          Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /api/hidden HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .await;
+    let answer = wire.response(false).await;
+    assert_eq!(answer.status, 200);
+    let echo = answer.json();
+    assert_eq!(echo["body_bytes"], 0);
+    assert!(values(&echo, "content-length").is_empty(), "{echo}");
+    assert!(
+        wire.closed().await,
+        "the connection closes after an ambiguous request"
+    );
+    assert_eq!(upstream.hits("GET", "/old"), 1);
+    assert_eq!(upstream.hits("POST", "/echo"), 1);
+    assert_eq!(upstream.hits("GET", "/hidden"), 0);
+}
+
+/// What the router cannot pass on: an upstream answering garbage is a 502 problem with the
+/// request id; a chunked body running past the route's limit is a 413, and the connection
+/// closes (the rest of the body is unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_answers_and_overlong_streamed_bodies_are_refused_cleanly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 4096];
+                let _ = stream.read(&mut chunk).await;
+                let _ = stream.write_all(b"SMTP ready\r\n\r\n").await;
+            });
+        }
+    });
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"garbage\"\npath = \"/garbage\"\nretries = 0\n\
+         upstreams = [\"http://{address}\"]\n\n{}",
+        api_route(&upstream, "max_body_bytes = 10")
+    ));
+    let mut wire = Wire::connect(&router).await;
+    wire.send(b"GET /garbage/x HTTP/1.1\r\nHost: a\r\nX-Request-Id: req-garbage\r\n\r\n")
+        .await;
+    let bad = wire.response(false).await;
+    assert_eq!(bad.status, 502);
+    assert_eq!(bad.header("x-request-id"), Some("req-garbage"));
+    assert_eq!(bad.json()["request_id"], "req-garbage");
+    assert!(
+        bad.json()["detail"].as_str().unwrap().contains("malformed"),
+        "{}",
+        bad.json()
+    );
+
+    let mut wire = Wire::connect(&router).await;
+    wire.send(
+        b"POST /api/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          8\r\n01234567\r\n8\r\n89abcdef\r\n0\r\n\r\n",
+    )
+    .await;
+    let refused = wire.response(false).await;
+    assert_eq!(refused.status, 413);
+    assert_eq!(refused.header("connection"), Some("close"));
+    assert!(wire.closed().await);
+}
