@@ -246,6 +246,7 @@ pub(super) enum Failure {
 /// the upstream's health and for the request.
 pub(super) struct Attempts<'a> {
     proxy: &'a Proxy,
+    /// Upstreams that failed this request (an answered request allocates nothing here).
     tried: Vec<usize>,
     left: u32,
     failure: Failure,
@@ -265,7 +266,6 @@ impl<'a> Attempts<'a> {
         };
         self.deadline = now + self.proxy.timeout;
         let index = self.proxy.upstreams.pick(&self.tried, now);
-        self.tried.push(index);
         Some((index, self.proxy.upstreams.get(index), self.left == 0))
     }
 
@@ -289,10 +289,12 @@ impl<'a> Attempts<'a> {
             }
             Ok(Tried::Unavailable(answer)) => {
                 upstreams.failed(index);
+                self.tried.push(index);
                 last.then_some(Ok(answer))
             }
             Ok(Tried::Failed(Failure::Unreachable(why))) => {
                 upstreams.failed(index);
+                self.tried.push(index);
                 tracing::warn!(%route, upstream = %authority, error = %why, "upstream request failed");
                 self.failure = Failure::Unreachable(why);
                 None
@@ -300,6 +302,7 @@ impl<'a> Attempts<'a> {
             Ok(Tried::Failed(other)) => Some(Err(other)),
             Err(_) => {
                 upstreams.failed(index);
+                self.tried.push(index);
                 tracing::warn!(%route, upstream = %authority, timeout = ?self.proxy.timeout, "upstream timed out");
                 self.failure = Failure::TimedOut;
                 None
@@ -563,7 +566,7 @@ impl Proxy {
         let started = Instant::now();
         Attempts {
             proxy: self,
-            tried: Vec::with_capacity(left as usize),
+            tried: Vec::new(),
             left,
             failure: Failure::TimedOut,
             started,

@@ -45,6 +45,8 @@ use junction_schema::Identity;
 /// refuses it.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 const READ_SIZE: usize = 8 * 1024;
+/// Buffers larger than this (grown by a body) are let go between requests.
+const MAX_IDLE_BUFFER: usize = 32 * 1024;
 
 /// How a connection left the fast path.
 pub enum Served {
@@ -118,12 +120,19 @@ pub async fn serve(
             buffer: &mut buffer,
             out: &mut out,
             peer: &peer,
-            stopping: stop.is_stopping(),
+            stop,
             request_id: None,
         };
         let keep_alive = exchange.run(route, head).instrument(span).await;
         if !keep_alive || stop.is_stopping() {
             return Served::Closed;
+        }
+        // A large body grew them: an idle connection keeps only what a head needs.
+        if buffer.is_empty() && buffer.capacity() > MAX_IDLE_BUFFER {
+            buffer = BytesMut::with_capacity(READ_SIZE);
+        }
+        if out.capacity() > MAX_IDLE_BUFFER {
+            out = Vec::with_capacity(READ_SIZE);
         }
     }
 }
@@ -136,8 +145,8 @@ struct Exchange<'c> {
     /// Bytes to write, reused across requests.
     out: &'c mut Vec<u8>,
     peer: &'c Peer,
-    /// The server is stopping: this is the connection's last request.
-    stopping: bool,
+    /// Looked at as each answer is written: a stopping server's answers say it closes.
+    stop: &'c StopWatch,
     /// The client's, or a new one.
     request_id: Option<HeaderValue>,
 }
@@ -146,7 +155,7 @@ impl Exchange<'_> {
     /// Answers the request; whether the connection can take another.
     async fn run(&mut self, route: &FastRoute, head: RequestHead) -> bool {
         // Until the body is read, a refusal cannot leave the connection open.
-        let reusable = head.keep_alive && !self.stopping && !head.framing.has_body();
+        let reusable = head.keep_alive && !head.framing.has_body();
         // Plugins read headers by name: their routes get a map; others go without.
         let mut map = match route.plugins.is_empty() {
             true => None,
@@ -238,12 +247,12 @@ impl Exchange<'_> {
             Err(Failure::ClientGone) => return false,
             Err(failure) => {
                 let refused = proxy.failure_response(failure, self.request_id.as_ref());
-                let reusable = reusable || (body_sent && head.keep_alive && !self.stopping);
+                let reusable = reusable || (body_sent && head.keep_alive);
                 return self.answer(refused, &decisions, reusable).await;
             }
         };
 
-        let keep_alive = head.keep_alive && !self.stopping && body_sent;
+        let keep_alive = head.keep_alive && body_sent && !self.stop.is_stopping();
         let options: Vec<&[u8]> = response
             .headers
             .iter()
@@ -447,7 +456,7 @@ impl Exchange<'_> {
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();
-        let keep_alive = reusable && !closes(&parts.headers);
+        let keep_alive = reusable && !closes(&parts.headers) && !self.stop.is_stopping();
         let headers = parts
             .headers
             .iter()

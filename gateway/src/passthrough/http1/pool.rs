@@ -1,16 +1,21 @@
 //! Kept-alive connections to one upstream, reused last-in first-out (the warmest first).
 //! An idle connection the upstream has closed is noticed when taken, from readiness the
-//! runtime already holds: no system call in the common case.
+//! runtime already holds: no system call in the common case. The pool is split in shards,
+//! one per worker thread in turn, so that threads do not contend for one lock.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
-/// Idle connections kept per upstream.
-const MAX_IDLE: usize = 256;
+/// Idle connections kept per upstream, per shard.
+const MAX_IDLE: usize = 64;
+const SHARDS: usize = 4;
+/// What a new connection's buffer holds: a response head, usually with its body.
+const HEAD_BUFFER: usize = 8 * 1024;
 /// An idle connection older than this is closed rather than reused: upstreams commonly
 /// close theirs after 60 to 75 seconds, and a request must not race that.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(50);
@@ -25,7 +30,16 @@ pub struct Connection {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(Connection, Instant)>>,
+    shards: [Mutex<Vec<(Connection, Instant)>>; SHARDS],
+}
+
+/// This thread's shard.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
 }
 
 impl std::fmt::Debug for Pool {
@@ -35,25 +49,35 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// The most recently used idle connection still open at `now`, if any.
+    /// The most recently used idle connection still open at `now`, if any: this thread's
+    /// shard first, then the others'.
     pub fn take(&self, now: Instant) -> Option<Connection> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((mut connection, since)) = idle.pop() {
-            if now.duration_since(since) < IDLE_TIMEOUT && is_open(&connection.stream) {
-                connection.reused = true;
-                return Some(connection);
+        let first = shard();
+        (0..SHARDS).find_map(|offset| {
+            let shard = &self.shards[(first + offset) % SHARDS];
+            let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some((mut connection, since)) = idle.pop() {
+                if now.duration_since(since) < IDLE_TIMEOUT && is_open(&connection.stream) {
+                    connection.reused = true;
+                    return Some(connection);
+                }
             }
-        }
-        None
+            None
+        })
     }
 
     /// Keeps a connection whose last response was read whole, idle since `since`.
-    pub fn put(&self, connection: Connection, since: Instant) {
+    pub fn put(&self, mut connection: Connection, since: Instant) {
         if !connection.buffer.is_empty() {
             // Bytes past the response: the upstream is not speaking HTTP/1.1 properly.
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        // A large body grew it: an idle connection keeps only what a head needs.
+        if connection.buffer.capacity() > 4 * HEAD_BUFFER {
+            connection.buffer = BytesMut::with_capacity(HEAD_BUFFER);
+        }
+        let shard = &self.shards[shard()];
+        let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push((connection, since));
         }
@@ -73,7 +97,7 @@ pub async fn connect(address: &str, timeout: Duration) -> std::io::Result<Connec
     stream.set_nodelay(true)?;
     Ok(Connection {
         stream,
-        buffer: BytesMut::with_capacity(8 * 1024),
+        buffer: BytesMut::with_capacity(HEAD_BUFFER),
         reused: false,
     })
 }

@@ -4,6 +4,8 @@
 
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 
 use super::body::{Framing, FramingHeader};
@@ -41,9 +43,15 @@ pub enum Parse<T> {
 impl RawRequest {
     /// Finds an HTTP/1.1 request head at the buffer's start.
     pub fn parse(buffer: &[u8]) -> Parse<Self> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let length = match request.parse(buffer) {
+        // Header slots stay uninitialized until parsed into: no 2 KiB of zeroes per head.
+        let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+            &mut request,
+            buffer,
+            &mut headers,
+        );
+        let length = match parsed {
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) => return Parse::Partial,
             Err(_) => return Parse::Elsewhere,
@@ -186,9 +194,14 @@ impl ResponseHead {
         request_method: &Method,
     ) -> Result<Option<Self>, ResponseError> {
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            let length = match response.parse(buffer) {
+            let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                buffer,
+                &mut headers,
+            );
+            let length = match parsed {
                 Ok(httparse::Status::Complete(length)) => length,
                 Ok(httparse::Status::Partial) if buffer.len() > MAX_RESPONSE_HEAD => {
                     return Err(ResponseError::TooLong(MAX_RESPONSE_HEAD));
