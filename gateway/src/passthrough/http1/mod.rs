@@ -361,18 +361,17 @@ impl Exchange<'_> {
                     proxy.max_body_bytes(),
                 )
                 .await;
-                *body_sent = true;
                 match copied {
-                    Ok(()) => Ok(()),
+                    Ok(()) => {
+                        *body_sent = true;
+                        Ok(())
+                    }
                     Err(BodyError::TooLarge(_)) => return Tried::Failed(Failure::TooLarge),
                     Err(error) if error.is_source() => {
                         return Tried::Failed(Failure::ClientGone);
                     }
                     // The upstream stopped reading: it may have answered already.
-                    Err(error) => {
-                        *body_sent = false;
-                        Err(error.to_string())
-                    }
+                    Err(error) => Err(error.to_string()),
                 }
             } else {
                 connection
