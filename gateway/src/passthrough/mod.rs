@@ -4,6 +4,7 @@
 //! another method gets 405 and `Allow`, no match 404, both as problem documents.
 
 mod config;
+mod headers;
 pub mod http1;
 mod matcher;
 mod plugins;
@@ -43,7 +44,7 @@ struct Route {
 }
 
 /// A route as the HTTP/1 fast path runs it: the plugins in order, then the proxy.
-pub struct FastRoute {
+struct FastRoute {
     plugins: Vec<Arc<plugins::Plugin>>,
     proxy: Arc<proxy::Proxy>,
 }
@@ -112,7 +113,7 @@ impl Passthrough {
     /// The route the HTTP/1 fast path runs for a request, found as `dispatch` finds it;
     /// `None` when the general path is to answer (no route, another method, a route the
     /// fast path cannot run).
-    pub fn fast_route(&self, method: &[u8], path: &str, host: Option<&[u8]>) -> Option<&FastRoute> {
+    fn fast_route(&self, method: &[u8], path: &str, host: Option<&[u8]>) -> Option<&FastRoute> {
         if !matcher::is_safe_path(path) {
             return None;
         }

@@ -28,12 +28,10 @@ use self::body::{BodyError, Framing};
 use self::pool::Connection;
 pub use self::pool::Pool;
 use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
+use super::headers::{HeaderSink, connection_options};
 use super::plugins::{Plugin, RateLimit};
 use super::problem;
-use super::proxy::{
-    Failure, Forwarding, HeaderSink, Peer, Proxy, Tried, connection_options, is_repeatable,
-    is_unavailable,
-};
+use super::proxy::{Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable};
 use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
 use crate::edge::{self, REQUEST_ID};
