@@ -1090,3 +1090,48 @@ async fn garbage_answers_and_overlong_streamed_bodies_are_refused_cleanly() {
     assert_eq!(refused.header("connection"), Some("close"));
     assert!(wire.closed().await);
 }
+
+/// `[gateway.http] header_read_timeout`: a connection waiting longer for a request head,
+/// idle or sending one too slowly, is closed, on REST routes and after the hand-off to the
+/// router's own endpoints alike; a connection busy with requests all along is not, however
+/// long it lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_waiting_too_long_for_a_request_head_are_closed() {
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&format!(
+        "[gateway.http]\nheader_read_timeout = \"300ms\"\n\n{}",
+        api_route(&upstream, "")
+    ));
+    let started = Instant::now();
+    let mut idle = Wire::connect(&router).await;
+    idle.send(b"GET /api/idle HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await;
+    assert_eq!(idle.response(false).await.status, 200);
+    assert!(idle.closed().await, "an idle REST connection closes");
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut slow = Wire::connect(&router).await;
+    slow.send(b"GET /api/slow HTTP/1.1\r\nHost: a\r\n").await;
+    assert!(
+        slow.closed().await,
+        "a head sent too slowly is not waited for"
+    );
+    assert_eq!(upstream.hits("GET", "/slow"), 0);
+
+    let mut own = Wire::connect(&router).await;
+    own.send(b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(own.response(false).await.status, 200);
+    assert!(
+        own.closed().await,
+        "an idle connection closes after the hand-off too"
+    );
+
+    let mut busy = Wire::connect(&router).await;
+    let lived = Instant::now();
+    while lived.elapsed() < Duration::from_millis(1200) {
+        busy.send(b"GET /api/busy HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await;
+        assert_eq!(busy.response(false).await.status, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

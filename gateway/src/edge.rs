@@ -34,6 +34,10 @@ pub struct HttpConfig {
     pub compression: bool,
     /// Proxies in front of the router (CIDRs) whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a connection may wait for a request head, idle or partly sent, before it
+    /// is closed: slow clients cannot hold connections open for nothing.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -43,6 +47,7 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             compression: true,
             trusted_proxies: Vec::new(),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -201,6 +201,7 @@ pub fn front_door(
     Site {
         app: edge::request_ids(app).layer(TraceLayer::new_for_http()),
         routes,
+        header_read_timeout: config.gateway.http.header_read_timeout,
     }
 }
 

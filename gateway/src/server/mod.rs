@@ -33,6 +33,8 @@ use crate::passthrough::http1::{self, Served};
 pub struct Site {
     pub app: Router,
     pub routes: Option<Arc<Passthrough>>,
+    /// How long a connection may wait for a request head, idle or partly sent.
+    pub header_read_timeout: Duration,
 }
 
 /// The site being served. A reload replaces it: each request takes the site current when
@@ -60,6 +62,13 @@ impl CurrentSite {
             .routes
             .clone()
     }
+
+    fn header_read_timeout(&self) -> Duration {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .header_read_timeout
+    }
 }
 
 impl From<Site> for CurrentSite {
@@ -70,7 +79,11 @@ impl From<Site> for CurrentSite {
 
 impl From<Router> for CurrentSite {
     fn from(app: Router) -> Self {
-        Self::new(Site { app, routes: None })
+        Self::new(Site {
+            app,
+            routes: None,
+            header_read_timeout: crate::edge::HttpConfig::default().header_read_timeout,
+        })
     }
 }
 
@@ -133,9 +146,11 @@ async fn pause_after(error: &io::Error) {
 }
 
 async fn connection(mut stream: TcpStream, peer: SocketAddr, site: CurrentSite, stop: StopWatch) {
+    let header_read_timeout = site.header_read_timeout();
     let mut read = BytesMut::new();
     if site.routes().is_some() {
-        match http1::serve(&mut stream, peer, || site.routes(), &stop).await {
+        let routes = || site.routes();
+        match http1::serve(&mut stream, peer, routes, &stop, header_read_timeout).await {
             Served::Closed => return,
             Served::HandOff(bytes) => read = bytes,
         }
@@ -151,6 +166,8 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, site: CurrentSite, 
         site.app().oneshot(request)
     });
     let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(connection);
@@ -275,6 +292,7 @@ mod tests {
         let site = Site {
             app: Router::new(),
             routes: Some(Arc::new(routes)),
+            header_read_timeout: Duration::from_secs(30),
         };
         let server = tokio::spawn(serve(
             listener,

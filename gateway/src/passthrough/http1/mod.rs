@@ -14,7 +14,7 @@ mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -55,16 +55,23 @@ pub enum Served {
 }
 
 /// Serves requests on `stream` for as long as each is one for a fast route of the current
-/// `routes`. A server stopping ends the connection between requests.
+/// `routes`. A server stopping ends the connection between requests, and so does waiting
+/// longer than `head_timeout` for a request head (idle, or sent too slowly), as on hyper's.
 pub async fn serve(
     stream: &mut TcpStream,
     peer: SocketAddr,
     routes: impl Fn() -> Option<Arc<Passthrough>>,
     stop: &StopWatch,
+    head_timeout: Duration,
 ) -> Served {
     let peer = Peer::new(peer.ip());
     let mut buffer = BytesMut::with_capacity(READ_SIZE);
     let mut out = Vec::with_capacity(READ_SIZE);
+    // One timer for the connection's life, moved on only when it fires: between requests
+    // the connection just notes when it began to wait, instead of re-arming a timer.
+    let mut waiting_since = Instant::now();
+    let head_deadline = tokio::time::sleep(head_timeout);
+    tokio::pin!(head_deadline);
     loop {
         let raw = loop {
             match RawRequest::parse(&buffer) {
@@ -76,14 +83,19 @@ pub async fn serve(
                 Parse::Partial => {}
             }
             buffer.reserve(READ_SIZE);
-            let read = if buffer.is_empty() {
+            let idle = buffer.is_empty();
+            let read = tokio::select! {
+                read = stream.read_buf(&mut buffer) => read,
                 // Idle between requests: the only time a stopping server may close it.
-                tokio::select! {
-                    read = stream.read_buf(&mut buffer) => read,
-                    () = stop.stopped() => return Served::Closed,
+                () = stop.stopped(), if idle => return Served::Closed,
+                () = &mut head_deadline => {
+                    let due = waiting_since + head_timeout;
+                    if Instant::now() >= due {
+                        return Served::Closed;
+                    }
+                    head_deadline.as_mut().reset(due.into());
+                    continue;
                 }
-            } else {
-                stream.read_buf(&mut buffer).await
             };
             if !matches!(read, Ok(n) if n > 0) {
                 return Served::Closed;
@@ -125,6 +137,7 @@ pub async fn serve(
         if !keep_alive || stop.is_stopping() {
             return Served::Closed;
         }
+        waiting_since = Instant::now();
         // A large body grew them: an idle connection keeps only what a head needs.
         if buffer.is_empty() && buffer.capacity() > MAX_IDLE_BUFFER {
             buffer = BytesMut::with_capacity(READ_SIZE);
