@@ -160,6 +160,7 @@ pub struct RequestHead {
 }
 
 impl RequestHead {
+    /// The target as text: the parser took it only as text, so the fallback is never used.
     pub fn target(&self) -> &str {
         std::str::from_utf8(&self.target).unwrap_or("/")
     }
