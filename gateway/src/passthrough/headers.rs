@@ -7,18 +7,6 @@ use junction_schema::identity::{IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER};
 
 use super::config::HeaderRules;
 
-/// Headers that describe one connection, never forwarded (besides those a `Connection`
-/// header names).
-pub(super) const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-];
 pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(super) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -57,7 +45,7 @@ impl HeaderTransform {
     }
 
     /// The name a header named `name` goes on under, or `None` when it is removed or
-    /// replaced by an added one: `apply`'s rules for headers written as they stream.
+    /// replaced by an added one.
     pub(super) fn name_for<'n>(&'n self, name: &'n [u8]) -> Option<&'n [u8]> {
         let named = |other: &HeaderName| other.as_str().as_bytes().eq_ignore_ascii_case(name);
         let name = self
@@ -70,21 +58,41 @@ impl HeaderTransform {
         (!dropped).then_some(name)
     }
 
-    pub(super) fn apply(&self, headers: &mut HeaderMap) {
-        for (from, to) in &self.rename {
-            let values: Vec<HeaderValue> = match headers.entry(from) {
-                header::Entry::Occupied(entry) => entry.remove_entry_mult().1.collect(),
-                header::Entry::Vacant(_) => continue,
-            };
-            for value in values {
-                headers.append(to, value);
+    /// A message's headers as the next hop gets them, put into `sink`: the hop-by-hop
+    /// ones dropped, with those its `Connection` header names (RFC 9110 section 7.6.1);
+    /// for a switch to `upgrade`, the two headers that say so put back; then these rules.
+    pub(super) fn pass_on<'h, I>(
+        &self,
+        headers: impl Fn() -> I,
+        upgrade: Option<&[u8]>,
+        sink: &mut impl HeaderSink,
+    ) where
+        I: Iterator<Item = (&'h [u8], &'h [u8])>,
+    {
+        let connection_named: Vec<&[u8]> = headers()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
+            .flat_map(|(_, value)| connection_options(value))
+            .collect();
+        let mut emit = |name: &[u8], value: &[u8]| {
+            if let Some(name) = self.name_for(name) {
+                sink.header(name, value);
+            }
+        };
+        for (name, value) in headers() {
+            let hop = classify(name) == Kind::HopByHop
+                || connection_named
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name));
+            if !hop {
+                emit(name, value);
             }
         }
-        for name in &self.remove {
-            headers.remove(name);
+        if let Some(protocol) = upgrade {
+            emit(header::CONNECTION.as_ref(), b"upgrade");
+            emit(header::UPGRADE.as_ref(), protocol);
         }
         for (name, value) in &self.add {
-            headers.insert(name, value.clone());
+            sink.header(name.as_ref(), value.as_bytes());
         }
     }
 }
@@ -165,68 +173,49 @@ pub(super) fn connection_names(headers: &HeaderMap) -> impl Iterator<Item = &[u8
         .flat_map(|v| connection_options(v.as_bytes()))
 }
 
-/// Drops the hop-by-hop headers; for a connection switching to `upgrade`, puts back the
-/// two headers that say so on the next hop.
-pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-    // One look at the names first: most messages have none of these.
-    if headers
-        .keys()
-        .any(|name| classify(name.as_str().as_bytes()) == Kind::HopByHop)
-    {
-        if headers.contains_key(header::CONNECTION) {
-            let named: Vec<HeaderName> = connection_names(headers)
-                .filter_map(|n| HeaderName::from_bytes(n).ok())
-                .collect();
-            for name in named {
-                headers.remove(name);
-            }
-        }
-        for name in HOP_BY_HOP {
-            headers.remove(name);
-        }
-        headers.remove(header::UPGRADE);
-    }
-    if let Some(protocol) = upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        headers.insert(header::UPGRADE, protocol.clone());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// `sent` through `transform` into a map.
+    fn passed_on(
+        transform: &HeaderTransform,
+        sent: &[(&str, &str)],
+        upgrade: Option<&str>,
+    ) -> HeaderMap {
         let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
+        let sent = || sent.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+        transform.pass_on(sent, upgrade.map(str::as_bytes), &mut map);
         map
     }
 
     #[test]
     fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
-        let mut map = headers(&[
-            ("connection", "keep-alive, X-Session"),
-            ("x-session", "abc"),
-            ("keep-alive", "timeout=5"),
-            ("transfer-encoding", "chunked"),
-            ("te", "trailers"),
-            ("proxy-authorization", "Basic x"),
-            ("upgrade", "websocket"),
-            ("content-type", "text/plain"),
-            ("authorization", "Bearer t"),
-        ]);
-        remove_hop_by_hop(&mut map, None);
+        let none = HeaderTransform::default();
+        let map = passed_on(
+            &none,
+            &[
+                ("connection", "keep-alive, X-Session"),
+                ("x-session", "abc"),
+                ("keep-alive", "timeout=5"),
+                ("transfer-encoding", "chunked"),
+                ("te", "trailers"),
+                ("proxy-authorization", "Basic x"),
+                ("upgrade", "websocket"),
+                ("content-type", "text/plain"),
+                ("authorization", "Bearer t"),
+            ],
+            None,
+        );
         let mut left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["authorization", "content-type"]);
 
-        let mut switching = headers(&[("connection", "Upgrade, x-hop"), ("x-hop", "1")]);
-        remove_hop_by_hop(&mut switching, Some(&HeaderValue::from_static("websocket")));
+        let switching = passed_on(
+            &none,
+            &[("connection", "Upgrade, x-hop"), ("x-hop", "1")],
+            Some("websocket"),
+        );
         assert_eq!(switching["connection"], "upgrade");
         assert_eq!(switching["upgrade"], "websocket");
         assert!(!switching.contains_key("x-hop"));
@@ -244,13 +233,17 @@ mod tests {
             remove: vec!["x-debug".into()],
             rename: [("x-old".into(), "x-renamed".into())].into_iter().collect(),
         };
-        let mut map = headers(&[
-            ("x-old", "a"),
-            ("x-old", "b"),
-            ("x-debug", "1"),
-            ("x-api-version", "1"),
-        ]);
-        HeaderTransform::new(&rules).unwrap().apply(&mut map);
+        let transform = HeaderTransform::new(&rules).unwrap();
+        let map = passed_on(
+            &transform,
+            &[
+                ("x-old", "a"),
+                ("x-old", "b"),
+                ("x-debug", "1"),
+                ("x-api-version", "1"),
+            ],
+            None,
+        );
         let renamed: Vec<&str> = map
             .get_all("x-renamed")
             .iter()
@@ -261,8 +254,7 @@ mod tests {
         assert_eq!(map["x-api-version"], "2");
         assert_eq!(map["x-new"], "set");
 
-        // The same rules for headers as they stream (the HTTP/1 fast path's answers).
-        let transform = HeaderTransform::new(&rules).unwrap();
+        // Name by name, as headers stream.
         assert_eq!(transform.name_for(b"X-Old"), Some(&b"x-renamed"[..]));
         assert_eq!(transform.name_for(b"x-debug"), None);
         assert_eq!(
@@ -278,9 +270,20 @@ mod tests {
 
     #[test]
     fn header_names_are_classified_in_any_case() {
-        for hop in HOP_BY_HOP.iter().chain([&header::UPGRADE]) {
-            assert_eq!(classify(hop.as_str().as_bytes()), Kind::HopByHop, "{hop}");
-            let upper = hop.as_str().to_ascii_uppercase();
+        // RFC 9110 section 7.6.1's list, and the one asking to switch protocols.
+        for hop in [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "proxy-authorization",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+        ] {
+            assert_eq!(classify(hop.as_bytes()), Kind::HopByHop, "{hop}");
+            let upper = hop.to_ascii_uppercase();
             assert_eq!(classify(upper.as_bytes()), Kind::HopByHop, "{upper}");
         }
         for (name, kind) in [

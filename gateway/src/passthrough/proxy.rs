@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode, Version};
 use axum::response::Response;
 use hyper_util::client::legacy::Client;
@@ -22,7 +22,7 @@ use junction_schema::identity::{IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, Iden
 use super::config::RouteConfig;
 use super::headers::{
     HeaderSink, HeaderTransform, Kind, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    classify, connection_names, connection_options, remove_hop_by_hop,
+    classify, connection_names, connection_options,
 };
 use super::matcher::{PathPattern, Rewrite};
 use super::problem;
@@ -68,7 +68,8 @@ pub struct Proxy {
     preserve_host: bool,
     max_body_bytes: Option<u64>,
     request_headers: HeaderTransform,
-    response_headers: HeaderTransform,
+    /// What an upstream's answer headers become for the client (both paths).
+    pub(super) response_headers: HeaderTransform,
     context: ProxyContext,
 }
 
@@ -474,35 +475,20 @@ impl Proxy {
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
         }
         let (mut parts, body) = response.into_parts();
-        self.answer_headers(&mut parts.headers, upgrade.as_ref());
+        let mut headers = HeaderMap::with_capacity(parts.headers.len());
+        let sent = || {
+            parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_ref(), value.as_bytes()))
+        };
+        self.response_headers.pass_on(
+            sent,
+            upgrade.as_ref().map(HeaderValue::as_bytes),
+            &mut headers,
+        );
+        parts.headers = headers;
         Response::from_parts(parts, Body::new(body))
-    }
-
-    /// An upstream's response headers as the client gets them.
-    fn answer_headers(&self, headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) {
-        remove_hop_by_hop(headers, upgrade);
-        self.response_headers.apply(headers);
-    }
-
-    /// `answer_headers` for one header as it streams: the name it reaches the client
-    /// under, or `None`. `connection` lists the names the response's `Connection` header
-    /// gave.
-    pub(super) fn answer_header_name<'n>(
-        &'n self,
-        name: &'n [u8],
-        connection: &[&[u8]],
-    ) -> Option<&'n [u8]> {
-        if classify(name) == Kind::HopByHop
-            || connection.iter().any(|n| n.eq_ignore_ascii_case(name))
-        {
-            return None;
-        }
-        self.response_headers.name_for(name)
-    }
-
-    /// The headers the route adds to every answer.
-    pub(super) fn answer_headers_added(&self) -> &[(HeaderName, HeaderValue)] {
-        &self.response_headers.add
     }
 
     pub(super) fn preserves_host(&self) -> bool {
@@ -636,6 +622,8 @@ fn describe(error: &hyper_util::client::legacy::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header::HeaderName;
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::header::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,7 +28,7 @@ use self::body::{BodyError, Framing};
 use self::pool::Connection;
 pub use self::pool::Pool;
 use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
-use super::headers::{HeaderSink, connection_options};
+use super::headers::{HeaderSink, connection_names};
 use super::plugins::{Plugin, RateLimit};
 use super::problem;
 use super::proxy::{Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable};
@@ -264,25 +264,13 @@ impl Exchange<'_> {
         };
 
         let keep_alive = head.keep_alive && body_sent && !self.stop.is_stopping();
-        let options: Vec<&[u8]> = response
-            .headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(b"connection"))
-            .flat_map(|(_, value)| connection_options(value))
-            .collect();
-        let headers = response
-            .headers
-            .iter()
-            .filter_map(|(name, value)| Some((proxy.answer_header_name(name, &options)?, value)))
-            .chain(
-                proxy
-                    .answer_headers_added()
-                    .iter()
-                    .map(|(name, value)| (name.as_ref(), value.as_bytes())),
-            );
         self.write_head(
             response.status,
-            headers,
+            |sink| {
+                proxy
+                    .response_headers
+                    .pass_on(|| response.headers.iter(), None, sink)
+            },
             &decisions,
             keep_alive,
             response.framing,
@@ -409,33 +397,31 @@ impl Exchange<'_> {
         }
     }
 
-    /// Writes a response head to `out`: `headers` (the framing and connection headers
-    /// aside, which are the router's to say), then what every answer on this path carries:
-    /// the request id unless there is one, the rate limits' headers (outermost plugin's
-    /// last, replacing any sent), `Connection: close` when the connection ends after it.
-    fn write_head<'h>(
+    /// Writes a response head to `out`: the headers `headers` puts (less those the router
+    /// says itself), then what every answer on this path carries: the request id unless
+    /// there is one, the rate limits' headers (outermost plugin's last, replacing any sent),
+    /// `Connection: close` when the connection ends after it, the framing.
+    fn write_head(
         &mut self,
         status: StatusCode,
-        headers: impl Iterator<Item = (&'h [u8], &'h [u8])>,
+        headers: impl FnOnce(&mut AnswerHeaders<'_>),
         decisions: &[Decision],
         keep_alive: bool,
         framing: Framing,
     ) {
         let framed = framing.header();
-        let mut has_request_id = false;
         self.out.clear();
         wire::write_status_line(self.out, status);
-        for (name, value) in headers {
-            let ours = name.eq_ignore_ascii_case(b"connection")
-                || (framed.is_some() && name.eq_ignore_ascii_case(b"content-length"))
-                || (!decisions.is_empty() && is_rate_limit_header(name));
-            if ours {
-                continue;
-            }
-            has_request_id |= name.eq_ignore_ascii_case(REQUEST_ID.as_bytes());
-            wire::write_header(self.out, name, value);
-        }
-        if !has_request_id && let Some(id) = &self.request_id {
+        let mut sink = AnswerHeaders {
+            out: self.out,
+            framed: framed.is_some(),
+            rate_limited: !decisions.is_empty(),
+            has_request_id: false,
+        };
+        headers(&mut sink);
+        if !sink.has_request_id
+            && let Some(id) = &self.request_id
+        {
             wire::write_header(self.out, REQUEST_ID.as_bytes(), id.as_bytes());
         }
         for decision in decisions.iter().rev() {
@@ -466,11 +452,13 @@ impl Exchange<'_> {
         let body = axum::body::to_bytes(body, usize::MAX)
             .await
             .unwrap_or_default();
-        let keep_alive = reusable && !closes(&parts.headers) && !self.stop.is_stopping();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_ref(), value.as_bytes()));
+        let closes = connection_names(&parts.headers).any(|o| o.eq_ignore_ascii_case(b"close"));
+        let keep_alive = reusable && !closes && !self.stop.is_stopping();
+        let headers = |sink: &mut AnswerHeaders<'_>| {
+            for (name, value) in &parts.headers {
+                sink.header(name.as_ref(), value.as_bytes());
+            }
+        };
         self.write_head(
             parts.status,
             headers,
@@ -482,6 +470,28 @@ impl Exchange<'_> {
         let written = self.client.write_all(self.out).await.is_ok();
         self.out.clear();
         written && keep_alive
+    }
+}
+
+/// An answer's headers onto the wire, less those the router says itself: the framing,
+/// `Connection`, and the rate limits' when a limit decided; noting whether one is a
+/// request id.
+struct AnswerHeaders<'o> {
+    out: &'o mut Vec<u8>,
+    framed: bool,
+    rate_limited: bool,
+    has_request_id: bool,
+}
+
+impl HeaderSink for AnswerHeaders<'_> {
+    fn header(&mut self, name: &[u8], value: &[u8]) {
+        let ours = name.eq_ignore_ascii_case(b"connection")
+            || (self.framed && name.eq_ignore_ascii_case(b"content-length"))
+            || (self.rate_limited && is_rate_limit_header(name));
+        if !ours {
+            self.has_request_id |= name.eq_ignore_ascii_case(REQUEST_ID.as_bytes());
+            wire::write_header(self.out, name, value);
+        }
     }
 }
 
@@ -568,11 +578,4 @@ async fn read_response_head(
             Err(error) => return Err(format!("reading the answer: {error}")),
         }
     }
-}
-
-fn closes(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
 }

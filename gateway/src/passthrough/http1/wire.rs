@@ -72,18 +72,11 @@ impl RawRequest {
             Some(value) if value.eq_ignore_ascii_case(b"100-continue") => true,
             Some(_) => return Parse::Elsewhere,
         };
-        let at = |part: &[u8]| {
-            let start = part.as_ptr() as usize - buffer.as_ptr() as usize;
-            (start, start + part.len())
-        };
         Parse::Complete(Self {
             length,
-            method: at(method.as_bytes()),
-            target: at(target.as_bytes()),
-            headers: headers
-                .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value)))
-                .collect(),
+            method: span(buffer, method.as_bytes()),
+            target: span(buffer, target.as_bytes()),
+            headers: header_spans(buffer, headers),
             framing,
             keep_alive: !has_option(headers, "connection", b"close"),
             expect_continue,
@@ -229,16 +222,7 @@ impl ResponseHead {
             let reusable = version_11
                 && framing != Framing::UntilClose
                 && !has_option(response.headers, "connection", b"close");
-            let base = buffer.as_ptr() as usize;
-            let at = |part: &[u8]| {
-                let start = part.as_ptr() as usize - base;
-                (start, start + part.len())
-            };
-            let spans = response
-                .headers
-                .iter()
-                .map(|h| (at(h.name.as_bytes()), at(h.value)))
-                .collect();
+            let spans = header_spans(buffer, response.headers);
             return Ok(Some(Self {
                 status,
                 framing,
@@ -250,6 +234,20 @@ impl ResponseHead {
             }));
         }
     }
+}
+
+/// Where `part`, a slice of `buffer`, lies in it.
+fn span(buffer: &[u8], part: &[u8]) -> Span {
+    let start = part.as_ptr() as usize - buffer.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+/// Where each parsed header's name and value lie in `buffer`.
+fn header_spans(buffer: &[u8], headers: &[httparse::Header<'_>]) -> Vec<HeaderSpan> {
+    headers
+        .iter()
+        .map(|h| (span(buffer, h.name.as_bytes()), span(buffer, h.value)))
+        .collect()
 }
 
 fn header_map(head: &Bytes, positions: &[HeaderSpan]) -> Option<HeaderMap> {
