@@ -305,6 +305,88 @@ async fn bad_operations_are_refused_before_any_subgraph_is_called() {
     let _ = cases;
 }
 
+/// Operations written to make the router work hard: fragments spreading the next one twice,
+/// forty deep (1.6 KB; 2^40 spreads once expanded naively), are answered as the one small
+/// selection they mean, while the router keeps answering others; a selection tree that
+/// grows past `max_selections` is refused with a code before any subgraph is called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragment_fan_out_is_answered_or_refused_and_blocks_nothing() {
+    let subgraphs = Subgraphs::start().await;
+    let (process, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[("JUNCTION_GATEWAY__LIMITS__MAX_SELECTIONS", "1000")],
+    );
+    let client = reqwest::Client::new();
+    let post = |query: String| {
+        client
+            .post(process.url("/graphql"))
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let mut doubling = String::from("{ topProducts { ...F0 } }\n");
+    for i in 0..40 {
+        doubling.push_str(&format!(
+            "fragment F{i} on Product {{ ...F{j} ...F{j} }}\n",
+            j = i + 1
+        ));
+    }
+    doubling.push_str("fragment F40 on Product { upc }\n");
+    assert!(doubling.len() < 2_000);
+    let attack = tokio::spawn(post(doubling));
+    // Meanwhile the router answers its health checks.
+    let live = client
+        .get(process.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let answered: Value = attack.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        answered["data"]["topProducts"][0],
+        json!({"upc": "1"}),
+        "{answered}"
+    );
+
+    // Reviews' authors' reviews' products' reviews...: two branches per level, 2^10 leaves.
+    let mut growing = String::from("{ topProducts { reviews { ...R0 } } }\n");
+    for i in 0..9 {
+        growing.push_str(&format!(
+            "fragment R{i} on Review {{ author {{ reviews {{ ...R{j} }} }} product {{ reviews {{ ...R{j} }} }} }}\n",
+            j = i + 1
+        ));
+    }
+    growing.push_str("fragment R9 on Review { id }\n");
+    let refused = post(growing).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+    assert!(
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 1000 fields"),
+        "{refused}"
+    );
+    assert_eq!(subgraphs.total_requests(), 1, "only the first was fetched");
+}
+
+/// Every field of a selection skipped: the object answers `{}` (as the spec collects fields)
+/// and the subgraph is asked a valid query (its `__typename`), not an empty selection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selection_whose_fields_are_all_skipped_answers_an_empty_object() {
+    let router = Router::start().await;
+    let data = router
+        .data(
+            "query($no: Boolean!) { me { name @include(if: $no) ... on User { id @skip(if: true) } } topProducts(first: 1) { upc } }",
+            json!({"no": false}),
+        )
+        .await;
+    assert_eq!(data, json!({"me": {}, "topProducts": [{"upc": "1"}]}));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_answers_from_the_api_schema() {
     let router = Router::start().await;
@@ -708,6 +790,36 @@ async fn persisted_queries_run_by_hash() {
     assert!(registered["data"]["topProducts"].is_array(), "{registered}");
     let cached: Value = by_hash().await.unwrap().json().await.unwrap();
     assert_eq!(cached["data"], registered["data"]);
+
+    // A query refused (here: a field that does not exist) is not kept for its hash.
+    let invalid = "{ topProducts { nope } }";
+    let hash: String = sha2::Sha256::digest(invalid.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let extensions = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let refused = router
+        .client
+        .post(router.process.url("/graphql"))
+        .json(&json!({"query": invalid, "extensions": extensions}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let again: Value = router
+        .client
+        .post(router.process.url("/graphql"))
+        .json(&json!({ "extensions": extensions }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["errors"][0]["extensions"]["code"], "PERSISTED_QUERY_NOT_FOUND",
+        "{again}"
+    );
 }
 
 /// The router's edge: request ids (kept or made, echoed, passed to subgraphs), a body size
@@ -758,6 +870,13 @@ async fn the_edge_ids_limits_cors_and_compression() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 413);
+    assert_eq!(refused.headers()["connection"], "close");
+    let refused: Value = refused.json().await.expect("a GraphQL error, in JSON");
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(
+        refused["errors"][0]["message"],
+        "the request body is larger than the limit of 65536 bytes"
+    );
 
     let preflight = |origin: &'static str| {
         client

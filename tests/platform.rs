@@ -295,6 +295,31 @@ async fn webhooks_through_the_router_end_to_end(db: TestDatabase) {
         "{body}"
     );
 
+    // A number no JSON holds is the router's to refuse, with a code, before any subgraph.
+    let (status, body) = client
+        .call(Some(&key), "mutation { publishEvent(input: {eventType: \"order.created\", payload: {a: 1e400}}) { deliveryCount } }", json!({}), &[])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["message"],
+        "the number 1e400 is out of range"
+    );
+    // Every field of a selection skipped: `{}` for it, no error.
+    let (status, body) = client
+        .call(
+            Some(&key),
+            "{ endpoints(first: 1) { pageInfo { hasNextPage @skip(if: true) } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"data": {"endpoints": {"pageInfo": {}}}}));
+
     // No credentials, or bad ones: refused before anything runs.
     let (status, body) = client
         .call(None, "{ endpoints { edges { cursor } } }", json!({}), &[])

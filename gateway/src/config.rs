@@ -53,6 +53,9 @@ pub struct GatewayConfig {
     pub introspection: Option<crate::introspection::IntrospectionConfig>,
     #[serde(default)]
     pub persisted_queries: crate::persisted::PersistedQueriesConfig,
+    /// How much memory each cache may take.
+    #[serde(default)]
+    pub caches: crate::cache::CacheConfig,
     /// How long a verified API key is used without checking the database again (so also
     /// how long a revoked key may still work); `0s` checks every request.
     #[serde(default = "default_api_key_cache_ttl", with = "humantime_serde")]
@@ -163,6 +166,7 @@ impl Default for GatewayConfig {
             oauth: OAuthConfig::default(),
             introspection: None,
             persisted_queries: crate::persisted::PersistedQueriesConfig::default(),
+            caches: crate::cache::CacheConfig::default(),
             api_key_cache_ttl: default_api_key_cache_ttl(),
             routes: Vec::new(),
         }

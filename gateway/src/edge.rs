@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use serde::Deserialize;
 use tower_http::compression::CompressionLayer;
@@ -92,9 +92,12 @@ pub fn cors(origins: &[String]) -> CorsLayer {
 
 /// The router's own endpoints behind the body limit, compression and CORS.
 pub fn own_endpoints(app: Router, config: &HttpConfig) -> Router {
+    let limit = config.max_body_bytes;
     let mut app = app
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
-        .layer(axum::middleware::map_response(close_after_refused_body));
+        .layer(axum::middleware::map_response(
+            move |response: Response| async move { refused_body(response, limit) },
+        ));
     if config.compression {
         app = app.layer(CompressionLayer::new().gzip(true));
     }
@@ -114,15 +117,23 @@ pub fn own_endpoints(app: Router, config: &HttpConfig) -> Router {
     app
 }
 
-/// A body refused unread leaves the connection unusable: say so, so that the client does
-/// not send its next request on it.
-async fn close_after_refused_body(mut response: Response) -> Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+/// A body refused for its size gets a GraphQL-shaped error saying the limit (these are
+/// GraphQL, OAuth and health endpoints; clients parse JSON errors); and as it was left
+/// unread, which leaves the connection unusable, the answer closes it so that the client
+/// does not send its next request on it.
+fn refused_body(response: Response, limit: usize) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
     }
-    response
+    let body = serde_json::json!({"errors": [{
+        "message": format!("the request body is larger than the limit of {limit} bytes"),
+        "extensions": {"code": "BAD_USER_INPUT"},
+    }]});
+    let mut refused = (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    refused
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    refused
 }
 
 /// Around everything the address serves: the request id exists before anything else runs,

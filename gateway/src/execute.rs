@@ -453,13 +453,21 @@ fn at<'v>(value: &'v Value, path: &[Value]) -> Option<&'v Value> {
     })
 }
 
+/// A subgraph's error as the client sees it: naming the subgraph, and coded (as
+/// `DOWNSTREAM_SERVICE_ERROR` when the subgraph gave no code of its own).
 pub(crate) fn tag_service(mut error: Value, service: &str) -> Value {
     if let Some(map) = error.as_object_mut() {
         let extensions = map.entry("extensions").or_insert_with(|| json!({}));
+        if !extensions.is_object() {
+            *extensions = json!({});
+        }
         if let Some(extensions) = extensions.as_object_mut() {
             extensions
                 .entry("service")
                 .or_insert_with(|| json!(service));
+            extensions
+                .entry("code")
+                .or_insert_with(|| json!("DOWNSTREAM_SERVICE_ERROR"));
         }
     }
     error
@@ -756,7 +764,17 @@ fn complete(
         }
         Type::Named(name) | Type::NonNullNamed(name) => {
             if selections.is_empty() {
-                return Ok(raw.clone());
+                // An object whose every field was skipped is `{}`, as the spec collects it.
+                return Ok(
+                    if supergraph.api.get_object(name).is_some()
+                        || supergraph.api.get_interface(name).is_some()
+                        || supergraph.api.get_union(name).is_some()
+                    {
+                        json!({})
+                    } else {
+                        raw.clone()
+                    },
+                );
             }
             let result =
                 shape_object(supergraph, selections, raw, name, path, errors).map(Value::Object);

@@ -3,8 +3,6 @@
 //! credentials and trusts the answer while it is fresh (a short cache, never past the
 //! token's `exp`). Junction API keys (`jk_...`) are left to the API-key check.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, header};
@@ -15,6 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::BoundedCache;
 use crate::router::{Authenticator, bearer};
 
 /// `[gateway.introspection]`.
@@ -39,36 +38,32 @@ fn default_cache_ttl() -> Duration {
     Duration::from_secs(30)
 }
 
-/// Cached answers kept at most; the cache starts over when full.
-const CACHE_CAPACITY: usize = 50_000;
-
 type Answer = Result<Identity, String>;
 
 pub struct Introspection {
     config: IntrospectionConfig,
     http: reqwest::Client,
-    cache: Mutex<HashMap<[u8; 32], (Instant, Answer)>>,
+    /// Answers by token digest, until they expire; bounded by bytes, so tokens sprayed at
+    /// the router push out only each other and the answers least used.
+    cache: BoundedCache<[u8; 32], (Instant, Answer)>,
 }
 
 impl Introspection {
-    pub fn new(config: IntrospectionConfig) -> Result<Self, String> {
+    /// Answers cached in at most `cache_bytes`.
+    pub fn new(config: IntrospectionConfig, cache_bytes: u64) -> Result<Self, String> {
         Ok(Self {
             http: crate::execute::plain_client(Duration::from_secs(5))?,
             config,
-            cache: Mutex::new(HashMap::new()),
+            cache: BoundedCache::new(cache_bytes, 256),
         })
     }
 
     async fn introspect(&self, token: &str) -> Answer {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some((until, answer)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && *until > Instant::now()
+        if let Some((until, answer)) = self.cache.get(&key)
+            && until > Instant::now()
         {
-            return answer.clone();
+            return answer;
         }
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("token", token)
@@ -99,16 +94,19 @@ impl Introspection {
             .and_then(|exp| DateTime::<Utc>::from_timestamp(exp, 0))
             .and_then(|exp| (exp - Utc::now()).to_std().ok())
             .unwrap_or(self.config.cache_ttl);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(
+        let bytes = match &answer {
+            Ok(identity) => {
+                identity.tenant.len() + identity.subject.len() + identity.scopes.to_string().len()
+            }
+            Err(why) => why.len(),
+        };
+        self.cache.insert(
             key,
             (
                 Instant::now() + self.config.cache_ttl.min(expires),
                 answer.clone(),
             ),
+            (32 + std::mem::size_of::<(Instant, Answer)>() + bytes) as u64,
         );
         answer
     }
@@ -202,13 +200,16 @@ mod tests {
     async fn active_tokens_become_identities_and_answers_are_cached() {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let calls = Arc::new(AtomicUsize::new(0));
-        let introspection = Introspection::new(IntrospectionConfig {
-            url: server(Arc::clone(&calls)).await,
-            client_id: "router".into(),
-            client_secret: "s3cret".into(),
-            tenant_claim: "tenant".into(),
-            cache_ttl: Duration::from_secs(60),
-        })
+        let introspection = Introspection::new(
+            IntrospectionConfig {
+                url: server(Arc::clone(&calls)).await,
+                client_id: "router".into(),
+                client_secret: "s3cret".into(),
+                tenant_claim: "tenant".into(),
+                cache_ttl: Duration::from_secs(60),
+            },
+            1 << 20,
+        )
         .unwrap();
         let identity = introspection
             .authenticate(&bearer("good"))
@@ -240,13 +241,16 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/introspect", closed.local_addr().unwrap());
         drop(closed);
-        let introspection = Introspection::new(IntrospectionConfig {
-            url,
-            client_id: "router".into(),
-            client_secret: "s3cret".into(),
-            tenant_claim: "tenant".into(),
-            cache_ttl: Duration::from_secs(60),
-        })
+        let introspection = Introspection::new(
+            IntrospectionConfig {
+                url,
+                client_id: "router".into(),
+                client_secret: "s3cret".into(),
+                tenant_claim: "tenant".into(),
+                cache_ttl: Duration::from_secs(60),
+            },
+            1 << 20,
+        )
         .unwrap();
         assert_eq!(
             introspection.authenticate(&bearer("good")).await,

@@ -47,6 +47,9 @@ pub struct JwtConfig {
     /// Fetched again no sooner than this after the last fetch, even for an unknown `kid`.
     #[serde(default = "default_cooldown", with = "humantime_serde")]
     pub jwks_cooldown: Duration,
+    /// A JWKS document larger than this is refused (and the keys known kept).
+    #[serde(default = "default_jwks_max_bytes")]
+    pub jwks_max_bytes: usize,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -78,6 +81,10 @@ fn default_cooldown() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_jwks_max_bytes() -> usize {
+    1024 * 1024
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JwtConfigError {
     #[error("gateway.jwt: key {0}: give exactly one of `secret` or `pem`")]
@@ -88,6 +95,23 @@ pub enum JwtConfigError {
     NoKeys,
     #[error("gateway.jwt: cannot build the JWKS client: {0}")]
     Client(String),
+}
+
+/// A response's body, refused past `limit` bytes (read as it arrives, so a huge or endless
+/// body costs at most `limit`).
+async fn read_at_most(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("the document is larger than {limit} bytes");
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A verification key and the one algorithm it verifies.
@@ -166,7 +190,8 @@ impl JwtAuthenticator {
             if !response.status().is_success() {
                 return Err(format!("HTTP {}", response.status().as_u16()));
             }
-            let set: JwkSet = response.json().await.map_err(|e| e.to_string())?;
+            let body = read_at_most(response, self.config.jwks_max_bytes).await?;
+            let set: JwkSet = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
             Ok::<_, String>(set)
         }
         .await;
@@ -373,6 +398,7 @@ mod tests {
             leeway: Duration::from_secs(30),
             tenant_claim: "tenant".into(),
             jwks_cooldown: Duration::ZERO,
+            jwks_max_bytes: 1024 * 1024,
         }
     }
 
@@ -571,6 +597,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_jwks_document_over_its_limit_is_refused_and_the_known_keys_kept() {
+        let (k1, public1) = ed25519(1, "k1");
+        let (k2, public2) = ed25519(2, "k2");
+        let jwks = Jwks::default();
+        *jwks.set.lock().unwrap() = json!({"keys": [public1]});
+        let jwt = JwtAuthenticator::new(JwtConfig {
+            keys: vec![],
+            jwks_url: Some(serve_jwks(jwks.clone()).await),
+            jwks_max_bytes: 4096,
+            ..config()
+        })
+        .unwrap();
+        let token = |key: &EncodingKey, kid: &str| eddsa(&claims(json!({})), key, kid);
+        assert!(jwt.verify(&token(&k1, "k1")).await.is_ok());
+        // The next document holds the new key among 10,000 junk ones: refused whole.
+        let junk: Vec<Value> = (0..10_000)
+            .map(|i| json!({"kty": "oct", "kid": format!("junk-{i}"), "k": "AAAA"}))
+            .collect();
+        let mut keys = vec![public2];
+        keys.extend(junk);
+        *jwks.set.lock().unwrap() = json!({ "keys": keys });
+        assert_eq!(
+            jwt.verify(&token(&k2, "k2")).await.unwrap_err(),
+            "the token's signing key is unknown"
+        );
+        assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+        assert!(jwt.verify(&token(&k1, "k1")).await.is_ok(), "kept");
+    }
+
+    #[tokio::test]
     async fn unknown_kids_do_not_hammer_the_jwks_endpoint() {
         let (k1, public1) = ed25519(1, "k1");
         let (k9, _) = ed25519(9, "k9");
@@ -580,6 +636,7 @@ mod tests {
             keys: vec![],
             jwks_url: Some(serve_jwks(jwks.clone()).await),
             jwks_cooldown: Duration::from_secs(3600),
+            jwks_max_bytes: 1024 * 1024,
             ..config()
         };
         let jwt = JwtAuthenticator::new(config).unwrap();

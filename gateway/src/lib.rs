@@ -11,6 +11,7 @@
 //! shutdown. The router knows nothing about Junction's own subgraphs in particular.
 
 pub mod authorization;
+pub mod cache;
 pub mod compose;
 mod config;
 pub mod cost;

@@ -2,22 +2,23 @@
 //! the SHA-256 of its query instead of the text; the first time, the router answers
 //! `PERSISTED_QUERY_NOT_FOUND` and the client sends both, which the router checks and keeps.
 //! Small requests, and GET requests a CDN can cache.
+//!
+//! A text is kept only once the router has parsed and validated it ([`Resolved::remember`]),
+//! in a cache bounded by bytes: refused queries, however large, leave nothing behind.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::{BoundedCache, CacheConfig};
 use crate::router::Rejection;
 
-/// Queries kept; the cache starts over when full (clients send the text again).
-const CAPACITY: usize = 10_000;
-
-#[derive(Default)]
 pub struct PersistedQueries {
-    queries: Mutex<HashMap<String, String>>,
+    /// Texts by hash; when full, those not used recently go first (clients send them again).
+    queries: BoundedCache<String, Arc<str>>,
     /// Trusted documents: when set, only these run (by id, or by the same text).
     safelist: Option<HashMap<String, String>>,
 }
@@ -40,11 +41,52 @@ pub enum ManifestError {
     Format(String, String),
 }
 
+impl Default for PersistedQueries {
+    fn default() -> Self {
+        Self::with_cache(CacheConfig::default().persisted_queries_bytes)
+    }
+}
+
+/// The query text a request runs, and what to keep once the text has been validated.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub query: String,
+    /// The hash the text came with, to keep it under once it proves valid.
+    remember: Option<String>,
+}
+
+impl Resolved {
+    fn text(query: String) -> Self {
+        Self {
+            query,
+            remember: None,
+        }
+    }
+
+    /// Keeps the text for its hash: called once the text parsed and validated, never before.
+    pub fn remember(&self, persisted: &PersistedQueries) {
+        if let Some(hash) = &self.remember {
+            let bytes = (hash.len() + self.query.len()) as u64;
+            persisted
+                .queries
+                .insert(hash.clone(), Arc::from(self.query.as_str()), bytes);
+        }
+    }
+}
+
 impl PersistedQueries {
-    /// With a safelist from `config`, when it names one.
-    pub fn new(config: &PersistedQueriesConfig) -> Result<Self, ManifestError> {
+    /// No safelist, texts kept in at most `bytes`.
+    pub fn with_cache(bytes: u64) -> Self {
+        Self {
+            queries: BoundedCache::new(bytes, 2048),
+            safelist: None,
+        }
+    }
+
+    /// With a safelist from `config`, when it names one; texts kept in at most `bytes`.
+    pub fn new(config: &PersistedQueriesConfig, bytes: u64) -> Result<Self, ManifestError> {
         let Some(path) = &config.safelist else {
-            return Ok(Self::default());
+            return Ok(Self::with_cache(bytes));
         };
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path)
@@ -66,8 +108,8 @@ impl PersistedQueries {
             safelist.insert(id.to_owned(), body.to_owned());
         }
         Ok(Self {
-            queries: Mutex::default(),
             safelist: Some(safelist),
+            ..Self::with_cache(bytes)
         })
     }
 
@@ -76,12 +118,12 @@ impl PersistedQueries {
         &self,
         query: Option<&str>,
         hash: Option<&str>,
-    ) -> Option<Result<String, Rejection>> {
+    ) -> Option<Result<Resolved, Rejection>> {
         let safelist = self.safelist.as_ref()?;
         let found = hash
             .and_then(|h| safelist.get(h))
             .or_else(|| query.and_then(|q| safelist.values().find(|body| *body == q)));
-        Some(found.cloned().ok_or_else(|| {
+        Some(found.cloned().map(Resolved::text).ok_or_else(|| {
             Rejection::new(
                 StatusCode::BAD_REQUEST,
                 "PERSISTED_QUERY_NOT_IN_LIST",
@@ -90,13 +132,14 @@ impl PersistedQueries {
         }))
     }
 
-    /// The query to run: the text sent (checked against its hash and kept, when a hash came
-    /// with it), or the text kept for the hash sent alone.
+    /// The query to run: the text sent (checked against its hash, when a hash came with it,
+    /// and kept once valid: see [`Resolved::remember`]), or the text kept for the hash sent
+    /// alone.
     pub(crate) fn resolve(
         &self,
         query: Option<String>,
         extensions: Option<&Value>,
-    ) -> Result<String, Rejection> {
+    ) -> Result<Resolved, Rejection> {
         let query = query.filter(|q| !q.trim().is_empty());
         let persisted = extensions.and_then(|e| e.get("persistedQuery"));
         let hash = persisted.and_then(|p| p["sha256Hash"].as_str());
@@ -104,7 +147,7 @@ impl PersistedQueries {
             return trusted;
         }
         let Some(persisted) = persisted else {
-            return query.ok_or_else(|| {
+            return query.map(Resolved::text).ok_or_else(|| {
                 Rejection::new(
                     StatusCode::BAD_REQUEST,
                     "BAD_USER_INPUT",
@@ -139,19 +182,15 @@ impl PersistedQueries {
                         "provided sha does not match query",
                     ));
                 }
-                let mut queries = self.queries.lock().unwrap_or_else(|p| p.into_inner());
-                if queries.len() >= CAPACITY {
-                    queries.clear();
-                }
-                queries.insert(hash, query.clone());
-                Ok(query)
+                Ok(Resolved {
+                    query,
+                    remember: Some(hash),
+                })
             }
             None => self
                 .queries
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .get(&hash)
-                .cloned()
+                .map(|query| Resolved::text(query.to_string()))
                 .ok_or_else(|| {
                     // As Apollo's clients expect it: status 200, this message and code.
                     Rejection::new(
@@ -187,16 +226,32 @@ mod tests {
             missing.errors[0]["extensions"]["code"],
             "PERSISTED_QUERY_NOT_FOUND"
         );
+        let sent = cache
+            .resolve(Some(QUERY.into()), Some(&extensions(&hash)))
+            .unwrap();
+        assert_eq!(sent.query, QUERY);
+        // Not kept until the router found it valid.
+        assert!(cache.resolve(None, Some(&extensions(&hash))).is_err());
+        sent.remember(&cache);
         assert_eq!(
+            cache.resolve(None, Some(&extensions(&hash))).unwrap().query,
+            QUERY
+        );
+    }
+
+    #[test]
+    fn kept_texts_stay_within_their_bytes() {
+        let cache = PersistedQueries::with_cache(1 << 20);
+        for i in 0..1_000 {
+            let query = format!("{{ f{i} {} }}", "x ".repeat(5_000));
+            let hash = format!("{:x}", Sha256::digest(query.as_bytes()));
             cache
-                .resolve(Some(QUERY.into()), Some(&extensions(&hash)))
-                .unwrap(),
-            QUERY
-        );
-        assert_eq!(
-            cache.resolve(None, Some(&extensions(&hash))).unwrap(),
-            QUERY
-        );
+                .resolve(Some(query), Some(&extensions(&hash)))
+                .unwrap()
+                .remember(&cache);
+            assert!(cache.queries.weight() <= 1 << 20);
+        }
+        assert!(cache.queries.len() < 150, "{}", cache.queries.len());
     }
 
     #[test]
@@ -234,30 +289,42 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let cache = PersistedQueries::new(&PersistedQueriesConfig {
-            safelist: Some(path),
-        })
+        let cache = PersistedQueries::new(
+            &PersistedQueriesConfig {
+                safelist: Some(path),
+            },
+            1 << 20,
+        )
         .unwrap();
         assert_eq!(
-            cache.resolve(None, Some(&extensions("abc"))).unwrap(),
+            cache.resolve(None, Some(&extensions("abc"))).unwrap().query,
             QUERY
         );
-        assert_eq!(cache.resolve(Some(QUERY.into()), None).unwrap(), QUERY);
+        assert_eq!(
+            cache.resolve(Some(QUERY.into()), None).unwrap().query,
+            QUERY
+        );
         let refused = cache.resolve(Some("{ other }".into()), None).unwrap_err();
         assert_eq!(
             refused.errors[0]["extensions"]["code"],
             "PERSISTED_QUERY_NOT_IN_LIST"
         );
-        let missing = PersistedQueries::new(&PersistedQueriesConfig {
-            safelist: Some(dir.path().join("nope.json")),
-        });
+        let missing = PersistedQueries::new(
+            &PersistedQueriesConfig {
+                safelist: Some(dir.path().join("nope.json")),
+            },
+            1 << 20,
+        );
         assert!(missing.is_err());
     }
 
     #[test]
     fn plain_requests_need_a_query() {
         let cache = PersistedQueries::default();
-        assert_eq!(cache.resolve(Some(QUERY.into()), None).unwrap(), QUERY);
+        assert_eq!(
+            cache.resolve(Some(QUERY.into()), None).unwrap().query,
+            QUERY
+        );
         assert!(cache.resolve(Some("  ".into()), None).is_err());
     }
 }

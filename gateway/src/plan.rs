@@ -85,6 +85,26 @@ impl PlanNode {
         }
     }
 
+    fn heap_bytes(&self) -> u64 {
+        let own = std::mem::size_of::<PlanNode>() as u64;
+        own + match self {
+            PlanNode::Fetch(fetch) => {
+                (fetch.service.len()
+                    + fetch.operation.capacity()
+                    + fetch.operation_json.capacity()
+                    + fetch.variables.len() * std::mem::size_of::<Name>()) as u64
+                    + crate::selection::heap_bytes(&fetch.requires)
+                    + crate::selection::heap_bytes(&fetch.selections)
+            }
+            PlanNode::Sequence(nodes) | PlanNode::Parallel(nodes) => {
+                nodes.iter().map(PlanNode::heap_bytes).sum()
+            }
+            PlanNode::Flatten { path, node } => {
+                (path.len() * std::mem::size_of::<PathElement>()) as u64 + node.heap_bytes()
+            }
+        }
+    }
+
     fn write(&self, out: &mut String, indent: usize) {
         let pad = "  ".repeat(indent);
         match self {
@@ -127,6 +147,11 @@ impl PlanNode {
 impl QueryPlan {
     pub fn fetch_count(&self) -> usize {
         self.root.as_ref().map_or(0, PlanNode::fetch_count)
+    }
+
+    /// About what the plan holds on the heap, for a cache bounded by bytes.
+    pub fn heap_bytes(&self) -> u64 {
+        self.root.as_ref().map_or(0, PlanNode::heap_bytes)
     }
 
     /// A subscription's plan in its two parts: the subscription opened on one subgraph, and

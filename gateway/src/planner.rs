@@ -283,15 +283,26 @@ impl Planner<'_> {
             selections: Vec::new(),
             ..field.clone()
         };
-        if field.selections.is_empty() {
-            return Ok(planned);
-        }
         let definition = self
             .supergraph
             .schema
             .type_field(parent, &field.name)
             .map_err(|_| PlanError::UnknownField(parent.clone(), field.name.clone()))?;
         let return_type = definition.ty.inner_named_type().clone();
+        if field.selections.is_empty() {
+            // Every sub-selection of an object field was skipped: the subgraph still needs
+            // one to answer whether the object is there (the client gets `{}` or null).
+            if self
+                .supergraph
+                .schema
+                .types
+                .get(&return_type)
+                .is_some_and(|ty| !ty.is_leaf())
+            {
+                planned.selections.push(typename());
+            }
+            return Ok(planned);
+        }
         let mut child_path = path.to_vec();
         child_path.push(PathElement::Key(field.response_key().clone()));
         push_lists(&definition.ty, &mut child_path);

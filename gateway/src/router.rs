@@ -8,7 +8,7 @@
 //! shape. Nothing reaches a subgraph before all checks pass.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use apollo_compiler::ExecutableDocument;
 use apollo_compiler::ast::OperationType;
@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::SubscriptionConfig;
 use crate::authorization::Denial;
+use crate::cache::{BoundedCache, CacheConfig};
 use crate::execute::{Forwarded, RequestContext, SubgraphClient, execute};
 use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
@@ -36,10 +37,6 @@ use crate::stages::{self, Call, Stage};
 use crate::subscription::{ClientLimits, sse, websocket};
 use crate::supergraph::{Labels, Supergraph};
 use tower::ServiceExt;
-
-const PLAN_CACHE_CAPACITY: usize = 10_000;
-/// Documents are larger than plans: fewer are kept.
-const DOCUMENT_CACHE_CAPACITY: usize = 1_000;
 
 /// Turns request credentials into an identity. `Ok(None)`: no credentials were presented.
 pub trait Authenticator: Send + Sync {
@@ -65,9 +62,9 @@ pub struct GraphRouter {
     client: SubgraphClient,
     limits: Limits,
     authenticator: Option<Arc<dyn Authenticator>>,
-    plans: Mutex<HashMap<[u8; 32], Arc<QueryPlan>>>,
+    plans: BoundedCache<[u8; 32], Arc<QueryPlan>>,
     /// Validated documents by query text: parsing and validation run once per distinct query.
-    documents: Mutex<HashMap<String, Arc<Valid<ExecutableDocument>>>>,
+    documents: BoundedCache<Arc<str>, Arc<Valid<ExecutableDocument>>>,
     /// Every progressive-override label of the supergraph.
     override_labels: Labels,
     active_labels: Labels,
@@ -104,8 +101,8 @@ impl GraphRouter {
             client,
             limits,
             authenticator,
-            plans: Mutex::new(HashMap::new()),
-            documents: Mutex::new(HashMap::new()),
+            plans: BoundedCache::new(CacheConfig::default().plans_bytes, 8 * 1024),
+            documents: BoundedCache::new(CacheConfig::default().documents_bytes, 32 * 1024),
             subscriptions: SubscriptionConfig::default(),
             client_limits: Arc::default(),
             rate_limiter: None,
@@ -113,6 +110,13 @@ impl GraphRouter {
             persisted: PersistedQueries::default(),
             cost: crate::cost::CostConfig::default(),
         }
+    }
+
+    /// Caches bounded as `config` says (the persisted queries' with their own constructor).
+    pub fn with_caches(mut self, config: &CacheConfig) -> Self {
+        self.plans = BoundedCache::new(config.plans_bytes, 8 * 1024);
+        self.documents = BoundedCache::new(config.documents_bytes, 32 * 1024);
+        self
     }
 
     /// Trusted documents only, when the configuration names a manifest.
@@ -202,20 +206,15 @@ impl GraphRouter {
 
     /// The parsed and validated document for `query`, from the cache when seen before.
     fn document(&self, query: &str) -> Result<Arc<Valid<ExecutableDocument>>, OperationError> {
-        if let Some(document) = self
-            .documents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(query)
-        {
-            return Ok(Arc::clone(document));
+        if let Some(document) = self.documents.get(query) {
+            return Ok(document);
         }
         let document = Arc::new(operation::parse(&self.supergraph.api, query, &self.limits)?);
-        let mut documents = self.documents.lock().unwrap_or_else(|p| p.into_inner());
-        if documents.len() >= DOCUMENT_CACHE_CAPACITY {
-            documents.clear();
-        }
-        documents.insert(query.to_owned(), Arc::clone(&document));
+        self.documents.insert(
+            Arc::from(query),
+            Arc::clone(&document),
+            operation::document_weight(query),
+        );
         Ok(document)
     }
 
@@ -224,7 +223,7 @@ impl GraphRouter {
         &self,
         query: &str,
         operation: &operation::Operation,
-        conditions: &[bool],
+        conditions: &operation::Conditions,
         labels: &Labels,
         denial: &Denial,
     ) -> Result<Arc<QueryPlan>, planner::PlanError> {
@@ -241,27 +240,14 @@ impl GraphRouter {
         hasher.update(query.as_bytes());
         hasher.update([0]);
         hasher.update(operation.name.as_deref().unwrap_or("").as_bytes());
-        hasher.update(
-            conditions
-                .iter()
-                .map(|c| if *c { b'1' } else { b'0' })
-                .collect::<Vec<u8>>(),
-        );
+        hasher.update([0]);
+        conditions.write_key(&mut |bytes| hasher.update(bytes));
         let key: [u8; 32] = hasher.finalize().into();
-        if let Some(plan) = self
-            .plans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
-            return Ok(Arc::clone(plan));
+        if let Some(plan) = self.plans.get(&key) {
+            return Ok(plan);
         }
         let plan = Arc::new(planner::plan_with(&self.supergraph, operation, labels)?);
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if plans.len() >= PLAN_CACHE_CAPACITY {
-            plans.clear();
-        }
-        plans.insert(key, Arc::clone(&plan));
+        self.plans.insert(key, Arc::clone(&plan), plan.heap_bytes());
         Ok(plan)
     }
 
@@ -297,9 +283,14 @@ impl GraphRouter {
         request: GraphQLRequest,
         identity: Option<&Identity>,
     ) -> Result<Prepared, Rejection> {
-        let query = self
+        // Refused before its hash is computed or anything of it is kept.
+        if let Some(query) = &request.query {
+            operation::check_size(query, &self.limits).map_err(Rejection::from)?;
+        }
+        let resolved = self
             .persisted
             .resolve(request.query, request.extensions.as_ref())?;
+        let query = &resolved.query;
         let variables = match request.variables {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
@@ -312,7 +303,7 @@ impl GraphRouter {
             }
         };
         let api = &self.supergraph.api;
-        let document = self.document(&query).map_err(Rejection::from)?;
+        let document = self.document(query).map_err(Rejection::from)?;
         let (mut operation, conditions) = operation::normalize(
             &document,
             request.operation_name.as_deref(),
@@ -320,6 +311,7 @@ impl GraphRouter {
             &self.limits,
         )
         .map_err(Rejection::from)?;
+        resolved.remember(&self.persisted);
         let Ok(selected) = document.operations.get(request.operation_name.as_deref()) else {
             return Err(Rejection::new(
                 StatusCode::BAD_REQUEST,
@@ -366,13 +358,14 @@ impl GraphRouter {
         }
         let labels = self.labels_for_request();
         let plan = self
-            .plan(&query, &operation, &conditions, &labels, &denial)
+            .plan(query, &operation, &conditions, &labels, &denial)
             .map_err(|e| {
-                tracing::warn!(error = %e, "cannot plan an operation");
+                // The reason names subgraphs and types the client need not know of.
+                tracing::warn!(error = %e, operation = ?operation.name, "cannot plan an operation");
                 Rejection::new(
                     StatusCode::OK,
-                    "INTERNAL",
-                    &format!("cannot plan this operation: {e}"),
+                    "QUERY_PLANNING_FAILED",
+                    "the router cannot plan this operation over its subgraphs",
                 )
             })?;
         Ok(Prepared {
@@ -500,9 +493,13 @@ impl From<OperationError> for Rejection {
                     })
                     .collect(),
             },
-            OperationError::UnknownOperation(message) | OperationError::OverLimit(message) => {
-                Self::new(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", &message)
-            }
+            OperationError::UnknownOperation(_)
+            | OperationError::OverLimit(_)
+            | OperationError::OutOfRange(_) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &failure.to_string(),
+            ),
         }
     }
 }

@@ -93,6 +93,24 @@ pub fn union(mut a: Vec<Selection>, b: Vec<Selection>) -> Vec<Selection> {
     a
 }
 
+/// About what `selections` hold on the heap: their nodes and argument lists (names and
+/// argument values are shared with the document they came from).
+pub fn heap_bytes(selections: &[Selection]) -> u64 {
+    selections
+        .iter()
+        .map(|selection| {
+            std::mem::size_of::<Selection>() as u64
+                + match selection {
+                    Selection::Field(field) => {
+                        (field.arguments.len() * std::mem::size_of::<(Name, Node<Value>)>()) as u64
+                            + heap_bytes(&field.selections)
+                    }
+                    Selection::Fragment(fragment) => heap_bytes(&fragment.selections),
+                }
+        })
+        .sum()
+}
+
 /// `{ a b: c(x: 1) { d } ... on T { e } }`
 pub fn print(selections: &[Selection]) -> String {
     let mut out = String::new();

@@ -168,9 +168,13 @@ pub fn graph_router(
             Some(limits) => RateLimiter::for_operations(limits).map_err(Failure::Usage)?,
             None => Default::default(),
         })
+        .with_caches(&config.gateway.caches)
         .with_persisted_queries(
-            PersistedQueries::new(&config.gateway.persisted_queries)
-                .map_err(|e| Failure::Usage(e.to_string()))?,
+            PersistedQueries::new(
+                &config.gateway.persisted_queries,
+                config.gateway.caches.persisted_queries_bytes,
+            )
+            .map_err(|e| Failure::Usage(e.to_string()))?,
         ),
     ))
 }

@@ -123,8 +123,11 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     }
     if let Some(introspection) = &config.gateway.introspection {
         authenticators.push(Arc::new(
-            Introspection::new(introspection.clone())
-                .map_err(|e| anyhow::anyhow!("configuring token introspection: {e}"))?,
+            Introspection::new(
+                introspection.clone(),
+                config.gateway.caches.introspection_bytes,
+            )
+            .map_err(|e| anyhow::anyhow!("configuring token introspection: {e}"))?,
         ));
     }
     authenticators.push(api_keys);
