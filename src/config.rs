@@ -340,7 +340,7 @@ mod tests {
             defaults.disable_failing_endpoint_after
         );
         assert_eq!(config.dispatcher.lease, defaults.lease);
-        let limits = junction_gateway::operation::Limits::default();
+        let limits = junction_federation::operation::Limits::default();
         assert_eq!(config.gateway.limits.max_depth, limits.max_depth);
         assert_eq!(
             config.gateway.limits.max_query_bytes,

@@ -4,9 +4,9 @@
 
 mod support;
 
-use junction_gateway::operation::{self, Limits};
-use junction_gateway::planner;
-use junction_gateway::supergraph::Supergraph;
+use junction_federation::operation::{self, Limits};
+use junction_federation::planner;
+use junction_federation::supergraph::Supergraph;
 use serde_json::{Value, json};
 use support::Junction;
 use support::federation::Subgraphs;
@@ -123,11 +123,11 @@ fn assert_plan_snapshot(name: &str, printed: &str) {
 /// Composes `sources`, checks the plan for `query` against its snapshot `name`, serves the
 /// supergraph with `junction gateway`, and returns the answer's data (asserting no errors).
 async fn compose_plan_and_answer(
-    sources: &[junction_gateway::compose::SubgraphSource],
+    sources: &[junction_federation::compose::SubgraphSource],
     query: &str,
     name: &str,
 ) -> Value {
-    let supergraph = junction_gateway::compose::compose(sources).unwrap();
+    let supergraph = junction_federation::compose::compose(sources).unwrap();
     let parsed = Supergraph::parse(&supergraph).unwrap();
     let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
     let (normalized, _) =

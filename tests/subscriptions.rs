@@ -168,12 +168,12 @@ impl Setup {
             .data(live.clone())
             .finish();
         let sources = vec![
-            junction_gateway::compose::SubgraphSource {
+            junction_federation::compose::SubgraphSource {
                 name: "products".into(),
                 url: serve(products.clone()).await,
                 sdl: federation_sdl(&products),
             },
-            junction_gateway::compose::SubgraphSource {
+            junction_federation::compose::SubgraphSource {
                 name: "reviews".into(),
                 url: match reviews_url {
                     Some(url) => url.to_owned(),
@@ -182,7 +182,7 @@ impl Setup {
                 sdl: federation_sdl(&reviews_schema),
             },
         ];
-        let supergraph = junction_gateway::compose::compose(&sources).expect("composes");
+        let supergraph = junction_federation::compose::compose(&sources).expect("composes");
         let (gateway, dir) = Junction::gateway(&supergraph, env);
         Self {
             gateway,

@@ -30,9 +30,9 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub subgraphs: std::collections::BTreeMap<String, SubgraphSettings>,
     #[serde(default)]
-    pub limits: crate::operation::Limits,
+    pub limits: junction_federation::operation::Limits,
     #[serde(default)]
-    pub cost: crate::cost::CostConfig,
+    pub cost: junction_federation::cost::CostConfig,
     /// Progressive-override labels to switch on (`percent(N)` labels are drawn per request).
     #[serde(default)]
     pub override_labels: Vec<String>,
@@ -156,8 +156,8 @@ impl Default for GatewayConfig {
             watch_interval: default_watch_interval(),
             subgraph_timeout: default_subgraph_timeout(),
             subgraphs: std::collections::BTreeMap::new(),
-            limits: crate::operation::Limits::default(),
-            cost: crate::cost::CostConfig::default(),
+            limits: junction_federation::operation::Limits::default(),
+            cost: junction_federation::cost::CostConfig::default(),
             override_labels: Vec::new(),
             subscriptions: SubscriptionConfig::default(),
             jwt: None,

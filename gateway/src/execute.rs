@@ -13,10 +13,10 @@ use junction_schema::identity::IdentitySigner;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use crate::operation::Operation;
-use crate::plan::{Fetch, PathElement, PlanNode, QueryPlan};
-use crate::selection::Selection;
-use crate::supergraph::Supergraph;
+use junction_federation::operation::Operation;
+use junction_federation::plan::{Fetch, PathElement, PlanNode, QueryPlan};
+use junction_federation::selection::Selection;
+use junction_federation::supergraph::Supergraph;
 
 /// Talks to subgraphs: one keep-alive pool, a timeout per request, and the caller's identity
 /// signed into every request.
@@ -788,4 +788,24 @@ fn error_at_or_below(error: &Value, path: &[Value]) -> bool {
         return false;
     };
     error_path.len() >= path.len() && error_path.iter().zip(path).all(|(a, b)| a == b)
+}
+/// Asks a running subgraph for its SDL (`{ _service { sdl } }`).
+pub async fn fetch_sdl(url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let client = plain_client(timeout)?;
+    let response = client
+        .post(url)
+        .json(&serde_json::json!({"query": "{ _service { sdl } }"}))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not a GraphQL answer: {e}"))?;
+    body.pointer("/data/_service/sdl")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("{url}: no _service {{ sdl }} in the answer: is it a federation subgraph?")
+        })
 }

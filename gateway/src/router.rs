@@ -25,17 +25,17 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::SubscriptionConfig;
-use crate::authorization::Denial;
 use crate::cache::{BoundedCache, CacheConfig};
 use crate::execute::{Forwarded, RequestContext, SubgraphClient, execute};
-use crate::operation::{self, Limits, OperationError};
 use crate::persisted::PersistedQueries;
-use crate::plan::QueryPlan;
-use crate::planner;
 use crate::rate_limit::RateLimiter;
 use crate::stages::{self, Call, Stage};
 use crate::subscription::{ClientLimits, sse, websocket};
-use crate::supergraph::{Labels, Supergraph};
+use junction_federation::authorization::{Caller, Denial};
+use junction_federation::operation::{self, Limits, OperationError};
+use junction_federation::plan::QueryPlan;
+use junction_federation::planner;
+use junction_federation::supergraph::{Labels, Supergraph};
 use tower::ServiceExt;
 
 /// Turns request credentials into an identity. `Ok(None)`: no credentials were presented.
@@ -73,7 +73,7 @@ pub struct GraphRouter {
     rate_limiter: Option<RateLimiter>,
     operation_limiters: HashMap<String, RateLimiter>,
     persisted: PersistedQueries,
-    cost: crate::cost::CostConfig,
+    cost: junction_federation::cost::CostConfig,
 }
 
 /// `percent(25)` -> 25.0
@@ -108,7 +108,7 @@ impl GraphRouter {
             rate_limiter: None,
             operation_limiters: HashMap::new(),
             persisted: PersistedQueries::default(),
-            cost: crate::cost::CostConfig::default(),
+            cost: junction_federation::cost::CostConfig::default(),
         }
     }
 
@@ -125,7 +125,7 @@ impl GraphRouter {
         self
     }
 
-    pub fn with_cost(mut self, cost: crate::cost::CostConfig) -> Self {
+    pub fn with_cost(mut self, cost: junction_federation::cost::CostConfig) -> Self {
         self.cost = cost;
         self
     }
@@ -332,10 +332,12 @@ impl GraphRouter {
             )
         })?;
         let introspection = introspect(&self.supergraph, &document, selected, &coerced);
-        let denial = self
-            .supergraph
-            .access
-            .filter(&self.supergraph.api, &mut operation, identity);
+        let caller = identity.map(|identity| move |scope: &str| identity.scopes.contains(scope));
+        let denial = self.supergraph.access.filter(
+            &self.supergraph.api,
+            &mut operation,
+            caller.as_ref().map(|c| c as &dyn Caller),
+        );
         // Only estimated when something reads it: a maximum, or a limit counted in cost.
         let cost = if self.cost_counts() {
             self.supergraph

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use junction_federation::supergraph::Supergraph;
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::jwt::JwtAuthenticator;
 use junction_gateway::passthrough::{Passthrough, ProxyContext};
@@ -13,7 +14,6 @@ use junction_gateway::persisted::PersistedQueries;
 use junction_gateway::rate_limit::RateLimiter;
 use junction_gateway::router::{Authenticator, GraphRouter};
 use junction_gateway::server::{CurrentSite, Site};
-use junction_gateway::supergraph::Supergraph;
 use junction_gateway::{edge, health};
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;

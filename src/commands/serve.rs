@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use junction_gateway::compose::{self, SubgraphSource};
+use junction_federation::compose::{self, SubgraphSource};
+use junction_federation::supergraph::Supergraph;
 use junction_gateway::execute::SubgraphClient;
 use junction_gateway::health::{self, ReadinessProbe};
 use junction_gateway::introspection::Introspection;
 use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
 use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
 use junction_gateway::router::Authenticator;
-use junction_gateway::supergraph::Supergraph;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
 use sea_orm::DatabaseConnection;

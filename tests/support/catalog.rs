@@ -50,7 +50,7 @@ impl Catalog {
     }
 
     /// Each subgraph's SDL, as `junction compose` would fetch it.
-    pub fn sources(&self) -> Vec<junction_gateway::compose::SubgraphSource> {
+    pub fn sources(&self) -> Vec<junction_federation::compose::SubgraphSource> {
         sources(vec![
             ("search", &self.search, federation_sdl(&search_schema())),
             ("books", &self.books, federation_sdl(&books_schema())),

@@ -455,11 +455,11 @@ pub mod reviews {
 /// Subgraphs as `junction compose` sees them: name, address, and SDL (as `_service` gives it).
 pub fn sources(
     subgraphs: Vec<(&str, &Subgraph, String)>,
-) -> Vec<junction_gateway::compose::SubgraphSource> {
+) -> Vec<junction_federation::compose::SubgraphSource> {
     subgraphs
         .into_iter()
         .map(
-            |(name, subgraph, sdl)| junction_gateway::compose::SubgraphSource {
+            |(name, subgraph, sdl)| junction_federation::compose::SubgraphSource {
                 name: name.into(),
                 url: subgraph.url.clone(),
                 sdl,

@@ -44,7 +44,7 @@ impl Media {
         }
     }
 
-    pub fn sources(&self) -> Vec<junction_gateway::compose::SubgraphSource> {
+    pub fn sources(&self) -> Vec<junction_federation::compose::SubgraphSource> {
         sources(vec![
             ("library", &self.library, federation_sdl(&library_schema())),
             ("reviews", &self.reviews, federation_sdl(&reviews_schema())),

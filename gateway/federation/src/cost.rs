@@ -18,9 +18,9 @@ use apollo_compiler::{Name, Node, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::compose::unprefixed;
 use crate::operation::Operation;
 use crate::selection::Selection;
+use crate::spec::unprefixed;
 
 /// `[gateway.cost]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -9,7 +9,7 @@
 //! or spliced at random so the parser meets broken text too.
 //!
 //! CI runs a bounded number of cases; the long run is
-//! `JUNCTION_FUZZ_RUNS=1000000 cargo test --release -p junction-gateway --test operation_fuzz -- --nocapture`.
+//! `JUNCTION_FUZZ_RUNS=1000000 cargo test --release -p junction-federation --test operation_fuzz -- --nocapture`.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -19,27 +19,27 @@ use std::time::{Duration, Instant};
 use apollo_compiler::ast::Type;
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::{Name, Schema};
-use junction_gateway::compose::{SubgraphSource, compose};
-use junction_gateway::operation::{self, Limits};
-use junction_gateway::planner;
-use junction_gateway::supergraph::{Labels, Supergraph};
+use junction_federation::compose::{SubgraphSource, compose};
+use junction_federation::operation::{self, Limits};
+use junction_federation::planner;
+use junction_federation::supergraph::{Labels, Supergraph};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value, json};
 
 /// The supergraphs fuzzed: the classic four subgraphs, and Junction's own two.
 fn supergraphs() -> Vec<(&'static str, Supergraph)> {
-    let classic = include_str!("../../tests/federation/classic.graphql");
+    let classic = include_str!("../../../tests/federation/classic.graphql");
     let own = compose(&[
         SubgraphSource {
             name: "webhooks".into(),
             url: "http://127.0.0.1:1/graphql".into(),
-            sdl: include_str!("../../schema/graphql/webhooks.graphql").into(),
+            sdl: include_str!("../../../schema/graphql/webhooks.graphql").into(),
         },
         SubgraphSource {
             name: "deliveries".into(),
             url: "http://127.0.0.1:2/graphql".into(),
-            sdl: include_str!("../../schema/graphql/deliveries.graphql").into(),
+            sdl: include_str!("../../../schema/graphql/deliveries.graphql").into(),
         },
     ])
     .expect("Junction's subgraphs compose");

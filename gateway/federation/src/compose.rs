@@ -17,6 +17,7 @@ use apollo_compiler::{Name, Node};
 use indexmap::IndexMap;
 
 use crate::authorization::Requirement;
+use crate::spec::unprefixed;
 
 /// One subgraph to compose.
 #[derive(Clone, Debug)]
@@ -128,11 +129,6 @@ pub fn graph_enum_value(name: &str) -> String {
         value.insert(0, '_');
     }
     value
-}
-
-/// A directive's name without the `federation__` prefix subgraphs may write it with.
-pub(crate) fn unprefixed(name: &str) -> &str {
-    name.strip_prefix("federation__").unwrap_or(name)
 }
 
 fn directive<'a>(directives: &'a DirectiveList, name: &str) -> Option<&'a Node<Directive>> {
@@ -1060,27 +1056,6 @@ fn print(types: &IndexMap<Name, MergedType>, graphs: &[(String, &SubgraphSource)
     out
 }
 
-/// Asks a running subgraph for its SDL (`{ _service { sdl } }`).
-pub async fn fetch_sdl(url: &str, timeout: std::time::Duration) -> Result<String, String> {
-    let client = crate::execute::plain_client(timeout)?;
-    let response = client
-        .post(url)
-        .json(&serde_json::json!({"query": "{ _service { sdl } }"}))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not a GraphQL answer: {e}"))?;
-    body.pointer("/data/_service/sdl")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            format!("{url}: no _service {{ sdl }} in the answer: is it a federation subgraph?")
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1184,12 +1159,7 @@ mod tests {
         )
         .unwrap()
         .0;
-        let signed_in = junction_schema::Identity {
-            tenant: "t".into(),
-            subject: "s".into(),
-            scopes: junction_schema::identity::Scopes::new(["users:read"]).unwrap(),
-            expires_at: None,
-        };
+        let signed_in = |scope: &str| scope == "users:read";
         let denial = parsed
             .access
             .filter(&parsed.api, &mut operation, Some(&signed_in));

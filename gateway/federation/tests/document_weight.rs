@@ -5,8 +5,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use junction_gateway::operation::{self, Limits};
-use junction_gateway::supergraph::Supergraph;
+use junction_federation::operation::{self, Limits};
+use junction_federation::supergraph::Supergraph;
 
 /// Counts the bytes this thread holds, so the measurement ignores the test harness's threads.
 struct Counting;
@@ -89,7 +89,7 @@ fn shapes() -> Vec<(&'static str, String)> {
 #[test]
 fn document_weight_covers_what_a_document_holds() {
     let supergraph =
-        Supergraph::parse(include_str!("../../tests/federation/classic.graphql")).unwrap();
+        Supergraph::parse(include_str!("../../../tests/federation/classic.graphql")).unwrap();
     let limits = Limits {
         max_query_bytes: usize::MAX,
         max_tokens: usize::MAX,

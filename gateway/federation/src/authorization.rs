@@ -9,11 +9,22 @@ use std::fmt::Write;
 
 use apollo_compiler::ast::{Directive, Value as AstValue};
 use apollo_compiler::{Name, Schema};
-use junction_schema::Identity;
 use serde_json::{Value, json};
 
 use crate::operation::Operation;
 use crate::selection::{Field, Selection};
+
+/// Who asks, as far as the authorization directives care: an authenticated caller (an
+/// anonymous one is `None` where a caller is taken) and the scopes it holds.
+pub trait Caller {
+    fn has_scope(&self, scope: &str) -> bool;
+}
+
+impl<F: Fn(&str) -> bool> Caller for F {
+    fn has_scope(&self, scope: &str) -> bool {
+        self(scope)
+    }
+}
 
 /// What seeing a field or type needs.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,7 +40,7 @@ impl Requirement {
     pub fn read<'a>(directives: impl IntoIterator<Item = &'a Directive>) -> Self {
         let mut requirement = Self::default();
         for directive in directives {
-            let name = crate::compose::unprefixed(&directive.name);
+            let name = crate::spec::unprefixed(&directive.name);
             if name == "authenticated" {
                 requirement.authenticated = true;
             } else if name == "requiresScopes"
@@ -87,13 +98,13 @@ impl Requirement {
         self.scopes = combined;
     }
 
-    pub fn allows(&self, identity: Option<&Identity>) -> bool {
-        let authenticated = identity.is_some() || !self.authenticated;
+    pub fn allows(&self, caller: Option<&dyn Caller>) -> bool {
+        let authenticated = caller.is_some() || !self.authenticated;
         let scoped = self.scopes.is_empty()
-            || identity.is_some_and(|identity| {
+            || caller.is_some_and(|caller| {
                 self.scopes
                     .iter()
-                    .any(|all| all.iter().all(|scope| identity.scopes.contains(scope)))
+                    .any(|all| all.iter().all(|scope| caller.has_scope(scope)))
             });
         authenticated && scoped
     }
@@ -172,12 +183,12 @@ impl Access {
         self.fields.is_empty()
     }
 
-    /// Takes out of `operation` what `identity` may not see; says what was taken.
+    /// Takes out of `operation` what `caller` may not see; says what was taken.
     pub fn filter(
         &self,
         api: &Schema,
         operation: &mut Operation,
-        identity: Option<&Identity>,
+        caller: Option<&dyn Caller>,
     ) -> Denial {
         let mut denial = Denial::default();
         if self.is_empty() {
@@ -190,7 +201,7 @@ impl Access {
             &root,
             &mut operation.selections,
             &mut path,
-            identity,
+            caller,
             &mut denial,
         );
         denial
@@ -202,7 +213,7 @@ impl Access {
         parent: &Name,
         selections: &mut Vec<Selection>,
         path: &mut Vec<(Name, bool)>,
-        identity: Option<&Identity>,
+        caller: Option<&dyn Caller>,
         denial: &mut Denial,
     ) {
         selections.retain_mut(|selection| match selection {
@@ -218,7 +229,7 @@ impl Access {
                 let allowed = self
                     .fields
                     .get(&(parent.clone(), field.name.clone()))
-                    .is_none_or(|r| r.allows(identity));
+                    .is_none_or(|r| r.allows(caller));
                 if allowed && !field.selections.is_empty() {
                     let child = definition.ty.inner_named_type().clone();
                     self.filter_selections(
@@ -226,7 +237,7 @@ impl Access {
                         &child,
                         &mut field.selections,
                         path,
-                        identity,
+                        caller,
                         denial,
                     );
                     if field.selections.is_empty() {
@@ -252,7 +263,7 @@ impl Access {
                     &condition,
                     &mut fragment.selections,
                     path,
-                    identity,
+                    caller,
                     denial,
                 );
                 !fragment.selections.is_empty()
@@ -381,17 +392,11 @@ fn remove_placeholders(value: &mut Value, path: &[Name]) {
 
 #[cfg(test)]
 mod tests {
-    use junction_schema::identity::Scopes;
-
     use super::*;
 
-    fn identity(scopes: &[&str]) -> Identity {
-        Identity {
-            tenant: "t".into(),
-            subject: "s".into(),
-            scopes: Scopes::new(scopes.iter().copied()).unwrap(),
-            expires_at: None,
-        }
+    /// A caller holding `scopes`.
+    fn caller(scopes: &'static [&'static str]) -> impl Fn(&str) -> bool {
+        move |scope| scopes.contains(&scope)
     }
 
     fn scopes(alternatives: &[&[&str]]) -> Requirement {
@@ -407,9 +412,9 @@ mod tests {
     #[test]
     fn scopes_need_every_scope_of_one_alternative() {
         let needs = scopes(&[&["orders:read", "orders:admin"], &["root"]]);
-        assert!(needs.allows(Some(&identity(&["orders:read", "orders:admin"]))));
-        assert!(needs.allows(Some(&identity(&["root"]))));
-        assert!(!needs.allows(Some(&identity(&["orders:read"]))));
+        assert!(needs.allows(Some(&caller(&["orders:read", "orders:admin"]))));
+        assert!(needs.allows(Some(&caller(&["root"]))));
+        assert!(!needs.allows(Some(&caller(&["orders:read"]))));
         assert!(!needs.allows(None));
         assert!(Requirement::default().allows(None));
         let signed_in = Requirement {
@@ -417,7 +422,7 @@ mod tests {
             scopes: Vec::new(),
         };
         assert!(!signed_in.allows(None));
-        assert!(signed_in.allows(Some(&identity(&[]))));
+        assert!(signed_in.allows(Some(&caller(&[]))));
     }
 
     #[test]
