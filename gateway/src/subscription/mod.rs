@@ -21,7 +21,7 @@ use junction_schema::Identity;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::execute::{Forwarded, RequestContext, execute_from, tag_service};
+use crate::execute::{Downstream, Forwarded, RequestContext, execute_from, tag_service};
 use crate::router::{GraphRouter, Prepared};
 use upstream::{Upstream, UpstreamEvent};
 
@@ -172,12 +172,23 @@ pub async fn run(
         .await;
         return;
     };
-    let Some(url) = router.supergraph.graphs.get(&primary.graph).map(|g| &g.url) else {
+    let Some(graph) = router.supergraph.graphs.get(&primary.graph) else {
         return;
     };
-    let headers = router
-        .client()
-        .downstream_headers(identity.as_ref(), &forwarded);
+    let url = &graph.url;
+    // The upgrade request is what the identity is signed for: a GET without a body.
+    let headers = |target: &str| {
+        router.client().downstream_headers(
+            identity.as_ref(),
+            &forwarded,
+            &graph.name,
+            Downstream {
+                method: "GET",
+                target,
+                body: b"",
+            },
+        )
+    };
     let variables: serde_json::Map<String, Value> = primary
         .variables
         .iter()
