@@ -1,7 +1,7 @@
 //! The signed identity between the router and what stands behind it, as the processes meet
 //! it: an identity is bound to the subgraph or route it was made for and to its request, so a
 //! captured one opens nothing else; the router's credential checks are the only ones (its JWT
-//! leeway decides).
+//! leeway decides, and an OAuth token dies with its API key).
 
 mod support;
 
@@ -103,6 +103,7 @@ on_both_databases!(
     an_identity_made_for_a_route_is_refused_by_every_subgraph,
     a_captured_identity_opens_no_other_request,
     a_jwt_within_the_routers_leeway_answers_data,
+    an_oauth_token_stops_with_its_revoked_key,
 );
 
 /// The auth plugin signs the caller's identity into a REST upstream's request; that upstream
@@ -315,4 +316,79 @@ async fn a_jwt_within_the_routers_leeway_answers_data(db: TestDatabase) {
     )
     .await;
     assert_eq!(status, 401, "{answer}");
+}
+
+/// A token minted from an API key (client credentials) stops working once its key is
+/// revoked, within the same `api_key_cache_ttl` as the key itself.
+async fn an_oauth_token_stops_with_its_revoked_key(db: TestDatabase) {
+    const TTL: Duration = Duration::from_secs(1);
+    let junction = Junction::serve_with(
+        db.dir.path(),
+        Some(&db.url),
+        &[("JUNCTION_GATEWAY__API_KEY_CACHE_TTL", "1s")],
+    );
+    let listed = cli(db.dir.path(), Some(&db.url), &["tenant", "list"]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let tenant = listed.split_whitespace().nth(1).unwrap().to_owned();
+    let issued = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &[
+            "apikey",
+            "create",
+            "--tenant",
+            &tenant,
+            "--scopes",
+            "webhooks:read",
+        ],
+    );
+    assert!(issued.status.success());
+    let key = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+    let client_id = key.split('_').nth(2).unwrap().to_owned();
+    let granted: Value = http()
+        .post(junction.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={client_id}&client_secret={key}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = granted["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {granted}"))
+        .to_owned();
+    let query = r#"{"query":"{ endpoints { edges { cursor } } }"}"#;
+    let bearer = |credential: &str| [("authorization", format!("Bearer {credential}"))];
+    let (status, answer) = post_graphql(&junction.url("/graphql"), &bearer(&token), query).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("errors").is_none(), "{answer}");
+
+    let revoked = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &["apikey", "revoke", "--tenant", &tenant, &client_id],
+    );
+    assert!(revoked.status.success());
+    // Whatever the router remembered of the key is forgotten after one TTL.
+    tokio::time::sleep(TTL + Duration::from_millis(500)).await;
+    let (status, answer) = post_graphql(&junction.url("/graphql"), &bearer(&key), query).await;
+    assert_eq!(status, 401, "the key: {answer}");
+    let (status, answer) = post_graphql(&junction.url("/graphql"), &bearer(&token), query).await;
+    assert_eq!(status, 401, "the token: {answer}");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    // A revoked key mints nothing either.
+    let refused = http()
+        .post(junction.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id={client_id}&client_secret={key}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 }
