@@ -15,6 +15,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
+use support::graphql_ws::{Received, TRANSPORT_WS, WsClient};
 use support::upstream::Upstream;
 use support::{Junction, TestDatabase, cli};
 
@@ -304,6 +305,27 @@ async fn a_jwt_within_the_routers_leeway_answers_data(db: TestDatabase) {
     assert_eq!(status, 200, "{answer}");
     assert!(answer.get("errors").is_none(), "{answer}");
     assert_eq!(answer["data"]["endpoints"]["edges"], json!([]), "{answer}");
+    // A subscription opened with it, its subgraph now taking the router's word, still ends
+    // with its credential: at once, as `exp` is already past.
+    let mut socket = WsClient::connect(
+        &junction.url("/graphql"),
+        TRANSPORT_WS,
+        json!({"Authorization": format!("Bearer {token}")}),
+    )
+    .await;
+    socket
+        .subscribe("dead", "subscription { deadLetters { id } }", json!({}))
+        .await;
+    match socket.receive_within(Duration::from_secs(10)).await {
+        Some(Received::Message(message)) => {
+            assert_eq!(message["type"], "error", "{message}");
+            assert_eq!(
+                message["payload"][0]["message"],
+                "the credentials of this subscription expired"
+            );
+        }
+        other => panic!("the subscription outlived its credential: {other:?}"),
+    }
     // Past the leeway the router refuses it, before any subgraph.
     let token = hs256(&json!({
         "iss": "https://issuer.test", "aud": "junction", "sub": "machine-1",

@@ -215,10 +215,12 @@ pub async fn run(
             return;
         }
     };
+    // A credential the router took within its leeway is already past `exp`: that ends the
+    // subscription at once rather than never.
     let expiry = identity
         .as_ref()
         .and_then(|i| i.expires_at)
-        .and_then(|at| (at - Utc::now()).to_std().ok());
+        .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
     let expired = async {
         match expiry {
             Some(left) => tokio::time::sleep(left).await,
