@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
+use junction_schema::identity::{Audience, Binding, IdentityKey, IdentityVerifier};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use support::graphql_ws::{Received, TRANSPORT_WS, WsClient};
@@ -55,7 +56,7 @@ fn subgraph(db: &TestDatabase, name: &str, key: &str) -> Junction {
 
 /// A fresh identity key, as `[identity] signing_key` takes it.
 fn signing_key() -> String {
-    junction_schema::identity::IdentityKey::generate().to_base64()
+    IdentityKey::generate().to_base64()
 }
 
 /// POSTs `body` to `url` with `headers` (the identity pair and a request id, say).
@@ -149,6 +150,28 @@ async fn an_identity_made_for_a_route_is_refused_by_every_subgraph(db: TestDatab
         (SIGNATURE, header(SIGNATURE)),
         (REQUEST_ID, header(REQUEST_ID)),
     ];
+    // What the route's upstream can check: made for this route and this request id.
+    let mut headers = HeaderMap::new();
+    for (name, value) in &captured {
+        headers.insert(*name, value.parse().unwrap());
+    }
+    let route = Audience::route("legacy");
+    let request_id = header(REQUEST_ID);
+    let made_for = Binding {
+        audience: &route,
+        method: None,
+        target: None,
+        body: None,
+        request_id: Some(&request_id),
+    };
+    let verifier = IdentityVerifier::new(
+        vec![IdentityKey::from_base64(&key).unwrap()],
+        Duration::from_secs(10),
+    );
+    let identity = verifier
+        .verify(&headers, &made_for)
+        .expect("the route's identity");
+    assert!(identity.subject.len() > 3, "{identity:?}");
     for name in ["webhooks", "deliveries"] {
         let subgraph = subgraph(&db, name, &key);
         let (status, answer) = post_graphql(&subgraph.url("/graphql"), &captured, body).await;
