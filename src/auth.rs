@@ -4,14 +4,15 @@
 //!
 //! A key verified once is remembered for `cache_ttl` (never past its expiry), so a busy
 //! client costs one database read per period instead of one per request; revoking a key
-//! therefore takes effect within that period.
+//! therefore takes effect within that period. Tokens minted from a key are checked against
+//! the same memory by the key's id, so they stop within the same period as the key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
-use junction_gateway::oauth::ClientCredentials;
+use junction_gateway::oauth::{ClientCredentials, ClientRefused};
 use junction_gateway::router::{Authenticator, bearer};
 use junction_schema::Identity;
 use junction_schema::apikeys::{self, AuthError};
@@ -21,11 +22,25 @@ use sha2::{Digest, Sha256};
 /// Remembered keys are dropped when this many are held and new ones come.
 const CACHE_CAPACITY: usize = 100_000;
 
+/// A key the database said was valid, until `until`.
+struct Remembered {
+    identity: Identity,
+    /// The SHA-256 of the whole key, when it was presented; a key checked by id alone (for
+    /// a token) has none, and its secret is checked in the database when it comes.
+    digest: Option<[u8; 32]>,
+    until: Instant,
+}
+
 pub struct ApiKeys {
     db: DatabaseConnection,
     cache_ttl: Duration,
-    /// By the key's SHA-256: the identity, and until when it may be used unchecked.
-    verified: Mutex<HashMap<[u8; 32], (Identity, Instant)>>,
+    /// By key id.
+    verified: Mutex<HashMap<String, Remembered>>,
+}
+
+/// Equal digests, compared without an early exit.
+fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl ApiKeys {
@@ -37,21 +52,18 @@ impl ApiKeys {
         }
     }
 
-    /// The identity of `key`: remembered, or checked in the database (and then remembered).
-    /// Refusals are never remembered: a key created a moment ago works at once.
-    async fn verify(&self, key: &str) -> Result<Identity, AuthError> {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    /// The remembered identity of key `id`, while its time lasts and `accept` likes it.
+    fn remembered(&self, id: &str, accept: impl Fn(&Remembered) -> bool) -> Option<Identity> {
+        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        verified
+            .get(id)
+            .filter(|entry| entry.until > Instant::now() && accept(entry))
+            .map(|entry| entry.identity.clone())
+    }
+
+    /// Remembers what the database just said of key `identity.subject`.
+    fn remember(&self, identity: &Identity, digest: Option<[u8; 32]>) {
         let now = Instant::now();
-        if let Some((identity, until)) = self
-            .verified
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&digest)
-            && *until > now
-        {
-            return Ok(identity.clone());
-        }
-        let identity = apikeys::authenticate(&self.db, key).await?;
         let mut until = now + self.cache_ttl;
         if let Some(expires_at) = identity.expires_at {
             let left = (expires_at - chrono::Utc::now())
@@ -59,16 +71,53 @@ impl ApiKeys {
                 .unwrap_or_default();
             until = until.min(now + left);
         }
-        if until > now {
-            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-            if verified.len() >= CACHE_CAPACITY {
-                verified.retain(|_, (_, until)| *until > now);
-                if verified.len() >= CACHE_CAPACITY {
-                    verified.clear();
-                }
-            }
-            verified.insert(digest, (identity.clone(), until));
+        if until <= now {
+            return;
         }
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= CACHE_CAPACITY {
+            verified.retain(|_, entry| entry.until > now);
+            if verified.len() >= CACHE_CAPACITY {
+                verified.clear();
+            }
+        }
+        // A digest known from before stays: the id names one key, whose secret never changes.
+        let digest = digest.or_else(|| verified.get(&identity.subject).and_then(|e| e.digest));
+        verified.insert(
+            identity.subject.clone(),
+            Remembered {
+                identity: identity.clone(),
+                digest,
+                until,
+            },
+        );
+    }
+
+    /// The identity of `key`: remembered, or checked in the database (and then remembered).
+    /// Refusals are never remembered: a key created a moment ago works at once.
+    async fn verify(&self, key: &str) -> Result<Identity, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(id) = apikeys::key_id(key)
+            && let Some(identity) = self.remembered(id, |entry| {
+                entry
+                    .digest
+                    .is_some_and(|known| same_digest(&known, &digest))
+            })
+        {
+            return Ok(identity);
+        }
+        let identity = apikeys::authenticate(&self.db, key).await?;
+        self.remember(&identity, Some(digest));
+        Ok(identity)
+    }
+
+    /// Whether key `id` is still valid (not revoked, not expired): remembered the same way.
+    async fn check_id(&self, id: &str) -> Result<Identity, AuthError> {
+        if let Some(identity) = self.remembered(id, |_| true) {
+            return Ok(identity);
+        }
+        let identity = apikeys::check_id(&self.db, id).await?;
+        self.remember(&identity, None);
         Ok(identity)
     }
 }
@@ -128,6 +177,23 @@ impl ClientCredentials for ApiKeys {
         }
         .boxed()
     }
+
+    fn check<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<(), ClientRefused>> {
+        async move {
+            match self.check_id(client_id).await {
+                Ok(_) => Ok(()),
+                Err(AuthError::Database(error)) => {
+                    tracing::error!(%error, "cannot check a token's API key");
+                    Err(ClientRefused::Unavailable)
+                }
+                Err(reason) => {
+                    tracing::debug!(%reason, "refused a token whose API key is no longer valid");
+                    Err(ClientRefused::Revoked)
+                }
+            }
+        }
+        .boxed()
+    }
 }
 
 #[cfg(test)]
@@ -177,6 +243,42 @@ mod tests {
             uncached.verify(fresh.reveal()).await,
             Err(AuthError::Revoked)
         ));
+    }
+
+    /// A token's key is checked by id through the same memory: revoked, it stops within
+    /// the TTL; a key checked by id alone still needs its secret checked when presented.
+    #[tokio::test]
+    async fn keys_checked_by_id_stop_within_the_ttl_too() {
+        let db = database().await;
+        let bootstrap = tenants::bootstrap(&db).await.unwrap().unwrap();
+        let key = bootstrap.admin_key.reveal().to_owned();
+        let id = bootstrap.admin_key.model.id.clone();
+        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300));
+        assert!(ClientCredentials::check(&keys, &id).await.is_ok());
+        assert_eq!(
+            ClientCredentials::check(&keys, "nosuchkey123").await,
+            Err(ClientRefused::Revoked)
+        );
+        let forged = format!("{}{id}_{}", apikeys::KEY_PREFIX, "A".repeat(40));
+        assert!(matches!(
+            keys.verify(&forged).await,
+            Err(AuthError::Unknown)
+        ));
+        assert!(keys.verify(&key).await.is_ok());
+
+        apikeys::revoke(&db, &bootstrap.tenant.id, &id)
+            .await
+            .unwrap();
+        assert!(
+            ClientCredentials::check(&keys, &id).await.is_ok(),
+            "remembered within the TTL"
+        );
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(
+            ClientCredentials::check(&keys, &id).await,
+            Err(ClientRefused::Revoked)
+        );
+        assert!(matches!(keys.verify(&key).await, Err(AuthError::Revoked)));
     }
 
     #[tokio::test]

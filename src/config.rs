@@ -332,7 +332,8 @@ mod tests {
         let config = parse(Origin::File("junction.example.toml".into()), text, []).unwrap();
         assert_eq!(config.gateway.listen.to_string(), "127.0.0.1:4000");
         assert_eq!(config.database.max_connections, 10);
-        assert_eq!(config.identity.max_age, std::time::Duration::from_secs(60));
+        assert_eq!(config.identity.max_age, std::time::Duration::from_secs(10));
+        assert_eq!(config.identity.max_body_bytes, 8 << 20);
         let defaults = junction_dispatcher::DispatcherConfig::default();
         assert_eq!(config.dispatcher.retry_schedule, defaults.retry_schedule);
         assert_eq!(

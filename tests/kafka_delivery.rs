@@ -471,7 +471,7 @@ async fn an_unreachable_broker_is_a_clear_error_not_a_hang() {
 async fn a_subgraph_replica_streams_attempts_made_by_another_process() {
     use junction_schema::Identity;
     use junction_schema::identity::{
-        IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityKey, IdentitySigner,
+        Audience, Binding, IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityKey, IdentitySigner,
     };
     use support::graphql_ws::{TRANSPORT_WS, WsClient};
 
@@ -505,7 +505,17 @@ async fn a_subgraph_replica_streams_attempts_made_by_another_process() {
         scopes: "deliveries:read".parse().unwrap(),
         expires_at: None,
     };
-    let (payload, signature) = IdentitySigner::new(key).sign(&identity, chrono::Utc::now());
+    // Signed for the WebSocket handshake, as the router signs it: a GET without a body.
+    let audience = Audience::subgraph("deliveries");
+    let handshake = Binding {
+        audience: &audience,
+        method: Some("GET"),
+        target: Some("/graphql"),
+        body: Some(Binding::digest(b"")),
+        request_id: None,
+    };
+    let (payload, signature) =
+        IdentitySigner::new(key).sign(&identity, &handshake, chrono::Utc::now());
     let mut socket = WsClient::open_with(
         &subgraph.url("/graphql"),
         TRANSPORT_WS,

@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use junction_schema::identity::{IdentityKey, IdentityVerifier};
+use junction_schema::identity::{Audience, Binding, IdentityKey, IdentityVerifier};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::upstream::{Upstream, pattern_byte};
@@ -654,8 +654,18 @@ async fn plugins_authenticate_sign_the_identity_limit_and_answer_cors() {
         assert_eq!(value.len(), 1, "{name}: {value:?}");
         headers.insert(name, value[0].parse().unwrap());
     }
+    // Signed for this route and this request id; the body streams through unread.
+    let request_id = values(&echo, "x-request-id");
+    let route = Audience::route("legacy");
+    let request = Binding {
+        audience: &route,
+        method: None,
+        target: None,
+        body: None,
+        request_id: request_id.first().map(String::as_str),
+    };
     let identity = IdentityVerifier::new(vec![key], Duration::from_secs(60))
-        .verify(&headers)
+        .verify(&headers, &request)
         .expect("the router's signature");
     assert!(
         uuid::Uuid::parse_str(&identity.tenant).is_ok(),

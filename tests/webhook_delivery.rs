@@ -812,6 +812,14 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatab
         "http://169.254.169.254/latest/meta-data".to_owned(),
         "http://10.0.0.1/".to_owned(),
         "http://[::1]/".to_owned(),
+        // IPv4 inside IPv6 (compatible, NAT64, 6to4) and the registries' other rows.
+        "http://[::127.0.0.1]/".to_owned(),
+        "http://[::7f00:1]/".to_owned(),
+        "http://[64:ff9b::7f00:1]/".to_owned(),
+        "http://[2002:7f00:1::1]/".to_owned(),
+        "http://[fec0::1]/".to_owned(),
+        "http://192.0.0.8/".to_owned(),
+        "http://198.18.0.1/".to_owned(),
     ] {
         let refused =
             endpoints::create(&db, &strict, &acme.id, NewEndpoint::new(url.clone())).await;
@@ -828,6 +836,12 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatab
     acme.endpoint(&receiver.url()).await;
     let by_name = receiver.url().replace("127.0.0.1", "localhost");
     acme.endpoint(&by_name).await;
+    // The receiver's address as NAT64 writes it: refused when connecting too.
+    let nat64 = receiver.url().replace("127.0.0.1", "[64:ff9b::7f00:1]");
+    let translators = AddressPolicy::new(vec!["64:ff9b::/96".parse().unwrap()]);
+    endpoints::create(&db, &translators, &acme.id, NewEndpoint::new(nat64))
+        .await
+        .unwrap();
     let published = acme.publish(serde_json::json!({})).await;
     let running = Running::start(
         &db,
@@ -849,7 +863,7 @@ async fn private_addresses_are_refused_at_creation_and_at_delivery(db: TestDatab
         assert!(std::time::Instant::now() < deadline, "{deliveries:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries.len(), 3);
     for delivery in deliveries {
         let recorded = attempts(&db, &delivery.id).await;
         assert_eq!(

@@ -9,14 +9,14 @@ use std::time::Duration;
 use apollo_compiler::ast::Type;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
 use junction_schema::Identity;
-use junction_schema::identity::IdentitySigner;
+use junction_schema::identity::{Audience, Binding, IdentitySigner};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use junction_federation::operation::Operation;
 use junction_federation::plan::{Fetch, PathElement, PlanNode, QueryPlan};
 use junction_federation::selection::Selection;
-use junction_federation::supergraph::Supergraph;
+use junction_federation::supergraph::{Graph, Supergraph};
 
 /// Talks to subgraphs: one keep-alive pool, a timeout per request, and the caller's identity
 /// signed into every request.
@@ -67,17 +67,27 @@ impl SubgraphClient {
         self
     }
 
-    /// What every request to a subgraph carries: the caller's signed identity (and nothing a
-    /// client claimed), and the trace context.
+    /// What every request to a subgraph carries: the caller's identity (and nothing a
+    /// client claimed) signed for `request` to the subgraph `graph`, and the trace context.
     pub(crate) fn downstream_headers(
         &self,
         identity: Option<&Identity>,
         forwarded: &Forwarded,
+        graph: &str,
+        request: Downstream<'_>,
     ) -> HeaderMap {
         // A fresh map: no header a client sent is passed on.
         let mut headers = HeaderMap::new();
         if let (Some(signer), Some(identity)) = (&self.signer, identity) {
-            signer.apply(identity, &mut headers);
+            let audience = Audience::subgraph(graph);
+            let binding = Binding {
+                audience: &audience,
+                method: Some(request.method),
+                target: Some(request.target),
+                body: Some(Binding::digest(request.body)),
+                request_id: forwarded.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            };
+            signer.apply(identity, &binding, &mut headers);
         }
         for (name, value) in [
             ("traceparent", &forwarded.traceparent),
@@ -92,14 +102,28 @@ impl SubgraphClient {
 
     async fn post(
         &self,
-        url: &str,
+        graph: &Graph,
         body: String,
         request: &RequestContext<'_>,
     ) -> Result<Value, String> {
-        let mut headers = self.downstream_headers(request.identity, request.forwarded);
+        let url = reqwest::Url::parse(&graph.url).map_err(|_| "has a bad URL".to_owned())?;
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut headers = self.downstream_headers(
+            request.identity,
+            request.forwarded,
+            &graph.name,
+            Downstream {
+                method: "POST",
+                target: &target,
+                body: body.as_bytes(),
+            },
+        );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let mut post = self.http.post(url);
-        if let Some(timeout) = self.timeouts.get(url) {
+        if let Some(timeout) = self.timeouts.get(&graph.url) {
             post = post.timeout(*timeout);
         }
         let response = post.headers(headers).body(body).send().await.map_err(|e| {
@@ -121,6 +145,15 @@ impl SubgraphClient {
         }
         Ok(value)
     }
+}
+
+/// The request to a subgraph that an identity is signed for: the request line as sent (path
+/// and query), and the body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Downstream<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub body: &'a [u8],
 }
 
 /// What the router passes on from the client's request to every subgraph request: the
@@ -277,16 +310,11 @@ async fn root_fetch(
     request: &RequestContext<'_>,
     state: &Mutex<State>,
 ) {
-    let Some(url) = request
-        .supergraph
-        .graphs
-        .get(&fetch.graph)
-        .map(|g| g.url.clone())
-    else {
+    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
         return;
     };
     let body = request_body(fetch, &fetch_variables(fetch, request));
-    match client.post(&url, body, request).await {
+    match client.post(graph, body, request).await {
         Ok(mut response) => {
             let mut state = lock(state);
             if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
@@ -340,18 +368,13 @@ async fn entity_fetch(
     if representations.is_empty() {
         return;
     }
-    let Some(url) = request
-        .supergraph
-        .graphs
-        .get(&fetch.graph)
-        .map(|g| g.url.clone())
-    else {
+    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
         return;
     };
     let mut variables = fetch_variables(fetch, request);
     variables.insert("representations".into(), Value::Array(representations));
     let body = request_body(fetch, &variables);
-    let response = client.post(&url, body, request).await;
+    let response = client.post(graph, body, request).await;
     let mut state = lock(state);
     let mut response = match response {
         Ok(response) => response,

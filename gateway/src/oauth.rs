@@ -28,6 +28,20 @@ use crate::router::{Authenticator, bearer};
 pub trait ClientCredentials: Send + Sync {
     fn verify<'a>(&'a self, client_id: &'a str, secret: &'a str)
     -> BoxFuture<'a, Option<Identity>>;
+
+    /// Whether the client still holds valid credentials, asked each time one of its tokens
+    /// is presented, so a token stops when its client is revoked (as promptly as the
+    /// client's own credentials stop).
+    fn check<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<(), ClientRefused>>;
+}
+
+/// Why a token's client is not honoured now.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientRefused {
+    #[error("the token's client credentials were revoked or have expired")]
+    Revoked,
+    #[error("credentials cannot be checked right now")]
+    Unavailable,
 }
 
 pub struct TokenIssuer {
@@ -82,21 +96,36 @@ impl TokenIssuer {
             .with_state(self)
     }
 
-    fn issue(&self, identity: &Identity, scopes: &Scopes) -> Result<String, String> {
+    /// A token for `client_id` and its lifetime in seconds: the configured TTL, cut short
+    /// by the client's own expiry.
+    fn issue(
+        &self,
+        client_id: &str,
+        identity: &Identity,
+        scopes: &Scopes,
+    ) -> Result<(String, i64), String> {
         let now = Utc::now().timestamp();
+        let mut exp = now + self.ttl.as_secs() as i64;
+        if let Some(client_expiry) = identity.expires_at {
+            exp = exp.min(client_expiry.timestamp());
+        }
         let claims = json!({
             "iss": self.issuer, "aud": AUDIENCE, "sub": identity.subject,
+            "client_id": client_id,
             "tenant": identity.tenant, "scope": scopes.to_string(),
-            "iat": now, "nbf": now, "exp": now + self.ttl.as_secs() as i64,
+            "iat": now, "nbf": now, "exp": exp,
             "jti": random_id(),
         });
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| e.to_string())
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| e.to_string())?;
+        Ok((token, exp - now))
     }
 
-    /// The identity in one of this router's tokens; `Ok(None)` for a token it did not issue.
-    fn verify(&self, token: &str) -> Result<Option<Identity>, String> {
+    /// The identity in one of this router's tokens and the client it was issued to (its
+    /// signature and times checked, not the client); `Ok(None)` for a token it did not issue.
+    fn verify(&self, token: &str) -> Result<Option<(Identity, String)>, String> {
         let Ok(header) = jsonwebtoken::decode_header(token) else {
             return Ok(None);
         };
@@ -111,14 +140,19 @@ impl TokenIssuer {
             .map_err(|_| "invalid or expired token".to_owned())?
             .claims;
         let text = |name: &str| claims[name].as_str().unwrap_or_default().to_owned();
-        Ok(Some(Identity {
+        let client_id = claims["client_id"]
+            .as_str()
+            .ok_or("invalid or expired token")?
+            .to_owned();
+        let identity = Identity {
             tenant: text("tenant"),
             subject: text("sub"),
             scopes: text("scope").parse().map_err(|_| "invalid token scopes")?,
             expires_at: claims["exp"]
                 .as_i64()
                 .and_then(|exp| chrono::DateTime::from_timestamp(exp, 0)),
-        }))
+        };
+        Ok(Some((identity, client_id)))
     }
 }
 
@@ -133,10 +167,18 @@ impl Authenticator for TokenIssuer {
         headers: &'a HeaderMap,
     ) -> BoxFuture<'a, Result<Option<Identity>, String>> {
         Box::pin(async move {
-            match bearer(headers) {
-                Some(token) => self.verify(token),
-                None => Ok(None),
-            }
+            let Some(token) = bearer(headers) else {
+                return Ok(None);
+            };
+            let Some((identity, client_id)) = self.verify(token)? else {
+                return Ok(None);
+            };
+            // The token lives no longer than the credentials it was traded for.
+            self.clients
+                .check(&client_id)
+                .await
+                .map_err(|refused| refused.to_string())?;
+            Ok(Some(identity))
         })
     }
 }
@@ -241,13 +283,13 @@ async fn token(
             asked
         }
     };
-    match issuer.issue(&identity, &scopes) {
-        Ok(token) => (
+    match issuer.issue(&client_id, &identity, &scopes) {
+        Ok((token, expires_in)) => (
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(json!({
                 "access_token": token,
                 "token_type": "Bearer",
-                "expires_in": issuer.ttl.as_secs(),
+                "expires_in": expires_in,
                 "scope": scopes.to_string(),
             })),
         )
@@ -265,4 +307,100 @@ async fn token(
 
 async fn jwks(State(issuer): State<Arc<TokenIssuer>>) -> Response {
     axum::Json(json!({"keys": [issuer.jwk]})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use axum::http::HeaderValue;
+    use chrono::DateTime;
+
+    use super::*;
+
+    /// One client, `key_1` with secret `secret`, that can be revoked.
+    struct OneClient {
+        revoked: AtomicBool,
+        expires_at: Option<DateTime<Utc>>,
+    }
+
+    impl ClientCredentials for OneClient {
+        fn verify<'a>(
+            &'a self,
+            client_id: &'a str,
+            secret: &'a str,
+        ) -> BoxFuture<'a, Option<Identity>> {
+            let valid = client_id == "key_1" && secret == "secret";
+            Box::pin(async move {
+                valid.then(|| Identity {
+                    tenant: "tenant-a".into(),
+                    subject: "key_1".into(),
+                    scopes: "webhooks:read".parse().unwrap(),
+                    expires_at: self.expires_at,
+                })
+            })
+        }
+
+        fn check<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<(), ClientRefused>> {
+            let valid = client_id == "key_1" && !self.revoked.load(Ordering::SeqCst);
+            Box::pin(async move { valid.then_some(()).ok_or(ClientRefused::Revoked) })
+        }
+    }
+
+    fn issuer(client: Arc<OneClient>) -> TokenIssuer {
+        TokenIssuer::new(
+            "https://junction.test".into(),
+            Duration::from_secs(900),
+            client,
+        )
+    }
+
+    fn bearing(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        headers
+    }
+
+    #[tokio::test]
+    async fn a_token_stops_when_its_client_is_revoked() {
+        let client = Arc::new(OneClient {
+            revoked: AtomicBool::new(false),
+            expires_at: None,
+        });
+        let issuer = issuer(Arc::clone(&client));
+        let identity = client.verify("key_1", "secret").await.unwrap();
+        let (token, expires_in) = issuer.issue("key_1", &identity, &identity.scopes).unwrap();
+        assert_eq!(expires_in, 900);
+        let accepted = issuer.authenticate(&bearing(&token)).await;
+        assert_eq!(accepted.unwrap().unwrap().subject, "key_1");
+
+        client.revoked.store(true, Ordering::SeqCst);
+        let refused = issuer.authenticate(&bearing(&token)).await;
+        assert_eq!(
+            refused,
+            Err("the token's client credentials were revoked or have expired".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_never_outlives_its_clients_expiry() {
+        let expiry = Utc::now() + chrono::Duration::seconds(60);
+        let client = Arc::new(OneClient {
+            revoked: AtomicBool::new(false),
+            expires_at: Some(expiry),
+        });
+        let issuer = issuer(Arc::clone(&client));
+        let identity = client.verify("key_1", "secret").await.unwrap();
+        let (token, expires_in) = issuer.issue("key_1", &identity, &identity.scopes).unwrap();
+        assert!((55..=60).contains(&expires_in), "{expires_in}");
+        let (identity, client_id) = issuer.verify(&token).unwrap().unwrap();
+        assert_eq!(client_id, "key_1");
+        assert_eq!(
+            identity.expires_at.map(|at| at.timestamp()),
+            Some(expiry.timestamp())
+        );
+    }
 }

@@ -178,6 +178,33 @@ pub async fn list(
         .await
 }
 
+/// The id in a presented key (`jk_live_<id>_<secret>`), when it has the shape of one.
+pub fn key_id(presented: &str) -> Option<&str> {
+    parse(presented)
+}
+
+/// The identity of key `id` as it stands now, without its secret: for credentials traded
+/// for a key (OAuth tokens) to stop when the key is revoked or expires.
+pub async fn check_id(db: &impl ConnectionTrait, id: &str) -> Result<Identity, AuthError> {
+    let now = Utc::now();
+    let key = api_key::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AuthError::Unknown)?;
+    if key.revoked_at.is_some_and(|at| at <= now) {
+        return Err(AuthError::Revoked);
+    }
+    if key.expires_at.is_some_and(|at| at <= now) {
+        return Err(AuthError::Expired);
+    }
+    Ok(Identity {
+        tenant: key.tenant_id,
+        subject: key.id,
+        scopes: key.scopes.parse().map_err(|_| AuthError::CorruptScopes)?,
+        expires_at: key.expires_at,
+    })
+}
+
 /// Turns a presented key into the caller's identity.
 pub async fn authenticate(
     db: &impl ConnectionTrait,

@@ -60,17 +60,20 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         .unwrap_or_else(IdentityKey::generate);
     let mut keys = vec![key.clone()];
     keys.extend(config.identity.previous_signing_keys.iter().cloned());
-    let verifier = Arc::new(IdentityVerifier::new(keys, config.identity.max_age));
+    let verifier = Arc::new(
+        IdentityVerifier::new(keys, config.identity.max_age)
+            .with_max_body_bytes(config.identity.max_body_bytes),
+    );
     let mut sources = Vec::new();
     let mut subgraph_servers = Vec::new();
     for (name, router, sdl) in [
         (
-            "webhooks",
+            junction_webhooks::SUBGRAPH_NAME,
             subgraph::webhooks_router(&config, &db, Arc::clone(&verifier)),
             junction_webhooks::graphql::sdl(),
         ),
         (
-            "deliveries",
+            junction_deliveries::SUBGRAPH_NAME,
             subgraph::deliveries_router(
                 &config,
                 &db,

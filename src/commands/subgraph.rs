@@ -84,6 +84,7 @@ fn verifier(key: IdentityKey, config: &Config) -> IdentityVerifier {
     let mut keys = vec![key];
     keys.extend(config.identity.previous_signing_keys.iter().cloned());
     IdentityVerifier::new(keys, config.identity.max_age)
+        .with_max_body_bytes(config.identity.max_body_bytes)
 }
 
 /// The webhooks subgraph's routes, for a process of its own or for `junction serve`.

@@ -400,7 +400,23 @@ impl Proxy {
             emit(X_FORWARDED_HOST.as_ref(), host);
         }
         if let (Some(signer), Some(identity)) = (&self.context.signer, forwarding.identity) {
-            let (payload, signature) = signer.sign(identity, chrono::Utc::now());
+            // For this route's upstreams and this request id only: no subgraph takes it. The
+            // body streams through unread and only headers are at hand here, so method, path
+            // and body are left uncovered.
+            let audience = junction_schema::identity::Audience::route(&self.name);
+            let request_id = headers()
+                .find(|(name, _)| name.eq_ignore_ascii_case(crate::edge::REQUEST_ID.as_bytes()))
+                .and_then(|(_, value)| std::str::from_utf8(value).ok())
+                // As `HeaderValue::to_str` reads it upstream: visible ASCII only.
+                .filter(|id| id.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)));
+            let binding = junction_schema::identity::Binding {
+                audience: &audience,
+                method: None,
+                target: None,
+                body: None,
+                request_id,
+            };
+            let (payload, signature) = signer.sign(identity, &binding, chrono::Utc::now());
             emit(IDENTITY_HEADER.as_bytes(), payload.as_bytes());
             emit(IDENTITY_SIGNATURE_HEADER.as_bytes(), signature.as_bytes());
         }

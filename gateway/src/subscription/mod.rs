@@ -21,7 +21,7 @@ use junction_schema::Identity;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::execute::{Forwarded, RequestContext, execute_from, tag_service};
+use crate::execute::{Downstream, Forwarded, RequestContext, execute_from, tag_service};
 use crate::router::{GraphRouter, Prepared};
 use upstream::{Upstream, UpstreamEvent};
 
@@ -172,12 +172,23 @@ pub async fn run(
         .await;
         return;
     };
-    let Some(url) = router.supergraph.graphs.get(&primary.graph).map(|g| &g.url) else {
+    let Some(graph) = router.supergraph.graphs.get(&primary.graph) else {
         return;
     };
-    let headers = router
-        .client()
-        .downstream_headers(identity.as_ref(), &forwarded);
+    let url = &graph.url;
+    // The upgrade request is what the identity is signed for: a GET without a body.
+    let headers = |target: &str| {
+        router.client().downstream_headers(
+            identity.as_ref(),
+            &forwarded,
+            &graph.name,
+            Downstream {
+                method: "GET",
+                target,
+                body: b"",
+            },
+        )
+    };
     let variables: serde_json::Map<String, Value> = primary
         .variables
         .iter()
@@ -204,10 +215,12 @@ pub async fn run(
             return;
         }
     };
+    // A credential the router took within its leeway is already past `exp`: that ends the
+    // subscription at once rather than never.
     let expiry = identity
         .as_ref()
         .and_then(|i| i.expires_at)
-        .and_then(|at| (at - Utc::now()).to_std().ok());
+        .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
     let expired = async {
         match expiry {
             Some(left) => tokio::time::sleep(left).await,

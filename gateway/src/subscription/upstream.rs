@@ -85,9 +85,11 @@ fn websocket_url(url: &str) -> Result<String, OpenError> {
 
 impl Upstream {
     /// Connects, initializes and subscribes; `keepalive` paces the pings sent upstream.
+    /// `headers` makes the upgrade request's headers for its path and query (the identity
+    /// is signed for exactly that handshake).
     pub async fn open(
         url: &str,
-        headers: HeaderMap,
+        headers: impl FnOnce(&str) -> HeaderMap,
         query: &str,
         variables: Map<String, Value>,
         keepalive: Duration,
@@ -97,7 +99,13 @@ impl Upstream {
             .as_str()
             .into_client_request()
             .map_err(|_| OpenError::Url(url.clone()))?;
-        request.headers_mut().extend(headers);
+        // What tungstenite writes on the request line.
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        request.headers_mut().extend(headers(&target));
         request.headers_mut().insert(
             SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("graphql-transport-ws"),

@@ -3,12 +3,26 @@
 //! Downstream services trust the router, not whoever can reach them: the router verifies the
 //! client's credentials, then signs `{tenant, subject, scopes, expires_at}` with HMAC-SHA256 into
 //! two headers. Every subgraph verifies them with [`RequireIdentityLayer`] before anything runs.
-//! Each signature also carries its issue time, so a captured header pair is useless after
-//! `max_age` (replay protection), whatever the credential's own expiry.
 //!
-//! Wire format (all ASCII, so it fits in a header):
-//! `JUNCTION-IDENTITY: v1.<b64url tenant>.<b64url subject>.<b64url scopes>.<exp unix|->.<iat unix>`
-//! `JUNCTION-IDENTITY-SIGNATURE: <b64url HMAC-SHA256(key, identity header value)>`
+//! A signature opens one request only. It names its audience (`subgraph:NAME`, the subgraph's
+//! name in the supergraph, or `route:NAME` for a REST route's upstreams: the two never match,
+//! so what an upstream receives opens no subgraph) and the request (method, path and query,
+//! the SHA-256 of the body, the `x-request-id`), and carries its issue time: a captured header
+//! pair is refused for any other request, and for the same one after `max_age` (10 s by
+//! default, plus 5 s of clock skew). A REST route's identity covers neither method, path nor
+//! body (bodies stream through the router unread; upstreams see rewritten paths), marked `-`,
+//! and a subgraph refuses anything that does not cover all of them.
+//!
+//! The credential's own expiry (`expires_at`) travels for information: the router's
+//! authenticators judged the credential, with their leeway, when they signed, and a service
+//! does not judge it again by another rule.
+//!
+//! Wire format (all ASCII, so it fits in a header; `b64` is base64url without padding, `-`
+//! stands for "none" or "not covered"):
+//! `JUNCTION-IDENTITY: v2.<b64 tenant>.<b64 subject>.<b64 scopes>.<exp unix|->.<iat unix>.<b64
+//! audience>.<b64 method|->.<b64 path and query|->.<b64 SHA-256(body)|->.<b64 request id|->`
+//! `JUNCTION-IDENTITY-SIGNATURE: <b64 HMAC-SHA256(key, identity header value)>`
+//! A service reading another version refuses it, naming both.
 
 mod layer;
 mod scopes;
@@ -17,8 +31,9 @@ mod signing;
 pub use layer::{RequireIdentity, RequireIdentityLayer};
 pub use scopes::{InvalidScope, Scopes};
 pub use signing::{
-    IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityConfig, IdentityError, IdentityKey,
-    IdentitySigner, IdentityVerifier, InvalidIdentityKey, strip_identity_headers,
+    Audience, Binding, BodyToCheck, IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityConfig,
+    IdentityError, IdentityKey, IdentitySigner, IdentityVerifier, InvalidIdentityKey,
+    REQUEST_ID_HEADER, strip_identity_headers,
 };
 
 use chrono::{DateTime, Utc};

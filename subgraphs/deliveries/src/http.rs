@@ -14,7 +14,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
 use junction_schema::Identity;
-use junction_schema::identity::{IdentityVerifier, RequireIdentityLayer};
+use junction_schema::identity::{Audience, IdentityVerifier, RequireIdentityLayer};
 
 use crate::graphql::DeliveriesSchema;
 
@@ -25,7 +25,10 @@ pub fn router(schema: DeliveriesSchema, verifier: Arc<IdentityVerifier>) -> Rout
     Router::new()
         .route("/graphql", get(subscriptions).post(graphql))
         .with_state(schema)
-        .layer(RequireIdentityLayer::new(verifier))
+        .layer(RequireIdentityLayer::new(
+            verifier,
+            Audience::subgraph(crate::SUBGRAPH_NAME),
+        ))
 }
 
 async fn graphql(

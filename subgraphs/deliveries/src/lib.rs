@@ -7,6 +7,9 @@
 //! replays of dead letters in bulk run as jobs with visible progress; [`retention`] deletes old
 //! attempts and settled messages.
 
+/// This subgraph's name in the supergraph: identities the router signs for it name it.
+pub const SUBGRAPH_NAME: &str = "deliveries";
+
 pub mod graphql;
 pub mod http;
 pub mod retention;

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use junction_schema::Identity;
-use junction_schema::identity::{IdentityVerifier, RequireIdentityLayer};
+use junction_schema::identity::{Audience, IdentityVerifier, RequireIdentityLayer};
 
 use crate::graphql::{Traceparent, WebhooksSchema};
 
@@ -16,7 +16,10 @@ pub fn router(schema: WebhooksSchema, verifier: Arc<IdentityVerifier>) -> Router
     Router::new()
         .route("/graphql", post(graphql))
         .with_state(schema)
-        .layer(RequireIdentityLayer::new(verifier))
+        .layer(RequireIdentityLayer::new(
+            verifier,
+            Audience::subgraph(crate::SUBGRAPH_NAME),
+        ))
 }
 
 async fn graphql(

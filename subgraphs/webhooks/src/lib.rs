@@ -5,6 +5,9 @@
 //! under the GraphQL layer ([`graphql`]) and its HTTP route ([`http`]). Publishing writes the message and one delivery per matching
 //! endpoint in one transaction (the outbox), so no event is lost between the API and the queue.
 
+/// This subgraph's name in the supergraph: identities the router signs for it name it.
+pub const SUBGRAPH_NAME: &str = "webhooks";
+
 mod compiled_schemas;
 mod config;
 pub mod endpoints;
