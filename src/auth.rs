@@ -7,11 +7,10 @@
 //! therefore takes effect within that period. Tokens minted from a key are checked against
 //! the same memory by the key's id, so they stop within the same period as the key.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
+use junction_gateway::cache::BoundedCache;
 use junction_gateway::oauth::{ClientCredentials, ClientRefused};
 use junction_gateway::router::{Authenticator, bearer};
 use junction_schema::Identity;
@@ -19,10 +18,8 @@ use junction_schema::apikeys::{self, AuthError};
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 
-/// Remembered keys are dropped when this many are held and new ones come.
-const CACHE_CAPACITY: usize = 100_000;
-
 /// A key the database said was valid, until `until`.
+#[derive(Clone)]
 struct Remembered {
     identity: Identity,
     /// The SHA-256 of the whole key, when it was presented; a key checked by id alone (for
@@ -34,8 +31,9 @@ struct Remembered {
 pub struct ApiKeys {
     db: DatabaseConnection,
     cache_ttl: Duration,
-    /// By key id.
-    verified: Mutex<HashMap<String, Remembered>>,
+    /// By key id; only keys the database accepted, within `[gateway.caches] api_keys_bytes`
+    /// (when full, the keys not used recently go first and are read again when they come).
+    verified: BoundedCache<String, Remembered>,
 }
 
 /// Equal digests, compared without an early exit.
@@ -44,21 +42,20 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 impl ApiKeys {
-    pub fn new(db: DatabaseConnection, cache_ttl: Duration) -> Self {
+    pub fn new(db: DatabaseConnection, cache_ttl: Duration, cache_bytes: u64) -> Self {
         Self {
             db,
             cache_ttl,
-            verified: Mutex::new(HashMap::new()),
+            verified: BoundedCache::new(cache_bytes, 256),
         }
     }
 
     /// The remembered identity of key `id`, while its time lasts and `accept` likes it.
     fn remembered(&self, id: &str, accept: impl Fn(&Remembered) -> bool) -> Option<Identity> {
-        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        verified
+        self.verified
             .get(id)
             .filter(|entry| entry.until > Instant::now() && accept(entry))
-            .map(|entry| entry.identity.clone())
+            .map(|entry| entry.identity)
     }
 
     /// Remembers what the database just said of key `identity.subject`.
@@ -74,22 +71,24 @@ impl ApiKeys {
         if until <= now {
             return;
         }
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if verified.len() >= CACHE_CAPACITY {
-            verified.retain(|_, entry| entry.until > now);
-            if verified.len() >= CACHE_CAPACITY {
-                verified.clear();
-            }
-        }
         // A digest known from before stays: the id names one key, whose secret never changes.
-        let digest = digest.or_else(|| verified.get(&identity.subject).and_then(|e| e.digest));
-        verified.insert(
+        let digest = digest.or_else(|| {
+            self.verified
+                .get(identity.subject.as_str())
+                .and_then(|e| e.digest)
+        });
+        let bytes = 2 * identity.subject.len()
+            + identity.tenant.len()
+            + identity.scopes.to_string().len()
+            + std::mem::size_of::<Remembered>();
+        self.verified.insert(
             identity.subject.clone(),
             Remembered {
                 identity: identity.clone(),
                 digest,
                 until,
             },
+            bytes as u64,
         );
     }
 
@@ -215,7 +214,7 @@ mod tests {
         let bootstrap = tenants::bootstrap(&db).await.unwrap().unwrap();
         let key = bootstrap.admin_key.reveal().to_owned();
         let id = bootstrap.admin_key.model.id.clone();
-        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300));
+        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300), 1 << 20);
         assert!(keys.verify("jk_live_nonsense").await.is_err());
         let identity = keys.verify(&key).await.unwrap();
         assert_eq!(identity.tenant, bootstrap.tenant.id);
@@ -234,7 +233,7 @@ mod tests {
         let fresh = apikeys::create(&db, &bootstrap.tenant.id, "new", &identity.scopes, None)
             .await
             .unwrap();
-        let uncached = ApiKeys::new(db.clone(), Duration::ZERO);
+        let uncached = ApiKeys::new(db.clone(), Duration::ZERO, 1 << 20);
         assert!(uncached.verify(fresh.reveal()).await.is_ok());
         apikeys::revoke(&db, &bootstrap.tenant.id, &fresh.model.id)
             .await
@@ -253,7 +252,7 @@ mod tests {
         let bootstrap = tenants::bootstrap(&db).await.unwrap().unwrap();
         let key = bootstrap.admin_key.reveal().to_owned();
         let id = bootstrap.admin_key.model.id.clone();
-        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300));
+        let keys = ApiKeys::new(db.clone(), Duration::from_millis(300), 1 << 20);
         assert!(ClientCredentials::check(&keys, &id).await.is_ok());
         assert_eq!(
             ClientCredentials::check(&keys, "nosuchkey123").await,
@@ -290,7 +289,7 @@ mod tests {
         let short = apikeys::create(&db, &bootstrap.tenant.id, "short", &scopes, Some(expiry))
             .await
             .unwrap();
-        let keys = ApiKeys::new(db, Duration::from_secs(3600));
+        let keys = ApiKeys::new(db, Duration::from_secs(3600), 1 << 20);
         assert!(keys.verify(short.reveal()).await.is_ok());
         tokio::time::sleep(Duration::from_millis(1600)).await;
         assert!(matches!(

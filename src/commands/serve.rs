@@ -109,7 +109,11 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let signer = IdentitySigner::new(key);
     let client = SubgraphClient::new(config.gateway.subgraph_timeout, Some(signer.clone()))
         .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
-    let api_keys = Arc::new(ApiKeys::new(db.clone(), config.gateway.api_key_cache_ttl));
+    let api_keys = Arc::new(ApiKeys::new(
+        db.clone(),
+        config.gateway.api_key_cache_ttl,
+        config.gateway.caches.api_keys_bytes,
+    ));
     // OAuth2 client credentials: API keys trade for short-lived tokens of this router.
     let tokens = Arc::new(TokenIssuer::new(
         config.gateway.oauth.issuer.clone(),
