@@ -1135,3 +1135,54 @@ async fn connections_waiting_too_long_for_a_request_head_are_closed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The first response on a new connection that sends `request` as written.
+async fn exchange(router: &Junction, request: &[u8]) -> WireResponse {
+    let mut wire = Wire::connect(router).await;
+    wire.send(request).await;
+    wire.response(request.starts_with(b"HEAD ")).await
+}
+
+/// Traversal through an encoded slash or backslash: `..%2f` inside a segment is no dot
+/// segment to the matcher, but an upstream decoding it walks out of the rewritten prefix.
+/// Such paths (and raw backslashes, `..;` segments, encoded NULs) are refused with a 400 on
+/// the fast path (HTTP/1.1) and on the general server (HTTP/1.0) alike, captures included,
+/// and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_and_backslashes_in_a_path_are_refused() {
+    let upstream = Upstream::start("files").await;
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"files\"\npath = \"/files/{{shop}}\"\n\
+         rewrite = \"/public/{{shop}}\"\nupstreams = [\"{}\"]\n",
+        upstream.url()
+    ));
+    for path in [
+        "/files/..%2fsecret.txt",
+        "/files/..%2Fsecret.txt",
+        "/files/..%5csecret.txt",
+        "/files/..%5Csecret.txt",
+        "/files/acme/..%2f..%2fsecret.txt",
+        "/files/a%2f..%2f..%2fetc/passwd",
+        "/files/acme/x%2F..%2F..%2F..%2Fsecret.txt?page=1",
+        "/files/..\\secret.txt",
+        "/files/..;/secret.txt",
+        "/files/acme/report.txt%00.png",
+    ] {
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let request = format!("GET {path} {version}\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let status = raw_status_line(&router.address, &request).await;
+            assert!(
+                status.ends_with(" 400 Bad Request"),
+                "{path} {version}: {status}"
+            );
+        }
+    }
+    assert_eq!(upstream.hits("GET", "/"), 0, "nothing reached the upstream");
+    let fine = exchange(
+        &router,
+        b"GET /files/acme/report%20v2.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(fine.status, 200);
+    assert_eq!(fine.json()["uri"], "/public/acme/report%20v2.txt");
+}

@@ -139,10 +139,10 @@ impl Passthrough {
 
     async fn dispatch(&self, request: Request) -> Response {
         let request_id = request.headers().get(crate::edge::REQUEST_ID);
-        if !matcher::is_safe_path(request.uri().path()) {
+        if let Err(unsafe_path) = matcher::check_path(request.uri().path()) {
             return problem::response(
                 StatusCode::BAD_REQUEST,
-                "the path has `.` or `..` segments",
+                &unsafe_path.to_string(),
                 request_id,
             );
         }
