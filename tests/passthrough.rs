@@ -1186,3 +1186,66 @@ async fn encoded_slashes_and_backslashes_in_a_path_are_refused() {
     assert_eq!(fine.status, 200);
     assert_eq!(fine.json()["uri"], "/public/acme/report%20v2.txt");
 }
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request without `Host`, any request with two, or with
+/// one that is no `host[:port]`, is a 400 before a route is chosen, on both servers and for
+/// the router's own endpoints too; nothing reaches the upstream. Two `Host` lines would
+/// otherwise pick the route by the first and send both on with `preserve_host`. As nginx
+/// does, an HTTP/1.0 request may leave `Host` out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_exactly_one_valid_host_are_refused() {
+    let public = Upstream::start("public").await;
+    let internal = Upstream::start("internal").await;
+    let (router, _dir) = gateway(&format!(
+        r#"
+        [[gateway.routes]]
+        name = "public"
+        path = "/site"
+        hosts = ["public.test"]
+        preserve_host = true
+        upstreams = ["{}"]
+
+        [[gateway.routes]]
+        name = "internal"
+        path = "/site"
+        hosts = ["internal.test"]
+        preserve_host = true
+        upstreams = ["{}"]
+
+        [[gateway.routes]]
+        name = "any"
+        path = "/any"
+        upstreams = ["{}"]
+        "#,
+        public.url(),
+        internal.url(),
+        public.url(),
+    ));
+    for request in [
+        "GET /site/x HTTP/1.1\r\nHost: public.test\r\nHost: internal.test\r\n\r\n",
+        "GET /site/x HTTP/1.0\r\nHost: public.test\r\nHost: internal.test\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost:\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: user@public.test\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: public.test:80x\r\n\r\n",
+        "GET /health HTTP/1.1\r\n\r\n",
+    ] {
+        let answer = exchange(&router, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{request:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{request:?}");
+    }
+    assert_eq!(public.hits("GET", "/"), 0, "nothing reached an upstream");
+    assert_eq!(internal.hits("GET", "/"), 0, "nothing reached an upstream");
+
+    let old = exchange(&router, b"GET /any/old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(old.status, 200, "HTTP/1.0 may leave Host out");
+    let one = exchange(
+        &router,
+        b"GET /site/x HTTP/1.1\r\nHost: internal.test:4000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(one.json()["upstream"], "internal");
+    assert_eq!(values(&one.json(), "host"), ["internal.test:4000"]);
+}

@@ -8,7 +8,7 @@ mod headers;
 pub mod http1;
 mod matcher;
 mod plugins;
-mod problem;
+pub(crate) mod problem;
 mod proxy;
 mod upstream;
 

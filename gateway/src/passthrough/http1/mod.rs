@@ -77,6 +77,19 @@ pub async fn serve(
             match RawRequest::parse(&buffer) {
                 Parse::Complete(raw) => break raw,
                 Parse::Elsewhere => return Served::HandOff(buffer),
+                Parse::Refused(refusal) => {
+                    let mut exchange = Exchange {
+                        client: stream,
+                        buffer: &mut buffer,
+                        out: &mut out,
+                        peer: &peer,
+                        stop,
+                        request_id: None,
+                    };
+                    // The answer carries a new request id; the connection closes after it.
+                    exchange.answer(refusal.response(None), &[], false).await;
+                    return Served::Closed;
+                }
                 Parse::Partial if buffer.len() > MAX_REQUEST_HEAD => {
                     return Served::HandOff(buffer);
                 }

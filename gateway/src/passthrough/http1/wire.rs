@@ -3,12 +3,13 @@
 //! headers); what it does not take, hyper's server answers instead.
 
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
 use super::body::{Framing, FramingHeader};
+use crate::server::head::{self, Refusal};
 
 /// Most headers a head may have here (hyper's server takes the rare head with more).
 const MAX_HEADERS: usize = 64;
@@ -38,6 +39,8 @@ pub enum Parse<T> {
     /// Not a request this path takes (another version, an upgrade, ambiguous framing, a
     /// parse error): the general server takes it, and refuses the bad ones.
     Elsewhere,
+    /// A head no server takes (the rules both servers apply): answered here.
+    Refused(Refusal),
 }
 
 impl RawRequest {
@@ -61,6 +64,10 @@ impl RawRequest {
             return Parse::Elsewhere;
         };
         let headers = &*request.headers;
+        let named = headers.iter().map(|h| (h.name.as_bytes(), h.value));
+        if let Err(refusal) = head::check(Version::HTTP_11, named) {
+            return Parse::Refused(refusal);
+        }
         if !target.starts_with('/') || values(headers, "upgrade").next().is_some() {
             return Parse::Elsewhere;
         }
@@ -404,7 +411,34 @@ mod tests {
             Parse::Complete(raw) => Some(raw.take(&mut buffer).unwrap()),
             Parse::Elsewhere => None,
             Parse::Partial => panic!("not a complete head: {text:?}"),
+            Parse::Refused(refusal) => panic!("refused ({refusal:?}): {text:?}"),
         }
+    }
+
+    #[test]
+    fn heads_breaking_the_rules_of_both_servers_are_refused_here() {
+        for (text, expected) in [
+            ("GET /a HTTP/1.1\r\n\r\n", Refusal::MissingHost),
+            (
+                "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Refusal::DuplicateHost,
+            ),
+            ("GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", Refusal::InvalidHost),
+            (
+                "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Refusal::UnknownCoding,
+            ),
+        ] {
+            match request(text) {
+                Parse::Refused(refusal) => assert_eq!(refusal, expected, "{text:?}"),
+                _ => panic!("not refused: {text:?}"),
+            }
+        }
+        // HTTP/1.0 goes to the general server, which applies the same rules.
+        assert!(matches!(
+            request("GET /a HTTP/1.0\r\n\r\n"),
+            Parse::Elsewhere
+        ));
     }
 
     #[test]
@@ -434,10 +468,10 @@ mod tests {
         ));
         for text in [
             "GET /a HTTP/1.0\r\n\r\n",
-            "GET http://example.com/a HTTP/1.1\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "GET http://example.com/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "GET /a HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
         ] {
             assert!(matches!(request(text), Parse::Elsewhere), "{text:?}");
         }
@@ -446,23 +480,26 @@ mod tests {
     #[test]
     fn ambiguous_framing_upgrades_and_odd_expectations_are_left_to_the_general_server() {
         for text in [
-            "POST /a HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST /a HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
-            "POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            "GET /a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            "PUT /a HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /a HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
         ] {
             assert!(taken(text).is_none(), "{text:?}");
         }
-        let chunked = taken("POST /a HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        let chunked =
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(chunked.framing, Framing::Chunked);
-        let repeated = taken("POST /a HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n").unwrap();
+        let repeated =
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n").unwrap();
         assert_eq!(repeated.framing, Framing::Length(3));
-        let closing = taken("GET /a HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        let closing = taken("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!closing.keep_alive && closing.framing == Framing::Empty);
-        let expecting =
-            taken("PUT /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
+        let expecting = taken(
+            "PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap();
         assert!(expecting.expect_continue);
     }
 
