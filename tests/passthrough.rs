@@ -1249,3 +1249,106 @@ async fn requests_without_exactly_one_valid_host_are_refused() {
     assert_eq!(one.json()["upstream"], "internal");
     assert_eq!(values(&one.json(), "host"), ["internal.test:4000"]);
 }
+
+/// An upstream speaking raw HTTP/1.1 that records each request head it gets; it switches
+/// to `h2c` when asked to (or, on `/switch`, unasked) and then echoes whatever the tunnel
+/// carries; otherwise it answers 200 with the head it got as the body.
+async fn switching_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&heads);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = std::sync::Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&read[..end + 4]).to_ascii_lowercase();
+                    read.drain(..end + 4);
+                    seen.lock().unwrap().push(head.clone());
+                    if head.contains("upgrade: h2c") || head.starts_with("get /switch") {
+                        let _ = stream
+                            .write_all(
+                                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                                  Upgrade: h2c\r\n\r\n",
+                            )
+                            .await;
+                        // The tunnel: everything echoed, with what came before.
+                        let _ = stream.write_all(&read).await;
+                        while let Ok(n) = stream.read(&mut chunk).await {
+                            if n == 0 || stream.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                        head.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{address}"), heads)
+}
+
+/// `Upgrade: h2c` is never a tunnel: after an upstream's 101 the connection would carry
+/// HTTP/2 requests past the route's prefix, methods, header rules and plugins. The upstream
+/// gets a plain request without `Upgrade` or `HTTP2-Settings`; an upstream switching
+/// protocols unasked is a 502, and nothing reaches it through the router afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrades_are_not_tunnelled() {
+    let (url, heads) = switching_upstream().await;
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"h2\"\npath = \"/h2\"\nrewrite = \"/\"\nupstreams = [\"{url}\"]\n"
+    ));
+    let mut wire = Wire::connect(&router).await;
+    wire.send(
+        b"GET /h2/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    let answer = wire.response(false).await;
+    assert_eq!(answer.status, 200, "no switch of protocols");
+    let head = String::from_utf8(answer.body.clone()).unwrap();
+    assert!(head.starts_with("get /x http/1.1"), "{head}");
+    assert!(!head.contains("upgrade"), "{head}");
+    assert!(!head.contains("http2-settings"), "{head}");
+    // The connection still speaks HTTP/1.1 through the route.
+    wire.send(b"GET /h2/next HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(wire.response(false).await.status, 200);
+
+    // An upstream switching anyway: on the fast path (a plain request) and on the general
+    // server (the client asked for h2c, the upstream was not asked), a 502.
+    for request in [
+        &b"GET /h2/switch HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /h2/switch HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    ] {
+        let mut wire = Wire::connect(&router).await;
+        wire.send(request).await;
+        let unasked = wire.response(false).await;
+        assert_eq!(unasked.status, 502, "a switch nobody asked for");
+        // Still HTTP between the client and the router: no tunnel to the upstream opened.
+        wire.send(b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert_eq!(wire.response(false).await.status, 404);
+    }
+    let heads = heads.lock().unwrap();
+    assert!(heads.iter().all(|h| !h.contains("admin")), "{heads:?}");
+    assert!(heads.iter().all(|h| !h.contains("upgrade")), "{heads:?}");
+}

@@ -1,7 +1,8 @@
 //! Forwarding one request to a route's upstream and its answer back, both bodies streamed.
 //! Hop-by-hop headers are dropped in both directions (RFC 9110 section 7.6.1), the
 //! `X-Forwarded-*` headers set, client-sent identity headers replaced by the router's
-//! signature, and WebSocket (any `Upgrade`) connections tunnelled once the upstream agrees.
+//! signature, and connections switching to a protocol the route allows (WebSocket by
+//! default) tunnelled once the upstream agrees.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct Proxy {
     connect_timeout: Duration,
     retries: u32,
     preserve_host: bool,
+    /// The protocols clients may switch to, lower-case.
+    upgrades: Vec<String>,
     max_body_bytes: Option<u64>,
     request_headers: HeaderTransform,
     /// What an upstream's answer headers become for the client (both paths).
@@ -209,6 +212,11 @@ impl Proxy {
             connect_timeout: config.connect_timeout,
             retries: config.retries,
             preserve_host: config.preserve_host,
+            upgrades: config
+                .upgrades
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
             max_body_bytes: config.max_body_bytes,
             request_headers: HeaderTransform::new(&config.request_headers)?,
             response_headers: HeaderTransform::new(&config.response_headers)?,
@@ -230,9 +238,7 @@ impl Proxy {
         }
         let bodiless =
             length.is_none_or(|l| l == 0) && !parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
-            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case(b"upgrade"))
-        });
+        let upgrade = self.upgrade_offer(parts.version, &parts.headers);
         let client_upgrade = upgrade
             .as_ref()
             .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
@@ -298,9 +304,39 @@ impl Proxy {
             }
         };
         match sent {
-            Ok(response) => self.answer(response, client_upgrade),
+            Ok(response) => self.answer(response, upgrade.zip(client_upgrade), request_id),
             Err(failure) => self.failure_response(failure, request_id.as_ref()),
         }
+    }
+
+    /// What the upstream is asked to switch to: those of the client's `Upgrade` protocols
+    /// this route tunnels (RFC 9110 section 7.8), or `None` to send the request on as a
+    /// plain one (a server may ignore `Upgrade`). It counts only with `Connection: upgrade`
+    /// and never in HTTP/1.0.
+    fn upgrade_offer(&self, version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+        if version != Version::HTTP_11
+            || !connection_names(headers).any(|n| n.eq_ignore_ascii_case(b"upgrade"))
+        {
+            return None;
+        }
+        let offered: Vec<&str> = headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|protocol| self.tunnels(protocol))
+            .collect();
+        match offered.is_empty() {
+            true => None,
+            false => HeaderValue::from_str(&offered.join(", ")).ok(),
+        }
+    }
+
+    /// The route tunnels `protocol` (`name` or `name/version`).
+    fn tunnels(&self, protocol: &str) -> bool {
+        let name = protocol.split('/').next().unwrap_or_default().trim();
+        self.upgrades.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 
     /// The path and query an upstream gets below its base path; `None` when the route's
@@ -460,17 +496,37 @@ impl Proxy {
     }
 
     /// The upstream's response for the client: its own hop-by-hop headers dropped, the
-    /// route's rules applied; a switch of protocols starts the tunnel.
+    /// route's rules applied; a switch to a protocol offered (`switch`: what was offered,
+    /// and the client's side) starts the tunnel. A switch to anything else, or unasked, is
+    /// a 502: the connection would leave HTTP, and the route, behind.
     fn answer(
         &self,
         mut response: hyper::Response<hyper::body::Incoming>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        switch: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+        request_id: Option<HeaderValue>,
     ) -> Response {
         let mut upgrade = None;
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
-            upgrade = response.headers().get(header::UPGRADE).cloned();
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let switched_to = response.headers().get(header::UPGRADE).cloned();
+            let offered =
+                |protocol: &HeaderValue| {
+                    let protocol = protocol.to_str().unwrap_or_default().trim();
+                    switch.as_ref().is_some_and(|(offer, _)| {
+                        offer.to_str().unwrap_or_default().split(',').any(|o| {
+                            o.trim().eq_ignore_ascii_case(protocol) && self.tunnels(protocol)
+                        })
+                    })
+                };
+            let Some((protocol, (_, client_upgrade))) = switched_to.filter(offered).zip(switch)
+            else {
+                tracing::warn!(route = %self.name, "the upstream switched protocols unasked");
+                return problem::response(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream switched to a protocol it was not offered",
+                    request_id.as_ref(),
+                );
+            };
+            upgrade = Some(protocol);
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
         }
