@@ -1352,3 +1352,75 @@ async fn h2c_upgrades_are_not_tunnelled() {
     assert!(heads.iter().all(|h| !h.contains("admin")), "{heads:?}");
     assert!(heads.iter().all(|h| !h.contains("upgrade")), "{heads:?}");
 }
+
+/// A client whose body stalls is no upstream failure: it gets a 408 once the route's
+/// `body_read_timeout` passes without a byte, and the upstream's health does not count it,
+/// so three such clients do not take a healthy upstream out. A client sending its body
+/// slowly but steadily, for longer than the route's `timeout`, is served: the upstream's
+/// time runs only while the router waits on the upstream. Both servers: HTTP/1.1 takes the
+/// fast path, HTTP/1.0 the general one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_a_408_and_never_the_upstreams_failure() {
+    let first = Upstream::start("first").await;
+    let second = Upstream::start("second").await;
+    let route = |name: &str| {
+        format!(
+            "[[gateway.routes]]\nname = \"{name}\"\npath = \"/{name}\"\nrewrite = \"/\"\n\
+             upstreams = [\"{}\", \"{}\"]\ntimeout = \"300ms\"\nbody_read_timeout = \"600ms\"\n\
+             retries = 0\npassive_health = {{ failures = 3, cooldown = \"1m\" }}\n",
+            first.url(),
+            second.url()
+        )
+    };
+    let (router, _dir) = gateway(&format!("{}\n{}", route("fast"), route("general")));
+    for (name, version) in [("fast", "HTTP/1.1"), ("general", "HTTP/1.0")] {
+        let who = |answer: WireResponse| answer.json()["upstream"].as_str().unwrap().to_owned();
+        // In turn: each stalled upload goes to the first upstream, each GET to the second.
+        for _ in 0..3 {
+            let mut stalled = Wire::connect(&router).await;
+            stalled
+                .send(
+                    format!(
+                        "POST /{name}/upload {version}\r\nHost: a\r\nContent-Length: 10\r\n\r\nab"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let started = Instant::now();
+            let answer = stalled.response(false).await;
+            assert_eq!(answer.status, 408, "{version}");
+            assert!(started.elapsed() >= Duration::from_millis(500), "{version}");
+            assert_eq!(answer.header("connection"), Some("close"), "{version}");
+            let get = format!("GET /{name}/x {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(who(exchange(&router, get.as_bytes()).await), "second");
+        }
+        // Neither upstream was taken out: both still answer in turn.
+        let mut answered = Vec::new();
+        for _ in 0..4 {
+            let get = format!("GET /{name}/x {version}\r\nHost: a\r\n\r\n");
+            answered.push(who(exchange(&router, get.as_bytes()).await));
+        }
+        answered.sort();
+        assert_eq!(
+            answered,
+            ["first", "first", "second", "second"],
+            "{version}"
+        );
+
+        // Six bytes, one every 150 ms: longer than the route's timeout, never a stall.
+        let mut steady = Wire::connect(&router).await;
+        steady
+            .send(
+                format!("POST /{name}/upload {version}\r\nHost: a\r\nContent-Length: 6\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        for byte in b"steady" {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            steady.send(&[*byte]).await;
+        }
+        let answer = steady.response(false).await;
+        assert_eq!(answer.status, 200, "{version}");
+        assert_eq!(answer.json()["length"], 6, "{version}");
+    }
+}

@@ -36,11 +36,17 @@ pub struct RouteConfig {
     /// route's rules, so only protocols that carry no HTTP requests: never `h2c`.
     #[serde(default = "default_upgrades")]
     pub upgrades: Vec<String>,
-    /// Until the upstream's response headers arrive (bodies stream without a limit).
+    /// Until the upstream's response headers arrive (bodies stream without a limit),
+    /// counted while the router waits on the upstream, not on a client sending its body.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// The longest wait for the next part of a request body (nginx's
+    /// `client_body_timeout`): a client sending nothing for this long is answered 408, and
+    /// is not the upstream's failure.
+    #[serde(default = "default_body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
     /// Further attempts on another upstream, for idempotent methods only.
     #[serde(default = "default_retries")]
     pub retries: u32,
@@ -127,6 +133,10 @@ fn default_timeout() -> Duration {
 
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_retries() -> u32 {
@@ -241,8 +251,13 @@ impl RouteConfig {
                 }
             }
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(self.error("timeout and connect_timeout must be above zero"));
+        if self.timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.body_read_timeout.is_zero()
+        {
+            return Err(
+                self.error("timeout, connect_timeout and body_read_timeout must be above zero")
+            );
         }
         Ok(())
     }
@@ -333,6 +348,7 @@ mod tests {
         assert!(matches!(&route.plugins[2], PluginConfig::RateLimit(c) if c.burst == 5));
         assert_eq!(route.passive_health, PassiveHealth::default());
         assert_eq!(route.upgrades, ["websocket"], "WebSocket alone by default");
+        assert_eq!(route.body_read_timeout, Duration::from_secs(30));
     }
 
     #[test]
@@ -421,6 +437,7 @@ mod tests {
         let parsed: RouteConfig = toml::from_str(&route).expect(&route);
         parsed.validate().unwrap();
         assert_eq!(parsed.upgrades, ["websocket"]);
+        assert_eq!(parsed.body_read_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod headers;
 pub mod http1;
 mod matcher;
+mod pace;
 mod plugins;
 pub(crate) mod problem;
 mod proxy;

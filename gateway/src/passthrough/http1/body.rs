@@ -3,9 +3,20 @@
 //! known length keeps it; any other goes on chunked. Trailers are dropped.
 
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::super::proxy::ClientClock;
+
+/// How a client's body is waited for: at most `timeout` for each read, each wait noted on
+/// `clock` (whose upstream is not to blame for it).
+#[derive(Clone, Copy)]
+pub struct Pace<'c> {
+    pub clock: &'c ClientClock,
+    pub timeout: Duration,
+}
 
 /// How a message's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +74,8 @@ pub enum BodyError {
     Chunked(&'static str),
     #[error("the body is over {0} bytes")]
     TooLarge(u64),
+    #[error("no part of the body arrived within {0:?}")]
+    Stalled(Duration),
 }
 
 impl BodyError {
@@ -80,8 +93,8 @@ const MAX_TRAILERS: usize = 16 * 1024;
 
 /// Copies the body framed as `framing` from `source` (its first bytes already in
 /// `buffer`) to `sink`, after `out`'s bytes (a head, written with the body's first bytes in
-/// one write). At most `limit` body bytes are taken. On return `buffer` holds what
-/// followed the body (a pipelined request).
+/// one write). At most `limit` body bytes are taken; a `source` that is a client is read at
+/// its `pace`. On return `buffer` holds what followed the body (a pipelined request).
 pub async fn copy<R, W>(
     source: &mut R,
     buffer: &mut BytesMut,
@@ -89,6 +102,7 @@ pub async fn copy<R, W>(
     sink: &mut W,
     out: &mut Vec<u8>,
     limit: Option<u64>,
+    pace: Option<Pace<'_>>,
 ) -> Result<(), BodyError>
 where
     R: AsyncRead + Unpin,
@@ -112,7 +126,7 @@ where
                 if left == 0 {
                     return Ok(());
                 }
-                fill(source, buffer).await?;
+                fill(source, buffer, pace).await?;
             }
         }
         Framing::Chunked => {
@@ -136,7 +150,7 @@ where
                     }
                 }
                 flush(sink, out).await?;
-                fill(source, buffer).await?;
+                fill(source, buffer, pace).await?;
             }
         }
         Framing::UntilClose => loop {
@@ -158,9 +172,22 @@ where
 async fn fill<R: AsyncRead + Unpin>(
     source: &mut R,
     buffer: &mut BytesMut,
+    pace: Option<Pace<'_>>,
 ) -> Result<(), BodyError> {
     buffer.reserve(READ_SIZE);
-    match source.read_buf(buffer).await {
+    let read = match pace {
+        None => source.read_buf(buffer).await,
+        Some(pace) => {
+            pace.clock.waiting();
+            let read = tokio::time::timeout(pace.timeout, source.read_buf(buffer)).await;
+            let Ok(read) = read else {
+                return Err(BodyError::Stalled(pace.timeout));
+            };
+            pace.clock.heard(Instant::now());
+            read
+        }
+    };
+    match read {
         Ok(0) => Err(BodyError::Truncated),
         Ok(_) => Ok(()),
         Err(error) => Err(BodyError::Read(error)),
@@ -320,7 +347,16 @@ mod tests {
         let mut buffer = BytesMut::new();
         let mut sink = Vec::new();
         let mut out = b"HEAD\r\n".to_vec();
-        let result = copy(&mut reads, &mut buffer, framing, &mut sink, &mut out, limit).await;
+        let result = copy(
+            &mut reads,
+            &mut buffer,
+            framing,
+            &mut sink,
+            &mut out,
+            limit,
+            None,
+        )
+        .await;
         (result, sink, buffer)
     }
 
@@ -419,6 +455,32 @@ mod tests {
         assert!(matches!(result, Err(BodyError::Chunked(_))), "{result:?}");
         let (result, ..) = relay(b"ffffffffffffffff\r\n", Framing::Chunked, 64, None).await;
         assert!(matches!(result, Err(BodyError::Chunked(_))), "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_nothing_for_its_timeout_stalls_and_its_waits_are_noted() {
+        let (mut client, mut router) = tokio::io::duplex(64);
+        client.write_all(b"hel").await.unwrap();
+        let clock = ClientClock::new(Instant::now());
+        let pace = Pace {
+            clock: &clock,
+            timeout: Duration::from_millis(100),
+        };
+        let (mut buffer, mut sink, mut out) = (BytesMut::new(), Vec::new(), Vec::new());
+        let copied = copy(
+            &mut router,
+            &mut buffer,
+            Framing::Length(5),
+            &mut sink,
+            &mut out,
+            None,
+            Some(pace),
+        )
+        .await;
+        assert!(matches!(copied, Err(BodyError::Stalled(_))), "{copied:?}");
+        assert!(copied.unwrap_err().is_source(), "the client's fault");
+        assert_eq!(sink, b"hel", "what came went on");
+        assert_eq!(clock.last_heard(), None, "it was waiting for the client");
     }
 
     #[tokio::test]

@@ -24,14 +24,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use self::body::{BodyError, Framing};
+use self::body::{BodyError, Framing, Pace};
 use self::pool::Connection;
 pub use self::pool::Pool;
 use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
 use super::headers::{HeaderSink, connection_names};
 use super::plugins::{Plugin, RateLimit};
 use super::problem;
-use super::proxy::{Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable};
+use super::proxy::{
+    ClientClock, Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable,
+};
 use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
 use crate::edge::{self, REQUEST_ID};
@@ -257,12 +259,15 @@ impl Exchange<'_> {
         let mut body_sent = !head.framing.has_body();
         let mut attempts = proxy.attempts(repeatable);
         let started = attempts.started();
+        // When the client last sent part of its body: the upstream's time runs from there.
+        let clock = ClientClock::new(started);
+        let client = head.framing.has_body().then_some(&clock);
         let sent = loop {
             let Some((index, upstream, _)) = attempts.next() else {
                 break Err(attempts.failure());
             };
-            let attempt = self.send(upstream, &request, proxy, &mut body_sent, started);
-            if let Some(done) = attempts.settle(index, attempt).await {
+            let attempt = self.send(upstream, &request, proxy, &mut body_sent, started, &clock);
+            if let Some(done) = attempts.settle(index, attempt, client).await {
                 break done;
             }
         };
@@ -294,6 +299,7 @@ impl Exchange<'_> {
             response.framing,
             self.client,
             self.out,
+            None,
             None,
         )
         .await;
@@ -329,6 +335,7 @@ impl Exchange<'_> {
         proxy: &Proxy,
         body_sent: &mut bool,
         now: Instant,
+        clock: &ClientClock,
     ) -> Tried<(&'u Upstream, Connection, ResponseHead)> {
         // A kept-alive connection the upstream closed unseen fails before any answer; a
         // bodiless request then goes again on a new connection.
@@ -364,6 +371,10 @@ impl Exchange<'_> {
                         return Tried::Failed(Failure::ClientGone);
                     }
                 }
+                let pace = Pace {
+                    clock,
+                    timeout: proxy.body_read_timeout(),
+                };
                 let copied = body::copy(
                     self.client,
                     self.buffer,
@@ -371,6 +382,7 @@ impl Exchange<'_> {
                     &mut connection.stream,
                     self.out,
                     proxy.max_body_bytes(),
+                    Some(pace),
                 )
                 .await;
                 match copied {
@@ -379,6 +391,7 @@ impl Exchange<'_> {
                         Ok(())
                     }
                     Err(BodyError::TooLarge(_)) => return Tried::Failed(Failure::TooLarge),
+                    Err(BodyError::Stalled(_)) => return Tried::Failed(Failure::ClientStalled),
                     Err(error) if error.is_source() => {
                         return Tried::Failed(Failure::ClientGone);
                     }
