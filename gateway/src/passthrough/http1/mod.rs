@@ -9,7 +9,11 @@
 //! read, to hyper's server, which serves the rest of it.
 
 mod body;
+#[cfg(test)]
+mod differential;
 mod pool;
+#[cfg(test)]
+mod properties;
 mod wire;
 
 use std::net::SocketAddr;
@@ -392,6 +396,11 @@ impl Exchange<'_> {
                     }
                     Err(BodyError::TooLarge(_)) => return Tried::Failed(Failure::TooLarge),
                     Err(BodyError::Stalled(_)) => return Tried::Failed(Failure::ClientStalled),
+                    // Answered 400, as hyper's server and nginx answer it; the upstream,
+                    // which got at most a body cut short, is not to blame.
+                    Err(error @ BodyError::Chunked(_)) => {
+                        return Tried::Failed(Failure::BadBody(error.to_string()));
+                    }
                     Err(error) if error.is_source() => {
                         return Tried::Failed(Failure::ClientGone);
                     }

@@ -100,6 +100,11 @@ impl RawRequest {
         target.split_once('?').map_or(target, |(path, _)| path)
     }
 
+    #[cfg(test)]
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// The first value of a header, by its lower-case name.
     pub fn header<'b>(&self, buffer: &'b [u8], name: &str) -> Option<&'b [u8]> {
         self.headers
@@ -330,23 +335,22 @@ fn response_framing(
     }
 }
 
-/// The one length all `Content-Length` values agree on.
+/// The one length all `Content-Length` lines agree on, each line one number (a list such
+/// as `5, 5` is refused, as hyper's server and nginx refuse it).
 fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
     let mut length = None;
     for value in values(headers, "content-length") {
-        for part in value.split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let parsed = part
-                .iter()
-                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
-            if length.is_some_and(|l| l != parsed) {
-                return Err(());
-            }
-            length = Some(parsed);
+        let value = value.trim_ascii();
+        if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(());
         }
+        let parsed = value
+            .iter()
+            .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+        if length.is_some_and(|l| l != parsed) {
+            return Err(());
+        }
+        length = Some(parsed);
     }
     Ok(length)
 }
@@ -492,8 +496,13 @@ mod tests {
             taken("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(chunked.framing, Framing::Chunked);
         let repeated =
-            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n").unwrap();
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+                .unwrap();
         assert_eq!(repeated.framing, Framing::Length(3));
+        assert!(
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n").is_none(),
+            "a list of lengths is left to the general server, which refuses it"
+        );
         let closing = taken("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!closing.keep_alive && closing.framing == Framing::Empty);
         let expecting = taken(
