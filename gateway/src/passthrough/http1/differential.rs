@@ -26,7 +26,7 @@ use crate::server::{Site, serve};
 
 const CORPUS: &str = include_str!("corpus.txt");
 /// How long a connection may stay silent before its outcome is taken as it stands.
-const QUIET: Duration = Duration::from_millis(1500);
+const QUIET: Duration = Duration::from_secs(3);
 
 /// One line of the corpus.
 struct Case {
