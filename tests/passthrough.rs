@@ -1145,3 +1145,361 @@ async fn connections_waiting_too_long_for_a_request_head_are_closed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The first response on a new connection that sends `request` as written.
+async fn exchange(router: &Junction, request: &[u8]) -> WireResponse {
+    let mut wire = Wire::connect(router).await;
+    wire.send(request).await;
+    wire.response(request.starts_with(b"HEAD ")).await
+}
+
+/// Traversal through an encoded slash or backslash: `..%2f` inside a segment is no dot
+/// segment to the matcher, but an upstream decoding it walks out of the rewritten prefix.
+/// Such paths (and raw backslashes, `..;` segments, encoded NULs) are refused with a 400 on
+/// the fast path (HTTP/1.1) and on the general server (HTTP/1.0) alike, captures included,
+/// and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoded_slashes_and_backslashes_in_a_path_are_refused() {
+    let upstream = Upstream::start("files").await;
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"files\"\npath = \"/files/{{shop}}\"\n\
+         rewrite = \"/public/{{shop}}\"\nupstreams = [\"{}\"]\n",
+        upstream.url()
+    ));
+    for path in [
+        "/files/..%2fsecret.txt",
+        "/files/..%2Fsecret.txt",
+        "/files/..%5csecret.txt",
+        "/files/..%5Csecret.txt",
+        "/files/acme/..%2f..%2fsecret.txt",
+        "/files/a%2f..%2f..%2fetc/passwd",
+        "/files/acme/x%2F..%2F..%2F..%2Fsecret.txt?page=1",
+        "/files/..\\secret.txt",
+        "/files/..;/secret.txt",
+        "/files/acme/report.txt%00.png",
+    ] {
+        for version in ["HTTP/1.1", "HTTP/1.0"] {
+            let request = format!("GET {path} {version}\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let status = raw_status_line(&router.address, &request).await;
+            assert!(
+                status.ends_with(" 400 Bad Request"),
+                "{path} {version}: {status}"
+            );
+        }
+    }
+    assert_eq!(upstream.hits("GET", "/"), 0, "nothing reached the upstream");
+    let fine = exchange(
+        &router,
+        b"GET /files/acme/report%20v2.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await;
+    assert_eq!(fine.status, 200);
+    assert_eq!(fine.json()["uri"], "/public/acme/report%20v2.txt");
+}
+
+/// RFC 9112 section 3.2: an HTTP/1.1 request without `Host`, any request with two, or with
+/// one that is no `host[:port]`, is a 400 before a route is chosen, on both servers and for
+/// the router's own endpoints too; nothing reaches the upstream. Two `Host` lines would
+/// otherwise pick the route by the first and send both on with `preserve_host`. As nginx
+/// does, an HTTP/1.0 request may leave `Host` out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_exactly_one_valid_host_are_refused() {
+    let public = Upstream::start("public").await;
+    let internal = Upstream::start("internal").await;
+    let (router, _dir) = gateway(&format!(
+        r#"
+        [[gateway.routes]]
+        name = "public"
+        path = "/site"
+        hosts = ["public.test"]
+        preserve_host = true
+        upstreams = ["{}"]
+
+        [[gateway.routes]]
+        name = "internal"
+        path = "/site"
+        hosts = ["internal.test"]
+        preserve_host = true
+        upstreams = ["{}"]
+
+        [[gateway.routes]]
+        name = "any"
+        path = "/any"
+        upstreams = ["{}"]
+        "#,
+        public.url(),
+        internal.url(),
+        public.url(),
+    ));
+    for request in [
+        "GET /site/x HTTP/1.1\r\nHost: public.test\r\nHost: internal.test\r\n\r\n",
+        "GET /site/x HTTP/1.0\r\nHost: public.test\r\nHost: internal.test\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost:\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: user@public.test\r\n\r\n",
+        "GET /any/x HTTP/1.1\r\nHost: public.test:80x\r\n\r\n",
+        "GET /health HTTP/1.1\r\n\r\n",
+    ] {
+        let answer = exchange(&router, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{request:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{request:?}");
+    }
+    assert_eq!(public.hits("GET", "/"), 0, "nothing reached an upstream");
+    assert_eq!(internal.hits("GET", "/"), 0, "nothing reached an upstream");
+
+    let old = exchange(&router, b"GET /any/old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(old.status, 200, "HTTP/1.0 may leave Host out");
+    let one = exchange(
+        &router,
+        b"GET /site/x HTTP/1.1\r\nHost: internal.test:4000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(one.json()["upstream"], "internal");
+    assert_eq!(values(&one.json(), "host"), ["internal.test:4000"]);
+}
+
+/// An upstream speaking raw HTTP/1.1 that records each request head it gets; it switches
+/// to `h2c` when asked to (or, on `/switch`, unasked) and then echoes whatever the tunnel
+/// carries; otherwise it answers 200 with the head it got as the body.
+async fn switching_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&heads);
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let seen = std::sync::Arc::clone(&seen);
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&read[..end + 4]).to_ascii_lowercase();
+                    read.drain(..end + 4);
+                    seen.lock().unwrap().push(head.clone());
+                    if head.contains("upgrade: h2c") || head.starts_with("get /switch") {
+                        let _ = stream
+                            .write_all(
+                                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                                  Upgrade: h2c\r\n\r\n",
+                            )
+                            .await;
+                        // The tunnel: everything echoed, with what came before.
+                        let _ = stream.write_all(&read).await;
+                        while let Ok(n) = stream.read(&mut chunk).await {
+                            if n == 0 || stream.write_all(&chunk[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}",
+                        head.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{address}"), heads)
+}
+
+/// `Upgrade: h2c` is never a tunnel: after an upstream's 101 the connection would carry
+/// HTTP/2 requests past the route's prefix, methods, header rules and plugins. The upstream
+/// gets a plain request without `Upgrade` or `HTTP2-Settings`; an upstream switching
+/// protocols unasked is a 502, and nothing reaches it through the router afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_upgrades_are_not_tunnelled() {
+    let (url, heads) = switching_upstream().await;
+    let (router, _dir) = gateway(&format!(
+        "[[gateway.routes]]\nname = \"h2\"\npath = \"/h2\"\nrewrite = \"/\"\nupstreams = [\"{url}\"]\n"
+    ));
+    let mut wire = Wire::connect(&router).await;
+    wire.send(
+        b"GET /h2/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await;
+    let answer = wire.response(false).await;
+    assert_eq!(answer.status, 200, "no switch of protocols");
+    let head = String::from_utf8(answer.body.clone()).unwrap();
+    assert!(head.starts_with("get /x http/1.1"), "{head}");
+    assert!(!head.contains("upgrade"), "{head}");
+    assert!(!head.contains("http2-settings"), "{head}");
+    // The connection still speaks HTTP/1.1 through the route.
+    wire.send(b"GET /h2/next HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(wire.response(false).await.status, 200);
+
+    // An upstream switching anyway: on the fast path (a plain request) and on the general
+    // server (the client asked for h2c, the upstream was not asked), a 502.
+    for request in [
+        &b"GET /h2/switch HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET /h2/switch HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    ] {
+        let mut wire = Wire::connect(&router).await;
+        wire.send(request).await;
+        let unasked = wire.response(false).await;
+        assert_eq!(unasked.status, 502, "a switch nobody asked for");
+        // Still HTTP between the client and the router: no tunnel to the upstream opened.
+        wire.send(b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert_eq!(wire.response(false).await.status, 404);
+    }
+    let heads = heads.lock().unwrap();
+    assert!(heads.iter().all(|h| !h.contains("admin")), "{heads:?}");
+    assert!(heads.iter().all(|h| !h.contains("upgrade")), "{heads:?}");
+}
+
+/// A client whose body stalls is no upstream failure: it gets a 408 once the route's
+/// `body_read_timeout` passes without a byte, and the upstream's health does not count it,
+/// so three such clients do not take a healthy upstream out. A client sending its body
+/// slowly but steadily, for longer than the route's `timeout`, is served: the upstream's
+/// time runs only while the router waits on the upstream. Both servers: HTTP/1.1 takes the
+/// fast path, HTTP/1.0 the general one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_a_408_and_never_the_upstreams_failure() {
+    let first = Upstream::start("first").await;
+    let second = Upstream::start("second").await;
+    let route = |name: &str| {
+        format!(
+            "[[gateway.routes]]\nname = \"{name}\"\npath = \"/{name}\"\nrewrite = \"/\"\n\
+             upstreams = [\"{}\", \"{}\"]\ntimeout = \"300ms\"\nbody_read_timeout = \"600ms\"\n\
+             retries = 0\npassive_health = {{ failures = 3, cooldown = \"1m\" }}\n",
+            first.url(),
+            second.url()
+        )
+    };
+    let (router, _dir) = gateway(&format!("{}\n{}", route("fast"), route("general")));
+    for (name, version) in [("fast", "HTTP/1.1"), ("general", "HTTP/1.0")] {
+        let who = |answer: WireResponse| answer.json()["upstream"].as_str().unwrap().to_owned();
+        // In turn: each stalled upload goes to the first upstream, each GET to the second.
+        for _ in 0..3 {
+            let mut stalled = Wire::connect(&router).await;
+            stalled
+                .send(
+                    format!(
+                        "POST /{name}/upload {version}\r\nHost: a\r\nContent-Length: 10\r\n\r\nab"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let started = Instant::now();
+            let answer = stalled.response(false).await;
+            assert_eq!(answer.status, 408, "{version}");
+            assert!(started.elapsed() >= Duration::from_millis(500), "{version}");
+            assert_eq!(answer.header("connection"), Some("close"), "{version}");
+            let get = format!("GET /{name}/x {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(who(exchange(&router, get.as_bytes()).await), "second");
+        }
+        // Neither upstream was taken out: both still answer in turn.
+        let mut answered = Vec::new();
+        for _ in 0..4 {
+            let get = format!("GET /{name}/x {version}\r\nHost: a\r\n\r\n");
+            answered.push(who(exchange(&router, get.as_bytes()).await));
+        }
+        answered.sort();
+        assert_eq!(
+            answered,
+            ["first", "first", "second", "second"],
+            "{version}"
+        );
+
+        // Six bytes, one every 150 ms: longer than the route's timeout, never a stall.
+        let mut steady = Wire::connect(&router).await;
+        steady
+            .send(
+                format!("POST /{name}/upload {version}\r\nHost: a\r\nContent-Length: 6\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        for byte in b"steady" {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            steady.send(&[*byte]).await;
+        }
+        let answer = steady.response(false).await;
+        assert_eq!(answer.status, 200, "{version}");
+        assert_eq!(answer.json()["length"], 6, "{version}");
+    }
+}
+
+/// Chunked request bodies are read as strictly as hyper's server and nginx read them: a
+/// malformed chunk size or line end is a 400 (the connection then closes), never a silent
+/// close, nor a body forwarded; a transfer coding other than `chunked` alone is a 501, as
+/// nginx answers, rather than a body forwarded with its coding dropped. Nothing reaches the
+/// upstream. The same on a route the general server runs (here one with CORS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_chunked_bodies_and_unknown_codings_are_refused() {
+    let upstream = Upstream::start("api").await;
+    let (router, _dir) = gateway(&format!(
+        "{}\n[[gateway.routes]]\nname = \"cors\"\npath = \"/cors\"\nrewrite = \"/\"\n\
+         upstreams = [\"{}\"]\nplugins = [{{ name = \"cors\", origins = [\"*\"] }}]\n",
+        api_route(&upstream, ""),
+        upstream.url()
+    ));
+    let head = "POST /api/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for body in [
+        "+5\r\nhello\r\n0\r\n\r\n",
+        " 5\r\nhello\r\n0\r\n\r\n",
+        "-1\r\nhello\r\n0\r\n\r\n",
+        "0x5\r\nhello\r\n0\r\n\r\n",
+        "10000000000000005\r\nhello\r\n0\r\n\r\n",
+        "5;a\rb\r\nhello\r\n0\r\n\r\n",
+        "5\nhello\n0\n\n",
+        "5\r\nhello\r\n0\n\r\n",
+        "5\r\nhel\r\n0\r\n\r\n",
+        "5\r\nhello\r\n0\r\nno colon\r\n\r\n",
+        "5\r\nhello\r\n0\r\nx-t: 1\n\r\n",
+    ] {
+        let answer = exchange(&router, format!("{head}{body}").as_bytes()).await;
+        assert_eq!(answer.status, 400, "{body:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{body:?}");
+    }
+    for coding in ["gzip, chunked", "chunked, gzip", "gzip", "identity"] {
+        let request = format!(
+            "POST /api/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {coding}\r\n\r\n\
+             5\r\nhello\r\n0\r\n\r\n"
+        );
+        let answer = exchange(&router, request.as_bytes()).await;
+        assert_eq!(answer.status, 501, "{coding}");
+        assert_eq!(answer.header("connection"), Some("close"), "{coding}");
+    }
+    assert_eq!(
+        upstream.hits("POST", "/"),
+        0,
+        "nothing reached the upstream"
+    );
+
+    // The general server (hyper's decoder): a bad chunk is a 400 as well, not a 502 counted
+    // against the upstream.
+    for body in ["+5\r\nhello\r\n0\r\n\r\n", "5\nhello\n0\n\n"] {
+        let request = format!(
+            "POST /cors/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        let answer = exchange(&router, request.as_bytes()).await;
+        assert_eq!(answer.status, 400, "{body:?}");
+    }
+    let request = "POST /cors/upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+                   5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(exchange(&router, request.as_bytes()).await.status, 501);
+    // Good bodies still pass, with extensions, trailers and white space after the size.
+    let good = exchange(
+        &router,
+        format!("{head}5 ;name=\"v\"\r\nhello\r\n0\r\nx-t: 1\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(good.status, 200);
+    assert_eq!(good.json()["length"], 5);
+}

@@ -7,12 +7,16 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_junction");
+/// Runs another copy of the binary instead: one taken right after it was built, where a
+/// target folder shared by several work trees may have its `junction` replaced meanwhile.
+const BINARY_OVERRIDE: &str = "JUNCTION_TEST_BINARY";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A `Command` for the binary, in `dir`, with no `JUNCTION_*` settings leaking in from the
 /// environment the tests run in.
 pub fn command(dir: &Path) -> Command {
-    let mut command = Command::new(BINARY);
+    let binary = std::env::var_os(BINARY_OVERRIDE).unwrap_or_else(|| BINARY.into());
+    let mut command = Command::new(binary);
     command.current_dir(dir).env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
         if key.starts_with("JUNCTION_") {

@@ -143,6 +143,8 @@ pub(super) fn classify(name: &[u8]) -> Kind {
         9 if is("forwarded") => Kind::Forwarded,
         10 if is("connection") || is("keep-alive") => Kind::HopByHop,
         14 if is("content-length") => Kind::ContentLength,
+        // RFC 9113 section 3.2.1: it belongs to the connection asking for `h2c`.
+        14 if is("http2-settings") => Kind::HopByHop,
         15 if is("x-forwarded-for") => Kind::ForwardedFor,
         16 if is("x-forwarded-host") => Kind::ForwardedHost,
         16 if is("proxy-connection") => Kind::HopByHop,
@@ -270,7 +272,8 @@ mod tests {
 
     #[test]
     fn header_names_are_classified_in_any_case() {
-        // RFC 9110 section 7.6.1's list, and the one asking to switch protocols.
+        // RFC 9110 section 7.6.1's list, the one asking to switch protocols, and h2c's
+        // settings (RFC 9113 section 3.2.1).
         for hop in [
             "connection",
             "keep-alive",
@@ -281,6 +284,7 @@ mod tests {
             "trailer",
             "transfer-encoding",
             "upgrade",
+            "http2-settings",
         ] {
             assert_eq!(classify(hop.as_bytes()), Kind::HopByHop, "{hop}");
             let upper = hop.to_ascii_uppercase();

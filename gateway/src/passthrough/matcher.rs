@@ -78,7 +78,7 @@ impl PathPattern {
         })
     }
 
-    /// Matches `path` (already checked by [`is_safe_path`]) at segment boundaries.
+    /// Matches `path` (already checked by [`check_path`]) at segment boundaries.
     pub fn matches<'a>(&'a self, path: &'a str) -> Option<PathMatch<'a>> {
         let mut rest = path;
         let mut captures = Vec::new();
@@ -158,14 +158,59 @@ impl Rewrite {
     }
 }
 
-/// A path the router forwards: absolute, and without `.`/`..` segments (in any percent
-/// encoding) an upstream could resolve to somewhere the route does not cover.
-pub fn is_safe_path(path: &str) -> bool {
-    path.starts_with('/') && !path.split('/').any(is_dot_segment)
+/// Why the router does not forward a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    #[error("the path is not absolute")]
+    Relative,
+    /// An upstream resolving it could leave the route's prefix.
+    #[error("the path has `.` or `..` segments")]
+    DotSegment,
+    /// An upstream decoding `%2F` or `%5C` (or taking `\` for `/`, as some do) would see
+    /// segments the matcher did not: `..%2F` is a dot segment there, and a capture could
+    /// carry a whole path into the middle of a rewrite. nginx decodes before it matches;
+    /// refusing is the same guard with less to get wrong. `%00` ends a path for some.
+    #[error("the path has an encoded `/`, `\\` or NUL, or a `\\`")]
+    HiddenSeparator,
 }
 
-/// `.` or `..`, each dot possibly written `%2e` or `%2E`.
+/// A path the router forwards: absolute; without `.`/`..` segments (in any percent
+/// encoding, or with `;parameters` as servlet containers read them) an upstream could
+/// resolve to somewhere the route does not cover; and without separators in disguise.
+/// Checked before matching, so captures never hold one either.
+pub fn check_path(path: &str) -> Result<(), UnsafePath> {
+    if !path.starts_with('/') {
+        return Err(UnsafePath::Relative);
+    }
+    if has_hidden_separator(path.as_bytes()) {
+        return Err(UnsafePath::HiddenSeparator);
+    }
+    if path.split('/').any(is_dot_segment) {
+        return Err(UnsafePath::DotSegment);
+    }
+    Ok(())
+}
+
+pub fn is_safe_path(path: &str) -> bool {
+    check_path(path).is_ok()
+}
+
+/// `\`, or `%2F`, `%5C` or `%00` in any case.
+fn has_hidden_separator(path: &[u8]) -> bool {
+    path.iter().enumerate().any(|(at, byte)| match byte {
+        b'\\' => true,
+        b'%' => matches!(
+            path.get(at + 1..at + 3),
+            Some([b'2', b'f' | b'F'] | [b'5', b'c' | b'C'] | [b'0', b'0'])
+        ),
+        _ => false,
+    })
+}
+
+/// `.` or `..`, each dot possibly written `%2e` or `%2E`, possibly followed by `;` and
+/// parameters (`..;x`, which Tomcat and others resolve as `..`).
 fn is_dot_segment(segment: &str) -> bool {
+    let segment = segment.split_once(';').map_or(segment, |(name, _)| name);
     let mut rest = segment.as_bytes();
     let mut dots = 0;
     while !rest.is_empty() {
@@ -264,9 +309,53 @@ mod tests {
             "/api/./x",
             "/api/%2e%2e/admin",
             "/api/%2E./x",
+            "/api/..;/admin",
+            "/api/.;x/admin",
             "api",
         ] {
             assert!(!is_safe_path(unsafe_path), "{unsafe_path}");
         }
+        assert!(is_safe_path("/api/a;b/x"), "parameters on a name are fine");
+        assert_eq!(check_path("/api/../x"), Err(UnsafePath::DotSegment));
+        assert_eq!(check_path("api"), Err(UnsafePath::Relative));
+    }
+
+    #[test]
+    fn encoded_slashes_backslashes_and_nuls_are_unsafe_anywhere() {
+        for unsafe_path in [
+            "/files/..%2fsecret.txt",
+            "/files/..%2Fsecret.txt",
+            "/files/..%5csecret.txt",
+            "/files/..%5Csecret.txt",
+            "/files/a%2f..%2f..%2fetc",
+            "/files/..\\secret.txt",
+            "/files/report%00.png",
+        ] {
+            assert_eq!(
+                check_path(unsafe_path),
+                Err(UnsafePath::HiddenSeparator),
+                "{unsafe_path}"
+            );
+        }
+        for safe in [
+            "/files/a%20b",
+            "/files/%252f",
+            "/files/%2e.txt",
+            "/files/100%",
+            "/files/x%2",
+        ] {
+            assert!(is_safe_path(safe), "{safe}");
+        }
+        // A capture cannot carry `..%2f..%2f` into a rewrite: the whole path is refused
+        // before any pattern sees it.
+        let files = pattern("/files/{shop}");
+        let rewrite = Rewrite::parse("/public/{shop}/data", &files).unwrap();
+        let path = "/files/..%2f..%2fadmin";
+        assert!(!is_safe_path(path));
+        assert_eq!(
+            rewrite.apply(&files.matches(path).unwrap()),
+            "/public/..%2f..%2fadmin/data",
+            "what an unchecked path would have become"
+        );
     }
 }

@@ -7,8 +7,9 @@ mod config;
 mod headers;
 pub mod http1;
 mod matcher;
+mod pace;
 mod plugins;
-mod problem;
+pub(crate) mod problem;
 mod proxy;
 mod upstream;
 
@@ -139,10 +140,10 @@ impl Passthrough {
 
     async fn dispatch(&self, request: Request) -> Response {
         let request_id = request.headers().get(crate::edge::REQUEST_ID);
-        if !matcher::is_safe_path(request.uri().path()) {
+        if let Err(unsafe_path) = matcher::check_path(request.uri().path()) {
             return problem::response(
                 StatusCode::BAD_REQUEST,
-                "the path has `.` or `..` segments",
+                &unsafe_path.to_string(),
                 request_id,
             );
         }

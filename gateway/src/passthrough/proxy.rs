@@ -1,7 +1,8 @@
 //! Forwarding one request to a route's upstream and its answer back, both bodies streamed.
 //! Hop-by-hop headers are dropped in both directions (RFC 9110 section 7.6.1), the
 //! `X-Forwarded-*` headers set, client-sent identity headers replaced by the router's
-//! signature, and WebSocket (any `Upgrade`) connections tunnelled once the upstream agrees.
+//! signature, and connections switching to a protocol the route allows (WebSocket by
+//! default) tunnelled once the upstream agrees.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use super::headers::{
     classify, connection_names, connection_options,
 };
 use super::matcher::{PathPattern, Rewrite};
+pub(super) use super::pace::ClientClock;
+use super::pace::{ClientBody, ClientBodyError};
 use super::problem;
 use super::upstream::{Upstream, Upstreams};
 
@@ -64,8 +67,11 @@ pub struct Proxy {
     client: HttpClient,
     timeout: Duration,
     connect_timeout: Duration,
+    body_read_timeout: Duration,
     retries: u32,
     preserve_host: bool,
+    /// The protocols clients may switch to, lower-case.
+    upgrades: Vec<String>,
     max_body_bytes: Option<u64>,
     request_headers: HeaderTransform,
     /// What an upstream's answer headers become for the client (both paths).
@@ -94,6 +100,10 @@ pub(super) enum Failure {
     BadPath(String),
     /// The client went away mid-request: nobody to answer.
     ClientGone,
+    /// The client sent no part of its body for the route's `body_read_timeout`.
+    ClientStalled,
+    /// The client's body is not framed as its head says (a malformed chunk).
+    BadBody(String),
 }
 
 /// The attempts at one request: which upstream is next, and what each outcome means for
@@ -125,18 +135,45 @@ impl<'a> Attempts<'a> {
 
     /// Runs one attempt at upstream `index` within the route's timeout: the result to pass
     /// on, or `None` to try the next upstream. Failures count against the upstream's
-    /// health, answers for it.
+    /// health, answers for it; the client's own failings (a stalled or malformed body)
+    /// neither. The timeout is the upstream's: it runs from the attempt's start, or from
+    /// the last bytes the `client` sent (the body's clock), never while the router waits on
+    /// the client.
     pub async fn settle<R>(
         &mut self,
         index: usize,
         attempt: impl Future<Output = Tried<R>>,
+        client: Option<&ClientClock>,
     ) -> Option<Result<R, Failure>> {
         let upstreams = &self.proxy.upstreams;
         let route = &self.proxy.name;
         let authority = &upstreams.get(index).authority;
         let last = self.left == 0;
-        let deadline = tokio::time::Instant::from_std(self.deadline);
-        match tokio::time::timeout_at(deadline, attempt).await {
+        let timeout = self.proxy.timeout;
+        let deadline = self.deadline;
+        let timer = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(attempt, timer);
+        let settled = loop {
+            tokio::select! {
+                biased;
+                tried = &mut attempt => break Ok(tried),
+                () = &mut timer => {
+                    // Looked at only when the timer fires: no clock reads per body read.
+                    let now = Instant::now();
+                    let due = match client.map(ClientClock::last_heard) {
+                        None => deadline,
+                        // The client's turn: the upstream's time is not running.
+                        Some(None) => now + timeout,
+                        Some(Some(heard)) => deadline.max(heard + timeout),
+                    };
+                    if now >= due {
+                        break Err(());
+                    }
+                    timer.as_mut().reset(due.into());
+                }
+            }
+        };
+        match settled {
             Ok(Tried::Answered(answer)) => {
                 upstreams.succeeded(index);
                 Some(Ok(answer))
@@ -154,7 +191,7 @@ impl<'a> Attempts<'a> {
                 None
             }
             Ok(Tried::Failed(other)) => Some(Err(other)),
-            Err(_) => {
+            Err(()) => {
                 upstreams.failed(index);
                 self.tried.push(index);
                 tracing::warn!(%route, upstream = %authority, timeout = ?self.proxy.timeout, "upstream timed out");
@@ -207,8 +244,14 @@ impl Proxy {
             client,
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
+            body_read_timeout: config.body_read_timeout,
             retries: config.retries,
             preserve_host: config.preserve_host,
+            upgrades: config
+                .upgrades
+                .iter()
+                .map(|p| p.to_ascii_lowercase())
+                .collect(),
             max_body_bytes: config.max_body_bytes,
             request_headers: HeaderTransform::new(&config.request_headers)?,
             response_headers: HeaderTransform::new(&config.response_headers)?,
@@ -230,9 +273,7 @@ impl Proxy {
         }
         let bodiless =
             length.is_none_or(|l| l == 0) && !parts.headers.contains_key(header::TRANSFER_ENCODING);
-        let upgrade = parts.headers.get(header::UPGRADE).cloned().filter(|_| {
-            connection_names(&parts.headers).any(|n| n.eq_ignore_ascii_case(b"upgrade"))
-        });
+        let upgrade = self.upgrade_offer(parts.version, &parts.headers);
         let client_upgrade = upgrade
             .as_ref()
             .and_then(|_| parts.extensions.remove::<hyper::upgrade::OnUpgrade>());
@@ -258,6 +299,17 @@ impl Proxy {
         );
         // A body can be sent once: only bodiless requests of idempotent methods are retried.
         let repeatable = is_repeatable(&parts.method, bodiless) && upgrade.is_none();
+        let mut attempts = self.attempts(repeatable);
+        // The client's pace, read by hyper's client on its connection's task.
+        let clock = (!bodiless).then(|| Arc::new(ClientClock::new(attempts.started())));
+        let body = match &clock {
+            Some(clock) => Body::new(ClientBody::new(
+                body,
+                Arc::clone(clock),
+                self.body_read_timeout,
+            )),
+            None => body,
+        };
         let mut body = Some(match self.max_body_bytes {
             Some(limit) => Body::new(http_body_util::Limited::new(
                 body,
@@ -265,7 +317,6 @@ impl Proxy {
             )),
             None => body,
         });
-        let mut attempts = self.attempts(repeatable);
         let sent = loop {
             let Some((index, upstream, last)) = attempts.next() else {
                 break Err(attempts.failure());
@@ -289,18 +340,50 @@ impl Proxy {
                         Tried::Unavailable(response)
                     }
                     Ok(response) => Tried::Answered(response),
-                    Err(error) if body_over_limit(&error) => Tried::Failed(Failure::TooLarge),
-                    Err(error) => Tried::Failed(Failure::Unreachable(describe(&error))),
+                    Err(error) => Tried::Failed(
+                        client_failure(&error)
+                            .unwrap_or_else(|| Failure::Unreachable(describe(&error))),
+                    ),
                 }
             };
-            if let Some(done) = attempts.settle(index, attempt).await {
+            if let Some(done) = attempts.settle(index, attempt, clock.as_deref()).await {
                 break done;
             }
         };
         match sent {
-            Ok(response) => self.answer(response, client_upgrade),
+            Ok(response) => self.answer(response, upgrade.zip(client_upgrade), request_id),
             Err(failure) => self.failure_response(failure, request_id.as_ref()),
         }
+    }
+
+    /// What the upstream is asked to switch to: those of the client's `Upgrade` protocols
+    /// this route tunnels (RFC 9110 section 7.8), or `None` to send the request on as a
+    /// plain one (a server may ignore `Upgrade`). It counts only with `Connection: upgrade`
+    /// and never in HTTP/1.0.
+    fn upgrade_offer(&self, version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+        if version != Version::HTTP_11
+            || !connection_names(headers).any(|n| n.eq_ignore_ascii_case(b"upgrade"))
+        {
+            return None;
+        }
+        let offered: Vec<&str> = headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|protocol| self.tunnels(protocol))
+            .collect();
+        match offered.is_empty() {
+            true => None,
+            false => HeaderValue::from_str(&offered.join(", ")).ok(),
+        }
+    }
+
+    /// The route tunnels `protocol` (`name` or `name/version`).
+    fn tunnels(&self, protocol: &str) -> bool {
+        let name = protocol.split('/').next().unwrap_or_default().trim();
+        self.upgrades.iter().any(|p| p.eq_ignore_ascii_case(name))
     }
 
     /// The path and query an upstream gets below its base path; `None` when the route's
@@ -467,26 +550,60 @@ impl Proxy {
                 &format!("the path cannot be forwarded: {why}"),
                 request_id,
             ),
-            Failure::ClientGone => problem::response(
+            Failure::ClientGone => closing(problem::response(
                 StatusCode::BAD_REQUEST,
                 "the request ended before its body did",
                 request_id,
-            ),
+            )),
+            // As nginx answers a client past its `client_body_timeout`.
+            Failure::ClientStalled => closing(problem::response(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "no part of the request body arrived within {:?}",
+                    self.body_read_timeout
+                ),
+                request_id,
+            )),
+            Failure::BadBody(why) => closing(problem::response(
+                StatusCode::BAD_REQUEST,
+                &format!("the request body is malformed: {why}"),
+                request_id,
+            )),
         }
     }
 
     /// The upstream's response for the client: its own hop-by-hop headers dropped, the
-    /// route's rules applied; a switch of protocols starts the tunnel.
+    /// route's rules applied; a switch to a protocol offered (`switch`: what was offered,
+    /// and the client's side) starts the tunnel. A switch to anything else, or unasked, is
+    /// a 502: the connection would leave HTTP, and the route, behind.
     fn answer(
         &self,
         mut response: hyper::Response<hyper::body::Incoming>,
-        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        switch: Option<(HeaderValue, hyper::upgrade::OnUpgrade)>,
+        request_id: Option<HeaderValue>,
     ) -> Response {
         let mut upgrade = None;
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS
-            && let Some(client_upgrade) = client_upgrade
-        {
-            upgrade = response.headers().get(header::UPGRADE).cloned();
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let switched_to = response.headers().get(header::UPGRADE).cloned();
+            let offered =
+                |protocol: &HeaderValue| {
+                    let protocol = protocol.to_str().unwrap_or_default().trim();
+                    switch.as_ref().is_some_and(|(offer, _)| {
+                        offer.to_str().unwrap_or_default().split(',').any(|o| {
+                            o.trim().eq_ignore_ascii_case(protocol) && self.tunnels(protocol)
+                        })
+                    })
+                };
+            let Some((protocol, (_, client_upgrade))) = switched_to.filter(offered).zip(switch)
+            else {
+                tracing::warn!(route = %self.name, "the upstream switched protocols unasked");
+                return problem::response(
+                    StatusCode::BAD_GATEWAY,
+                    "the upstream switched to a protocol it was not offered",
+                    request_id.as_ref(),
+                );
+            };
+            upgrade = Some(protocol);
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade, self.name.clone()));
         }
@@ -517,6 +634,10 @@ impl Proxy {
 
     pub(super) fn connect_timeout(&self) -> Duration {
         self.connect_timeout
+    }
+
+    pub(super) fn body_read_timeout(&self) -> Duration {
+        self.body_read_timeout
     }
 
     /// Every upstream is plain HTTP (the fast path speaks no TLS).
@@ -601,28 +722,40 @@ pub(super) fn is_unavailable(status: StatusCode) -> bool {
 }
 
 pub(super) fn too_large(limit: u64, request_id: Option<&HeaderValue>) -> Response {
-    let mut refused = problem::response(
+    closing(problem::response(
         StatusCode::PAYLOAD_TOO_LARGE,
         &format!("the body is over this route's {limit} bytes"),
         request_id,
-    );
-    // The rest of the body stays unread: the connection cannot carry another request.
+    ))
+}
+
+/// `refused`, saying the connection closes after it: the rest of the body stays unread, so
+/// the connection cannot carry another request.
+fn closing(mut refused: Response) -> Response {
     refused
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     refused
 }
 
-/// The client's body ran past the route's limit while it streamed upstream.
-fn body_over_limit(error: &hyper_util::client::legacy::Error) -> bool {
+/// The client's doing, when hyper's client failed on the request body: past the route's
+/// limit, stalled, malformed or cut off. `None`: the upstream's.
+fn client_failure(error: &hyper_util::client::legacy::Error) -> Option<Failure> {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {
-            return true;
+            return Some(Failure::TooLarge);
+        }
+        if let Some(failing) = cause.downcast_ref::<ClientBodyError>() {
+            return Some(match failing {
+                ClientBodyError::Stalled(_) => Failure::ClientStalled,
+                ClientBodyError::Malformed(why) => Failure::BadBody(why.clone()),
+                ClientBodyError::Broken(_) => Failure::ClientGone,
+            });
         }
         source = cause.source();
     }
-    false
+    None
 }
 
 fn describe(error: &hyper_util::client::legacy::Error) -> String {

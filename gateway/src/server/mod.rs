@@ -3,6 +3,7 @@
 //! routes; the first request that path does not take hands the connection to hyper's server
 //! and the axum app.
 
+pub mod head;
 mod rewind;
 mod stop;
 
@@ -16,6 +17,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use bytes::BytesMut;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
@@ -161,9 +163,21 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, site: CurrentSite, 
     });
     // The peer address reaches handlers: REST routes forward it and rate-limit by it.
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        // The head rules the fast path applies, applied here too: which server reads a
+        // request must not change its answer.
+        let headers = request.headers().iter();
+        let refused = head::check(
+            request.version(),
+            headers.map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes())),
+        )
+        .err()
+        .map(|refusal| refusal.response(request.headers().get(crate::edge::REQUEST_ID)));
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
-        site.app().oneshot(request)
+        match refused {
+            Some(refusal) => Either::Left(std::future::ready(Ok(refusal))),
+            None => Either::Right(site.app().oneshot(request)),
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

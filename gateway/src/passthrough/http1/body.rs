@@ -3,9 +3,20 @@
 //! known length keeps it; any other goes on chunked. Trailers are dropped.
 
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::super::proxy::ClientClock;
+
+/// How a client's body is waited for: at most `timeout` for each read, each wait noted on
+/// `clock` (whose upstream is not to blame for it).
+#[derive(Clone, Copy)]
+pub struct Pace<'c> {
+    pub clock: &'c ClientClock,
+    pub timeout: Duration,
+}
 
 /// How a message's body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +74,8 @@ pub enum BodyError {
     Chunked(&'static str),
     #[error("the body is over {0} bytes")]
     TooLarge(u64),
+    #[error("no part of the body arrived within {0:?}")]
+    Stalled(Duration),
 }
 
 impl BodyError {
@@ -75,13 +88,16 @@ impl BodyError {
 /// Reads taken at a time while a body streams; also the most a body buffers.
 const READ_SIZE: usize = 64 * 1024;
 /// The longest chunk-size line (with extensions) and the most trailer bytes taken.
-const MAX_CHUNK_LINE: usize = 4096;
-const MAX_TRAILERS: usize = 16 * 1024;
+pub(super) const MAX_CHUNK_LINE: usize = 4096;
+pub(super) const MAX_TRAILERS: usize = 16 * 1024;
+/// The most chunk-extension bytes in one body, as hyper's server allows: each line is
+/// bounded, but a body of a million tiny chunks with 4 KiB extensions would not be.
+pub(super) const MAX_EXTENSIONS: usize = 16 * 1024;
 
 /// Copies the body framed as `framing` from `source` (its first bytes already in
 /// `buffer`) to `sink`, after `out`'s bytes (a head, written with the body's first bytes in
-/// one write). At most `limit` body bytes are taken. On return `buffer` holds what
-/// followed the body (a pipelined request).
+/// one write). At most `limit` body bytes are taken; a `source` that is a client is read at
+/// its `pace`. On return `buffer` holds what followed the body (a pipelined request).
 pub async fn copy<R, W>(
     source: &mut R,
     buffer: &mut BytesMut,
@@ -89,6 +105,7 @@ pub async fn copy<R, W>(
     sink: &mut W,
     out: &mut Vec<u8>,
     limit: Option<u64>,
+    pace: Option<Pace<'_>>,
 ) -> Result<(), BodyError>
 where
     R: AsyncRead + Unpin,
@@ -112,7 +129,7 @@ where
                 if left == 0 {
                     return Ok(());
                 }
-                fill(source, buffer).await?;
+                fill(source, buffer, pace).await?;
             }
         }
         Framing::Chunked => {
@@ -136,7 +153,7 @@ where
                     }
                 }
                 flush(sink, out).await?;
-                fill(source, buffer).await?;
+                fill(source, buffer, pace).await?;
             }
         }
         Framing::UntilClose => loop {
@@ -158,9 +175,22 @@ where
 async fn fill<R: AsyncRead + Unpin>(
     source: &mut R,
     buffer: &mut BytesMut,
+    pace: Option<Pace<'_>>,
 ) -> Result<(), BodyError> {
     buffer.reserve(READ_SIZE);
-    match source.read_buf(buffer).await {
+    let read = match pace {
+        None => source.read_buf(buffer).await,
+        Some(pace) => {
+            pace.clock.waiting();
+            let read = tokio::time::timeout(pace.timeout, source.read_buf(buffer)).await;
+            let Ok(read) = read else {
+                return Err(BodyError::Stalled(pace.timeout));
+            };
+            pace.clock.heard(Instant::now());
+            read
+        }
+    };
+    match read {
         Ok(0) => Err(BodyError::Truncated),
         Ok(_) => Ok(()),
         Err(error) => Err(BodyError::Read(error)),
@@ -187,7 +217,7 @@ fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
 
 /// What the decoder found next in the buffer.
 #[derive(Debug, PartialEq, Eq)]
-enum Piece {
+pub(super) enum Piece {
     /// The buffer's first this many bytes are body data.
     Data(usize),
     /// The body ended (the last chunk and trailers are consumed).
@@ -204,31 +234,39 @@ enum ChunkState {
     Done,
 }
 
-/// Decodes `Transfer-Encoding: chunked` from the front of a buffer, consuming the framing
-/// and leaving data for the caller to take.
+/// Decodes `Transfer-Encoding: chunked` (RFC 9112 section 7.1) from the front of a buffer,
+/// consuming the framing and leaving data for the caller to take. As strict as hyper's
+/// server, and nginx: every line ends in CRLF; a size is hexadecimal digits alone (no sign,
+/// prefix or leading space) that fit in 64 bits, optionally followed by white space and
+/// `;` extensions, which hold no control bytes (hyper's takes any but CR and LF); trailers
+/// are header fields.
 #[derive(Debug, Default)]
-struct ChunkDecoder {
+pub(super) struct ChunkDecoder {
     state: ChunkState,
+    /// How much of the line being read has been searched for its end: a line arriving a
+    /// byte at a time is searched once, not once per byte.
+    scanned: usize,
+    /// Extension bytes so far.
+    extensions: usize,
+    /// Bytes searched for line ends, for the tests' bound on work.
+    #[cfg(test)]
+    pub(super) examined: usize,
 }
 
 impl ChunkDecoder {
     /// The next piece, or `None` when the buffer needs more bytes.
-    fn next(&mut self, buffer: &mut BytesMut) -> Result<Option<Piece>, BodyError> {
+    pub(super) fn next(&mut self, buffer: &mut BytesMut) -> Result<Option<Piece>, BodyError> {
         loop {
             match self.state {
                 ChunkState::Size => {
-                    let Some(line) = take_line(buffer, MAX_CHUNK_LINE)? else {
+                    let Some(line) = self.take_line(buffer, MAX_CHUNK_LINE)? else {
                         return Ok(None);
                     };
-                    let size = line[..].split(|b| *b == b';').next().unwrap_or_default();
-                    let size = trim(size);
-                    if size.is_empty() || size.len() > 15 {
-                        return Err(BodyError::Chunked("a chunk size is missing or too large"));
+                    let (size, extension) = size_line(&line)?;
+                    self.extensions += extension;
+                    if self.extensions > MAX_EXTENSIONS {
+                        return Err(BodyError::Chunked("the chunk extensions are too long"));
                     }
-                    let size = std::str::from_utf8(size)
-                        .ok()
-                        .and_then(|s| u64::from_str_radix(s, 16).ok())
-                        .ok_or(BodyError::Chunked("a chunk size is not hexadecimal"))?;
                     self.state = if size == 0 {
                         ChunkState::Trailers(0)
                     } else {
@@ -251,22 +289,27 @@ impl ChunkDecoder {
                     return Ok(Some(Piece::Data(take)));
                 }
                 ChunkState::DataEnd => {
-                    if buffer.len() < 2 {
-                        return Ok(None);
-                    }
-                    if &buffer[..2] != b"\r\n" {
-                        return Err(BodyError::Chunked("a chunk does not end in CRLF"));
+                    match buffer.get(..2) {
+                        Some(b"\r\n") => {}
+                        // Wrong already, or the CR of a CRLF to come.
+                        Some(_) => return Err(BodyError::Chunked("a chunk does not end in CRLF")),
+                        None if buffer.first().is_none_or(|b| *b == b'\r') => return Ok(None),
+                        None => return Err(BodyError::Chunked("a chunk does not end in CRLF")),
                     }
                     buffer.advance(2);
                     self.state = ChunkState::Size;
                 }
                 ChunkState::Trailers(seen) => {
-                    let Some(line) = take_line(buffer, MAX_TRAILERS - seen)? else {
+                    let max = MAX_TRAILERS.saturating_sub(seen);
+                    let Some(line) = self.take_line(buffer, max)? else {
                         return Ok(None);
                     };
                     if line.is_empty() {
                         self.state = ChunkState::Done;
                         return Ok(Some(Piece::End));
+                    }
+                    if !is_field_line(&line) {
+                        return Err(BodyError::Chunked("a trailer is not a header field"));
                     }
                     self.state = ChunkState::Trailers(seen + line.len() + 2);
                 }
@@ -274,35 +317,85 @@ impl ChunkDecoder {
             }
         }
     }
-}
 
-/// Takes one CRLF-ended line off the buffer's front (without the CRLF); `None` until it is
-/// all there.
-fn take_line(buffer: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, BodyError> {
-    match buffer.iter().position(|b| *b == b'\n') {
-        Some(end) => {
-            let mut line = buffer.split_to(end + 1);
-            line.truncate(end);
-            if line.last() == Some(&b'\r') {
-                line.truncate(end - 1);
-            }
-            Ok(Some(line))
+    /// Takes one line off the buffer's front, without its CRLF; `None` until it is all
+    /// there. A line over `max` bytes, or ending in a bare LF, is an error.
+    fn take_line(
+        &mut self,
+        buffer: &mut BytesMut,
+        max: usize,
+    ) -> Result<Option<BytesMut>, BodyError> {
+        // The line and its CRLF: nothing past them is searched.
+        let window = buffer.len().min(max + 2);
+        let from = self.scanned.min(window);
+        let found = buffer[from..window].iter().position(|b| *b == b'\n');
+        #[cfg(test)]
+        {
+            self.examined += found.map_or(window - from, |offset| offset + 1);
         }
-        None if buffer.len() > max => Err(BodyError::Chunked("a line is too long")),
-        None => Ok(None),
+        match found {
+            Some(offset) => {
+                let end = from + offset;
+                self.scanned = 0;
+                if end == 0 || buffer[end - 1] != b'\r' {
+                    return Err(BodyError::Chunked("a line ends in a bare LF"));
+                }
+                let mut line = buffer.split_to(end + 1);
+                line.truncate(end - 1);
+                Ok(Some(line))
+            }
+            None if window == max + 2 => Err(BodyError::Chunked("a line is too long")),
+            None => {
+                self.scanned = window;
+                Ok(None)
+            }
+        }
     }
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
+/// A chunk-size line: the size, and how many extension bytes follow it. `1*HEXDIG`, then
+/// optional white space (hyper's server allows it, as do others), then `;` and extensions.
+fn size_line(line: &[u8]) -> Result<(u64, usize), BodyError> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(BodyError::Chunked("a chunk size is missing"));
+    }
+    let size = line[..digits]
         .iter()
-        .position(|b| !matches!(b, b' ' | b'\t'))
-        .unwrap_or(bytes.len());
-    let end = bytes
+        .try_fold(0u64, |size, digit| {
+            let value = (*digit as char).to_digit(16)?;
+            size.checked_mul(16)?.checked_add(u64::from(value))
+        })
+        .ok_or(BodyError::Chunked("a chunk size is too large"))?;
+    let rest = &line[digits..];
+    let rest = &rest[rest
         .iter()
-        .rposition(|b| !matches!(b, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &bytes[start..end]
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count()..];
+    match rest.split_first() {
+        None => Ok((size, 0)),
+        Some((b';', extension)) if !extension.iter().any(|b| is_control(*b)) => {
+            Ok((size, extension.len()))
+        }
+        Some((b';', _)) => Err(BodyError::Chunked("a chunk extension has a control byte")),
+        Some(_) => Err(BodyError::Chunked("a chunk size is not hexadecimal")),
+    }
+}
+
+/// `name ":" value`: a token, then a value without control bytes (but tabs).
+fn is_field_line(line: &[u8]) -> bool {
+    let name = line.iter().take_while(|b| is_tchar(**b)).count();
+    name > 0 && line.get(name) == Some(&b':') && !line[name + 1..].iter().any(|b| is_control(*b))
+}
+
+/// A control byte, bar the tab white space allows (RFC 9110 section 5.5).
+fn is_control(byte: u8) -> bool {
+    byte.is_ascii_control() && byte != b'\t'
+}
+
+/// RFC 9110 section 5.6.2.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 #[cfg(test)]
@@ -320,7 +413,16 @@ mod tests {
         let mut buffer = BytesMut::new();
         let mut sink = Vec::new();
         let mut out = b"HEAD\r\n".to_vec();
-        let result = copy(&mut reads, &mut buffer, framing, &mut sink, &mut out, limit).await;
+        let result = copy(
+            &mut reads,
+            &mut buffer,
+            framing,
+            &mut sink,
+            &mut out,
+            limit,
+            None,
+        )
+        .await;
         (result, sink, buffer)
     }
 
@@ -417,8 +519,81 @@ mod tests {
         let endless_size = vec![b'1'; MAX_CHUNK_LINE + 10];
         let (result, ..) = relay(&endless_size, Framing::Chunked, 512, None).await;
         assert!(matches!(result, Err(BodyError::Chunked(_))), "{result:?}");
-        let (result, ..) = relay(b"ffffffffffffffff\r\n", Framing::Chunked, 64, None).await;
+        let (result, ..) = relay(b"10000000000000000\r\n", Framing::Chunked, 64, None).await;
         assert!(matches!(result, Err(BodyError::Chunked(_))), "{result:?}");
+    }
+
+    /// Each is a 400 from hyper's server or nginx; a decoder taking any of them would read
+    /// a body another hop reads differently.
+    #[tokio::test]
+    async fn chunk_framing_is_read_as_strictly_as_hypers_server_reads_it() {
+        for bad in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"-1\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"10000000000000005\r\nhello\r\n0\r\n\r\n",
+            b";x\r\nhello\r\n0\r\n\r\n",
+            b"5;a\rb\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\n\r\n",
+            b"5\r\nhello\r\n0\r\n\n",
+            b"5\r\nhel\r\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nno colon\r\n\r\n",
+            b"5\r\nhello\r\n0\r\n folded: x\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx-t: 1\nx-u: 2\r\n\r\n",
+        ] {
+            for step in [1, 3, 64] {
+                let (result, ..) = relay(bad, Framing::Chunked, step, None).await;
+                assert!(
+                    matches!(result, Err(BodyError::Chunked(_))),
+                    "{:?} in steps of {step}: {result:?}",
+                    String::from_utf8_lossy(bad)
+                );
+            }
+        }
+        for good in [
+            &b"5 \t;x\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;name=\"v a\";y\r\nhello\r\n0 \r\n\r\n",
+            b"0000000000000000005\r\nhello\r\n000\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nx-sum: 1\r\nx-other:\t2\r\n\r\n",
+        ] {
+            let (result, sink, _) = relay(good, Framing::Chunked, 2, None).await;
+            result.unwrap();
+            let body = String::from_utf8(sink).unwrap();
+            assert_eq!(
+                decode_all(body.trim_start_matches("HEAD\r\n").as_bytes()),
+                "hello"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_sending_nothing_for_its_timeout_stalls_and_its_waits_are_noted() {
+        let (mut client, mut router) = tokio::io::duplex(64);
+        client.write_all(b"hel").await.unwrap();
+        let clock = ClientClock::new(Instant::now());
+        let pace = Pace {
+            clock: &clock,
+            timeout: Duration::from_millis(100),
+        };
+        let (mut buffer, mut sink, mut out) = (BytesMut::new(), Vec::new(), Vec::new());
+        let copied = copy(
+            &mut router,
+            &mut buffer,
+            Framing::Length(5),
+            &mut sink,
+            &mut out,
+            None,
+            Some(pace),
+        )
+        .await;
+        assert!(matches!(copied, Err(BodyError::Stalled(_))), "{copied:?}");
+        assert!(copied.unwrap_err().is_source(), "the client's fault");
+        assert_eq!(sink, b"hel", "what came went on");
+        assert_eq!(clock.last_heard(), None, "it was waiting for the client");
     }
 
     #[tokio::test]

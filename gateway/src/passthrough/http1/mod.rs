@@ -9,7 +9,11 @@
 //! read, to hyper's server, which serves the rest of it.
 
 mod body;
+#[cfg(test)]
+mod differential;
 mod pool;
+#[cfg(test)]
+mod properties;
 mod wire;
 
 use std::net::SocketAddr;
@@ -24,14 +28,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
-use self::body::{BodyError, Framing};
+use self::body::{BodyError, Framing, Pace};
 use self::pool::Connection;
 pub use self::pool::Pool;
 use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
 use super::headers::{HeaderSink, connection_names};
 use super::plugins::{Plugin, RateLimit};
 use super::problem;
-use super::proxy::{Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable};
+use super::proxy::{
+    ClientClock, Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable,
+};
 use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
 use crate::edge::{self, REQUEST_ID};
@@ -77,6 +83,19 @@ pub async fn serve(
             match RawRequest::parse(&buffer) {
                 Parse::Complete(raw) => break raw,
                 Parse::Elsewhere => return Served::HandOff(buffer),
+                Parse::Refused(refusal) => {
+                    let mut exchange = Exchange {
+                        client: stream,
+                        buffer: &mut buffer,
+                        out: &mut out,
+                        peer: &peer,
+                        stop,
+                        request_id: None,
+                    };
+                    // The answer carries a new request id; the connection closes after it.
+                    exchange.answer(refusal.response(None), &[], false).await;
+                    return Served::Closed;
+                }
                 Parse::Partial if buffer.len() > MAX_REQUEST_HEAD => {
                     return Served::HandOff(buffer);
                 }
@@ -244,12 +263,15 @@ impl Exchange<'_> {
         let mut body_sent = !head.framing.has_body();
         let mut attempts = proxy.attempts(repeatable);
         let started = attempts.started();
+        // When the client last sent part of its body: the upstream's time runs from there.
+        let clock = ClientClock::new(started);
+        let client = head.framing.has_body().then_some(&clock);
         let sent = loop {
             let Some((index, upstream, _)) = attempts.next() else {
                 break Err(attempts.failure());
             };
-            let attempt = self.send(upstream, &request, proxy, &mut body_sent, started);
-            if let Some(done) = attempts.settle(index, attempt).await {
+            let attempt = self.send(upstream, &request, proxy, &mut body_sent, started, &clock);
+            if let Some(done) = attempts.settle(index, attempt, client).await {
                 break done;
             }
         };
@@ -281,6 +303,7 @@ impl Exchange<'_> {
             response.framing,
             self.client,
             self.out,
+            None,
             None,
         )
         .await;
@@ -316,6 +339,7 @@ impl Exchange<'_> {
         proxy: &Proxy,
         body_sent: &mut bool,
         now: Instant,
+        clock: &ClientClock,
     ) -> Tried<(&'u Upstream, Connection, ResponseHead)> {
         // A kept-alive connection the upstream closed unseen fails before any answer; a
         // bodiless request then goes again on a new connection.
@@ -351,6 +375,10 @@ impl Exchange<'_> {
                         return Tried::Failed(Failure::ClientGone);
                     }
                 }
+                let pace = Pace {
+                    clock,
+                    timeout: proxy.body_read_timeout(),
+                };
                 let copied = body::copy(
                     self.client,
                     self.buffer,
@@ -358,6 +386,7 @@ impl Exchange<'_> {
                     &mut connection.stream,
                     self.out,
                     proxy.max_body_bytes(),
+                    Some(pace),
                 )
                 .await;
                 match copied {
@@ -366,6 +395,12 @@ impl Exchange<'_> {
                         Ok(())
                     }
                     Err(BodyError::TooLarge(_)) => return Tried::Failed(Failure::TooLarge),
+                    Err(BodyError::Stalled(_)) => return Tried::Failed(Failure::ClientStalled),
+                    // Answered 400, as hyper's server and nginx answer it; the upstream,
+                    // which got at most a body cut short, is not to blame.
+                    Err(error @ BodyError::Chunked(_)) => {
+                        return Tried::Failed(Failure::BadBody(error.to_string()));
+                    }
                     Err(error) if error.is_source() => {
                         return Tried::Failed(Failure::ClientGone);
                     }

@@ -3,12 +3,13 @@
 //! headers); what it does not take, hyper's server answers instead.
 
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 
 use super::body::{Framing, FramingHeader};
+use crate::server::head::{self, Refusal};
 
 /// Most headers a head may have here (hyper's server takes the rare head with more).
 const MAX_HEADERS: usize = 64;
@@ -38,6 +39,8 @@ pub enum Parse<T> {
     /// Not a request this path takes (another version, an upgrade, ambiguous framing, a
     /// parse error): the general server takes it, and refuses the bad ones.
     Elsewhere,
+    /// A head no server takes (the rules both servers apply): answered here.
+    Refused(Refusal),
 }
 
 impl RawRequest {
@@ -61,6 +64,10 @@ impl RawRequest {
             return Parse::Elsewhere;
         };
         let headers = &*request.headers;
+        let named = headers.iter().map(|h| (h.name.as_bytes(), h.value));
+        if let Err(refusal) = head::check(Version::HTTP_11, named) {
+            return Parse::Refused(refusal);
+        }
         if !target.starts_with('/') || values(headers, "upgrade").next().is_some() {
             return Parse::Elsewhere;
         }
@@ -91,6 +98,11 @@ impl RawRequest {
         let target = &buffer[self.target.0..self.target.1];
         let target = std::str::from_utf8(target).unwrap_or_default();
         target.split_once('?').map_or(target, |(path, _)| path)
+    }
+
+    #[cfg(test)]
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 
     /// The first value of a header, by its lower-case name.
@@ -323,23 +335,22 @@ fn response_framing(
     }
 }
 
-/// The one length all `Content-Length` values agree on.
+/// The one length all `Content-Length` lines agree on, each line one number (a list such
+/// as `5, 5` is refused, as hyper's server and nginx refuse it).
 fn content_length(headers: &[httparse::Header<'_>]) -> Result<Option<u64>, ()> {
     let mut length = None;
     for value in values(headers, "content-length") {
-        for part in value.split(|b| *b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let parsed = part
-                .iter()
-                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
-            if length.is_some_and(|l| l != parsed) {
-                return Err(());
-            }
-            length = Some(parsed);
+        let value = value.trim_ascii();
+        if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            return Err(());
         }
+        let parsed = value
+            .iter()
+            .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+        if length.is_some_and(|l| l != parsed) {
+            return Err(());
+        }
+        length = Some(parsed);
     }
     Ok(length)
 }
@@ -404,7 +415,34 @@ mod tests {
             Parse::Complete(raw) => Some(raw.take(&mut buffer).unwrap()),
             Parse::Elsewhere => None,
             Parse::Partial => panic!("not a complete head: {text:?}"),
+            Parse::Refused(refusal) => panic!("refused ({refusal:?}): {text:?}"),
         }
+    }
+
+    #[test]
+    fn heads_breaking_the_rules_of_both_servers_are_refused_here() {
+        for (text, expected) in [
+            ("GET /a HTTP/1.1\r\n\r\n", Refusal::MissingHost),
+            (
+                "GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Refusal::DuplicateHost,
+            ),
+            ("GET /a HTTP/1.1\r\nHost: a b\r\n\r\n", Refusal::InvalidHost),
+            (
+                "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Refusal::UnknownCoding,
+            ),
+        ] {
+            match request(text) {
+                Parse::Refused(refusal) => assert_eq!(refusal, expected, "{text:?}"),
+                _ => panic!("not refused: {text:?}"),
+            }
+        }
+        // HTTP/1.0 goes to the general server, which applies the same rules.
+        assert!(matches!(
+            request("GET /a HTTP/1.0\r\n\r\n"),
+            Parse::Elsewhere
+        ));
     }
 
     #[test]
@@ -434,10 +472,10 @@ mod tests {
         ));
         for text in [
             "GET /a HTTP/1.0\r\n\r\n",
-            "GET http://example.com/a HTTP/1.1\r\n\r\n",
-            "OPTIONS * HTTP/1.1\r\n\r\n",
+            "GET http://example.com/a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            "GET /a HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n",
         ] {
             assert!(matches!(request(text), Parse::Elsewhere), "{text:?}");
         }
@@ -446,23 +484,31 @@ mod tests {
     #[test]
     fn ambiguous_framing_upgrades_and_odd_expectations_are_left_to_the_general_server() {
         for text in [
-            "POST /a HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST /a HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
-            "POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            "GET /a HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-            "PUT /a HTTP/1.1\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "PUT /a HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 1\r\n\r\n",
         ] {
             assert!(taken(text).is_none(), "{text:?}");
         }
-        let chunked = taken("POST /a HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        let chunked =
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(chunked.framing, Framing::Chunked);
-        let repeated = taken("POST /a HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\n").unwrap();
+        let repeated =
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n")
+                .unwrap();
         assert_eq!(repeated.framing, Framing::Length(3));
-        let closing = taken("GET /a HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+        assert!(
+            taken("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n").is_none(),
+            "a list of lengths is left to the general server, which refuses it"
+        );
+        let closing = taken("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         assert!(!closing.keep_alive && closing.framing == Framing::Empty);
-        let expecting =
-            taken("PUT /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").unwrap();
+        let expecting = taken(
+            "PUT /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap();
         assert!(expecting.expect_continue);
     }
 
