@@ -13,12 +13,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use junction_deliveries::retention::DeliveriesConfig;
-use junction_dispatcher::DispatcherConfig;
-use junction_dispatcher::queue::{QueueBackend, QueueConfig};
 use junction_gateway::GatewayConfig;
+use junction_queue::{QueueBackend, QueueConfig};
 use junction_schema::database::DatabaseConfig;
 use junction_schema::identity::IdentityConfig;
 use junction_webhooks::WebhooksConfig;
+use junction_worker::DispatcherConfig;
 use serde::Deserialize;
 
 pub const DEFAULT_FILE: &str = "junction.toml";
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(config.database.max_connections, 10);
         assert_eq!(config.identity.max_age, std::time::Duration::from_secs(10));
         assert_eq!(config.identity.max_body_bytes, 8 << 20);
-        let defaults = junction_dispatcher::DispatcherConfig::default();
+        let defaults = junction_worker::DispatcherConfig::default();
         assert_eq!(config.dispatcher.retry_schedule, defaults.retry_schedule);
         assert_eq!(
             config.dispatcher.disable_failing_endpoint_after,

@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use junction_dispatcher::queue::KafkaConfig;
+use junction_queue::KafkaConfig;
 use junction_schema::entities::{delivery, outbox};
 use junction_schema::tenants;
 use junction_schema::webhook_url::AddressPolicy;
@@ -307,16 +307,10 @@ async fn a_replayed_dead_letter_goes_through_the_relay_again() {
     assert_eq!(outbox_rows(&setup.db).await, 0, "the relay deleted its row");
 
     let dead = row().await;
-    let queue =
-        junction_dispatcher::queue::EmbeddedQueue::new(setup.db.clone(), Duration::from_secs(5));
-    let replayed = junction_dispatcher::replay::replay_message(
-        &setup.db,
-        &queue,
-        &setup.tenant,
-        &dead.message_id,
-    )
-    .await
-    .unwrap();
+    let replayed =
+        junction_queue::replay::replay_message(&setup.db, &setup.tenant, &dead.message_id)
+            .await
+            .unwrap();
     assert_eq!(replayed, 1);
     receiver.wait_for(3, Duration::from_secs(60)).await;
     let ids: Vec<String> = receiver.webhook_ids();

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use junction_dispatcher::Received;
-use junction_dispatcher::queue::{EmbeddedQueue, KafkaQueue, Queue, Task};
+use junction_queue::Received;
+use junction_queue::{EmbeddedQueue, KafkaQueue, Queue, Task};
 use junction_schema::entities::delivery;
 use junction_schema::tenants;
 use junction_schema::webhook_url::AddressPolicy;

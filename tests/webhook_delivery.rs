@@ -8,8 +8,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use junction_dispatcher::queue::EmbeddedQueue;
-use junction_dispatcher::{Dispatcher, DispatcherConfig, replay};
+use junction_queue::EmbeddedQueue;
+use junction_queue::replay;
 use junction_schema::entities::{delivery, delivery_attempt, endpoint, replay_job};
 use junction_schema::tenants;
 use junction_schema::webhook_url::AddressPolicy;
@@ -17,6 +17,7 @@ use junction_webhooks::WebhookError;
 use junction_webhooks::endpoints::{self, NewEndpoint};
 use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent, Published};
+use junction_worker::{Dispatcher, DispatcherConfig};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel,
@@ -565,7 +566,6 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
 
     // The endpoint recovers; replaying its dead letters delivers them, under the same id.
     receiver.answer_from_now_on(Answer::Status(200));
-    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
     let since = published.message.created_at - chrono::Duration::minutes(1);
     let until = chrono::Utc::now() + chrono::Duration::minutes(1);
     let endpoint_filter = replay::DeadLetterFilter {
@@ -573,7 +573,7 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
         since: Some(since),
         until: Some(until),
     };
-    let replayed = replay::replay_dead_letters(&db, &queue, &acme.id, &endpoint_filter)
+    let replayed = replay::replay_dead_letters(&db, &acme.id, &endpoint_filter)
         .await
         .unwrap();
     assert_eq!((replayed.total, replayed.requeued), (1, 1));
@@ -597,7 +597,6 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
     receiver.answer_from_now_on(Answer::Status(200));
     let bulk = replay::replay_dead_letters(
         &db,
-        &queue,
         &acme.id,
         &replay::DeadLetterFilter {
             endpoint_id: Some(created.endpoint.id.clone()),
@@ -612,7 +611,7 @@ async fn exhausted_deliveries_are_dead_lettered_and_replay_delivers_them(db: Tes
     let seen = receiver.requests().len();
 
     // Replaying one message sends it again, still under its id.
-    let again = replay::replay_message(&db, &queue, &acme.id, &published.message.id)
+    let again = replay::replay_message(&db, &acme.id, &published.message.id)
         .await
         .unwrap();
     assert_eq!(again, 1);
@@ -902,9 +901,8 @@ async fn tenants_cannot_reach_each_others_endpoints(db: TestDatabase) {
     ));
     // B cannot replay A's message.
     let a_message = a.publish(serde_json::json!({})).await;
-    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
     assert_eq!(
-        replay::replay_message(&db, &queue, &b.id, &a_message.message.id)
+        replay::replay_message(&db, &b.id, &a_message.message.id)
             .await
             .unwrap(),
         0
@@ -1151,13 +1149,12 @@ async fn bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over(db: TestDat
             .unwrap();
     };
     bury().await;
-    let queue = EmbeddedQueue::new(db.clone(), Duration::from_secs(3));
     let all = replay::DeadLetterFilter::default();
 
     let job = replay::start_replay(&db, &acme.id, &all).await.unwrap();
     assert_eq!((job.total, job.requeued), (7, 0));
     assert_eq!(job.status, replay_job::RUNNING);
-    let done = replay::run_replay(&db, &queue, job, 3).await.unwrap();
+    let done = replay::run_replay(&db, job, 3).await.unwrap();
     assert_eq!((done.total, done.requeued), (7, 7));
     assert_eq!(done.status, replay_job::SUCCEEDED);
     assert!(done.finished_at.is_some());
@@ -1187,7 +1184,7 @@ async fn bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over(db: TestDat
     stale.update(&db).await.unwrap();
     // A fresh job is nobody's to take.
     let fresh = replay::start_replay(&db, &other.id, &all).await.unwrap();
-    let resumed = replay::resume_abandoned(&db, &queue, Duration::from_secs(60))
+    let resumed = replay::resume_abandoned(&db, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(resumed, 1);
@@ -1208,7 +1205,7 @@ async fn bulk_replays_run_in_batches_and_a_crashed_one_is_taken_over(db: TestDat
     assert_eq!(untouched.status, replay_job::RUNNING);
     // Finished jobs are not taken again.
     assert_eq!(
-        replay::resume_abandoned(&db, &queue, Duration::from_secs(60))
+        replay::resume_abandoned(&db, Duration::from_secs(60))
             .await
             .unwrap(),
         0

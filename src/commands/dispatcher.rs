@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use junction_dispatcher::Dispatcher;
-use junction_dispatcher::Queue;
-use junction_dispatcher::queue::{EmbeddedQueue, KafkaQueue, QueueBackend};
+use junction_queue::Queue;
+use junction_queue::{EmbeddedQueue, KafkaQueue, QueueBackend};
+use junction_worker::Dispatcher;
 use sea_orm::DatabaseConnection;
 
 use crate::commands::{Failure, connect_migrated};

@@ -74,12 +74,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         ),
         (
             junction_deliveries::SUBGRAPH_NAME,
-            subgraph::deliveries_router(
-                &config,
-                &db,
-                Arc::clone(&verifier),
-                Some(worker_events.clone()),
-            ),
+            subgraph::deliveries_router(&db, Arc::clone(&verifier), Some(worker_events.clone())),
             junction_deliveries::graphql::sdl(),
         ),
     ] {

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use junction_dispatcher::queue::QueueBackend;
 use junction_gateway::health;
+use junction_queue::QueueBackend;
 use junction_schema::envelope::DeliveryEvent;
 use junction_schema::identity::{IdentityKey, IdentityVerifier};
 use junction_schema::webhook_url::AddressPolicy;
@@ -43,13 +43,13 @@ pub async fn run(
             // Live events: from the Kafka events topic, else none (no dispatcher in reach).
             let events = match config.queue.backend {
                 QueueBackend::Kafka => Some(
-                    junction_dispatcher::queue::kafka::events::feed(&config.queue.kafka)
+                    junction_queue::kafka::events::feed(&config.queue.kafka)
                         .await
                         .context("following delivery events on Kafka")?,
                 ),
                 QueueBackend::Embedded => None,
             };
-            deliveries_router(&config, &db, verifier, events)
+            deliveries_router(&db, verifier, events)
         }
         _ => webhooks_router(&config, &db, verifier),
     }
@@ -102,22 +102,17 @@ pub fn webhooks_router(
     junction_webhooks::http::router(schema, verifier)
 }
 
-/// The deliveries subgraph's routes; replays go to the dispatcher's queue, and live
-/// subscriptions take `events` (the dispatcher's, when it runs in this process).
+/// The deliveries subgraph's routes; replays go through the queue's outbox (which the
+/// configured backend takes from), and live subscriptions take `events` (the dispatcher's,
+/// when it runs in this process).
 pub fn deliveries_router(
-    config: &Config,
     db: &DatabaseConnection,
     verifier: Arc<IdentityVerifier>,
     events: Option<broadcast::Sender<DeliveryEvent>>,
 ) -> axum::Router {
-    let queue = Arc::new(junction_dispatcher::queue::EmbeddedQueue::new(
-        db.clone(),
-        config.dispatcher.lease,
-    ));
     let schema =
         junction_deliveries::graphql::schema(junction_deliveries::graphql::DeliveriesState {
             db: db.clone(),
-            queue,
             events,
         });
     junction_deliveries::http::router(schema, verifier)

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use junction_dispatcher::queue::KafkaConfig;
+use junction_queue::KafkaConfig;
 
 /// `tests/run` installs it here; `JUNCTION_TEST_TANSU` overrides.
 const TANSU: &str = "/var/tmp/tansu-0.6.0/bin/tansu";

@@ -1,19 +1,13 @@
-//! `publishEvent`: validate, then store the message and its deliveries in one transaction
-//! (on PostgreSQL, one statement).
-//!
-//! The deliveries are written with the message, and an `outbox` row naming them for the Kafka
-//! relay: whatever queue backend runs, a committed message has every delivery it needs, and
-//! an uncommitted one has none. An idempotency key makes retried
+//! `publishEvent`: validate, pick the endpoints that want the event, then hand the message
+//! and its deliveries to the queue's outbox, which stores them in one transaction (on
+//! PostgreSQL, one statement): whatever queue backend runs, a committed message has every
+//! delivery it needs, and an uncommitted one has none. An idempotency key makes retried
 //! publishes safe: the same key and payload return the first message; the same key with a
 //! different payload is a conflict.
 
 use chrono::{SubsecRound, Utc};
-use junction_schema::entities::{delivery, message, outbox};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    IntoActiveModel, QueryFilter, Statement, TransactionTrait, Value,
-};
+use junction_schema::entities::message;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use sha2::{Digest, Sha256};
 
 use crate::endpoints::subscribers;
@@ -21,11 +15,6 @@ use crate::error::check_channel;
 use crate::{WebhookError, compiled_schemas, event_types};
 
 pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
-
-/// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
-/// message for some 5,000 endpoints used to pass; one for more than this is written in
-/// several INSERTs.
-const DELIVERIES_PER_STATEMENT: usize = 1_000;
 
 pub struct PublishEvent {
     pub event_type: String,
@@ -122,12 +111,7 @@ pub async fn publish(
         .filter(|e| e.wants(&message.event_type, &input.channels))
         .map(|e| e.id)
         .collect();
-    let stored = match db.get_database_backend() {
-        DbBackend::Postgres if endpoints.len() <= DELIVERIES_PER_STATEMENT => {
-            store_in_one_statement(db, &message, &endpoints).await?
-        }
-        _ => store_in_transaction(db, &message, &endpoints).await?,
-    };
+    let stored = junction_queue::outbox::store(db, &message, &endpoints).await?;
     if !stored {
         // A publish with the same idempotency key committed first.
         let key = message.idempotency_key.as_deref().unwrap_or_default();
@@ -172,115 +156,6 @@ fn repeat_of(
         deliveries: 0,
         repeated: true,
     })
-}
-
-/// Stores the message, a delivery per endpoint and the outbox row in one statement, so in one
-/// round trip and one implicit transaction (PostgreSQL's data-modifying `WITH`). Nothing is
-/// stored, and `false` returned, when the idempotency key is taken.
-async fn store_in_one_statement(
-    db: &DatabaseConnection,
-    message: &message::Model,
-    endpoints: &[String],
-) -> Result<bool, WebhookError> {
-    let mut values: Vec<Value> = vec![
-        message.id.clone().into(),
-        message.tenant_id.clone().into(),
-        message.event_type.clone().into(),
-        message.payload.clone().into(),
-        message.payload_hash.clone().into(),
-        message.channels.clone().into(),
-        message.idempotency_key.clone().into(),
-        message.traceparent.clone().into(),
-        message.created_at.into(),
-    ];
-    let insert_message = "INSERT INTO messages (id, tenant_id, event_type, payload, payload_hash, \
-         channels, idempotency_key, traceparent, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id";
-    let sql = if endpoints.is_empty() {
-        insert_message.to_owned()
-    } else {
-        let mut rows = Vec::with_capacity(endpoints.len());
-        for endpoint in endpoints {
-            // Time-ordered, so the primary key grows at its end rather than everywhere.
-            values.push(uuid::Uuid::now_v7().to_string().into());
-            values.push(endpoint.clone().into());
-            rows.push(format!("(${}, ${})", values.len() - 1, values.len()));
-        }
-        format!(
-            "WITH m AS ({insert_message}), \
-             d AS (INSERT INTO deliveries (id, tenant_id, message_id, endpoint_id, status, \
-             attempts, next_attempt_at, created_at, updated_at) \
-             SELECT v.id, $2, $1, v.endpoint_id, '{pending}', 0, $9, $9, $9 \
-             FROM (VALUES {rows}) AS v(id, endpoint_id) WHERE EXISTS (SELECT 1 FROM m)) \
-             INSERT INTO outbox (message_id, created_at) SELECT id, $9 FROM m RETURNING message_id",
-            pending = delivery::PENDING,
-            rows = rows.join(", ")
-        )
-    };
-    let stored = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    Ok(stored.is_some())
-}
-
-/// The same in a transaction of separate statements: for SQLite, which has no data-modifying
-/// `WITH` (and, in process, no round trips to save), and for a message to more endpoints
-/// than one statement takes.
-async fn store_in_transaction(
-    db: &DatabaseConnection,
-    message: &message::Model,
-    endpoints: &[String],
-) -> Result<bool, WebhookError> {
-    let txn = db.begin().await?;
-    let inserted = message::Entity::insert(message.clone().into_active_model())
-        .on_conflict(
-            OnConflict::columns([message::Column::TenantId, message::Column::IdempotencyKey])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let now = message.created_at;
-    for chunk in endpoints.chunks(DELIVERIES_PER_STATEMENT) {
-        delivery::Entity::insert_many(chunk.iter().map(|endpoint| delivery::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            tenant_id: Set(message.tenant_id.clone()),
-            message_id: Set(message.id.clone()),
-            endpoint_id: Set(endpoint.clone()),
-            status: Set(delivery::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            lease_token: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            delivered_at: Set(None),
-            dead_at: Set(None),
-        }))
-        .exec_without_returning(&txn)
-        .await?;
-    }
-    if !endpoints.is_empty() {
-        // For the Kafka relay: one row names all of the message's deliveries.
-        outbox::Entity::insert(outbox::ActiveModel {
-            message_id: Set(message.id.clone()),
-            delivery_id: Set(None),
-            created_at: Set(now),
-            ..Default::default()
-        })
-        .exec_without_returning(&txn)
-        .await?;
-    }
-    txn.commit().await?;
-    Ok(true)
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -7,7 +7,6 @@ mod operations;
 use std::sync::Arc;
 
 use async_graphql::{SDLExportOptions, Schema};
-use junction_dispatcher::Queue;
 use junction_schema::envelope::DeliveryEvent;
 use sea_orm::DatabaseConnection;
 use tokio::sync::broadcast;
@@ -19,9 +18,8 @@ pub type DeliveriesSchema = Schema<Query, Mutation, Subscription>;
 
 #[derive(Clone)]
 pub struct DeliveriesState {
+    /// Also where replays go: through the queue's outbox, which every backend takes from.
     pub db: DatabaseConnection,
-    /// Where replays go: the queue the dispatcher takes from.
-    pub queue: Arc<dyn Queue>,
     /// Where live subscriptions take their events; `None` without a dispatcher in reach.
     pub events: Option<broadcast::Sender<DeliveryEvent>>,
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use junction_dispatcher::replay;
+use junction_queue::replay;
 use junction_schema::Identity;
 use junction_schema::entities::{delivery, delivery_attempt, replay_job};
 use junction_schema::error_code::ErrorCode;
@@ -251,10 +251,10 @@ async fn start_replay_job(
             return Err(error(ErrorCode::Internal, "internal error"));
         }
     };
-    let (db, queue, running) = (state.db.clone(), Arc::clone(&state.queue), job.clone());
+    let (db, running) = (state.db.clone(), job.clone());
     tokio::spawn(async move {
         let id = running.id.clone();
-        match replay::run_replay(&db, queue.as_ref(), running, replay::REPLAY_BATCH).await {
+        match replay::run_replay(&db, running, replay::REPLAY_BATCH).await {
             Ok(done) => tracing::info!(job = %id, requeued = done.requeued, "replay finished"),
             Err(e) => tracing::error!(job = %id, error = %e, "replay failed"),
         }
@@ -288,15 +288,7 @@ impl Mutation {
     ) -> Result<ReplayPayload> {
         let access = allowed(ctx, WRITE)?;
         let state = access.state;
-        replayed(
-            replay::replay_message(
-                &state.db,
-                state.queue.as_ref(),
-                access.tenant(),
-                &input.message_id,
-            )
-            .await,
-        )
+        replayed(replay::replay_message(&state.db, access.tenant(), &input.message_id).await)
     }
 
     /// Replays every dead letter matching the filter, as a background job.

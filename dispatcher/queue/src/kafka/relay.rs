@@ -17,8 +17,8 @@ use sea_orm::{
 };
 
 use super::send_tasks;
-use crate::queue::{QueueError, outbox as rows};
 use crate::statement_shapes::begin_key_lookups;
+use crate::{QueueError, outbox as rows};
 
 /// Outbox rows taken per round (each names one delivery or all of a message's).
 const BATCH: u64 = 200;

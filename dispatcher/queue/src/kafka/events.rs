@@ -19,7 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 
 use super::{Closing, KafkaConfig, Tiers, Topics, backend, client_config};
-use crate::queue::QueueError;
+use crate::QueueError;
 
 /// Events kept for subscribers that are a little behind.
 const FEED_BUFFER: usize = 4096;

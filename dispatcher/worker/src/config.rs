@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,7 +29,7 @@ pub struct DispatcherConfig {
     pub request_timeout: Duration,
     /// Delays between attempts: attempt n+1 waits `retry_schedule[n-1]` (plus jitter) after
     /// attempt n fails. When the schedule is exhausted, the delivery is dead-lettered.
-    #[serde(deserialize_with = "durations")]
+    #[serde(deserialize_with = "junction_queue::config::durations")]
     pub retry_schedule: Vec<Duration>,
     /// Each delay is spread by up to this fraction either way, so retries do not stampede.
     pub retry_jitter: f64,
@@ -109,20 +109,6 @@ impl DispatcherConfig {
         }
         Ok(())
     }
-}
-
-/// `["5s", "5m", "2h"]`
-pub(crate) fn durations<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<Duration>, D::Error> {
-    let texts = Vec::<String>::deserialize(deserializer)?;
-    texts
-        .iter()
-        .map(|text| {
-            humantime::parse_duration(text)
-                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 //! receiver that answers 200 at once, with the dispatcher running, and reports deliveries
 //! per second and publish-to-first-attempt latency percentiles.
 //!
-//!   cargo bench -p junction-dispatcher --bench delivery_throughput                 # SQLite
+//!   cargo bench -p junction-worker --bench delivery_throughput                 # SQLite
 //!   BENCH_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres \
-//!     cargo bench -p junction-dispatcher --bench delivery_throughput               # PostgreSQL
+//!     cargo bench -p junction-worker --bench delivery_throughput               # PostgreSQL
 //!
 //! MESSAGES (default 2000) and ENDPOINTS (default 5) size the run; RATE (messages per second,
 //! default unlimited) paces the publishers, to read latency below saturation. CONCURRENCY
@@ -14,7 +14,7 @@
 //!
 //! On the Kafka backend (a broker on loopback, e.g. Tansu from `tests/run`):
 //!
-//!   BENCH_KAFKA=127.0.0.1:9092 cargo bench -p junction-dispatcher --bench delivery_throughput
+//!   BENCH_KAFKA=127.0.0.1:9092 cargo bench -p junction-worker --bench delivery_throughput
 //!
 //! WAITING=N first parks N failed deliveries in the 1-hour retry tier, to measure what records
 //! waiting in a tier cost the throughput of fresh deliveries.
@@ -27,13 +27,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
-use junction_dispatcher::queue::{EmbeddedQueue, KafkaConfig, KafkaQueue};
-use junction_dispatcher::{Dispatcher, DispatcherConfig, Queue};
+use junction_queue::Queue;
+use junction_queue::{EmbeddedQueue, KafkaConfig, KafkaQueue};
 use junction_schema::database::{DatabaseConfig, DatabaseUrl};
 use junction_schema::webhook_url::AddressPolicy;
 use junction_webhooks::endpoints::{self, NewEndpoint};
 use junction_webhooks::event_types::{self, NewEventType};
 use junction_webhooks::publish::{self, DEFAULT_MAX_PAYLOAD_BYTES, PublishEvent};
+use junction_worker::{Dispatcher, DispatcherConfig};
 use sea_orm::ConnectionTrait;
 
 // The allocator the `junction` binary runs on, so the figures are the shipped ones.

@@ -1,5 +1,10 @@
 //! For unit tests: a migrated database (SQLite, or PostgreSQL where a test is about it) with
 //! messages published to endpoints.
+//!
+//! The queue's and the worker's unit tests both include this file (the worker by `#[path]`:
+//! it publishes through `junction-webhooks`, which depends on the queue, so it cannot be a
+//! part of the queue's library); each uses part of it.
+#![allow(dead_code)]
 
 use junction_schema::database::{DatabaseConfig, DatabaseUrl};
 use junction_schema::webhook_url::AddressPolicy;

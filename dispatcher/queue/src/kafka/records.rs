@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rdkafka::Message;
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 
-use crate::queue::Task;
+use crate::Task;
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TENANT: &str = "junction-tenant";

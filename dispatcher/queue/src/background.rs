@@ -1,7 +1,7 @@
 //! Background tasks that end with their owner.
 
 /// Aborts the task when dropped.
-pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -20,13 +20,13 @@ use sea_orm::{
 use tokio::sync::{Semaphore, broadcast};
 use tokio::task::JoinSet;
 
-use crate::background::AbortOnDrop;
 use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
-use crate::queue::{Queue, Received};
 use crate::recorder::{Attempt, Recorder, Settlement};
 use crate::retry;
 use crate::sender::{AttemptResult, ClientError, Sender};
-use crate::statement_shapes::{begin_key_lookups, padded};
+use junction_queue::background::AbortOnDrop;
+use junction_queue::statement_shapes::{begin_key_lookups, padded};
+use junction_queue::{Queue, Received};
 use junction_schema::webhook_signature::{Scheme, SigningSecret, signature_header};
 use junction_schema::webhook_url::AddressPolicy;
 
@@ -128,9 +128,8 @@ impl Dispatcher {
         let mut in_flight = JoinSet::new();
         tokio::pin!(shutdown);
         // Bulk replays whose process died are finished here; stopped with the worker.
-        let _takeover = AbortOnDrop(tokio::spawn(crate::replay::take_over_abandoned(
+        let _takeover = AbortOnDrop(tokio::spawn(junction_queue::replay::take_over_abandoned(
             self.inner.db.clone(),
-            Arc::clone(&self.inner.queue),
             REPLAY_TAKEOVER_INTERVAL,
         )));
         tracing::info!(concurrency = config.concurrency, "dispatcher started");
@@ -628,8 +627,8 @@ mod tests {
     use sea_orm::{DbBackend, Statement};
 
     use super::*;
-    use crate::queue::{EmbeddedQueue, Task};
     use crate::test_database::published_on_postgres_at;
+    use junction_queue::{EmbeddedQueue, Task};
 
     /// Sequential scans of messages so far. The count of this connection's own statements is
     /// flushed first, so it is exact when `db` has one connection.

@@ -9,6 +9,14 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, TransactionTrait,
 };
 
+/// `sql` written with `$n` placeholders, as `backend` takes them (SQLite: `?n`).
+pub fn placeholders(backend: DbBackend, sql: &str) -> String {
+    match backend {
+        DbBackend::Sqlite => sql.replace('$', "?"),
+        _ => sql.to_owned(),
+    }
+}
+
 /// Prices table scans out for the rest of `txn`, whose statements find rows by key.
 ///
 /// PostgreSQL's planner joins a batch of a few hundred keys against a scan of the whole table
@@ -16,7 +24,7 @@ use sea_orm::{
 /// at any size while statistics lag a growing table (autovacuum analyzes it a minute or more
 /// late). Such a scan costs the batch as much as the table has rows: settling 512 deliveries
 /// that way took 20 ms at 25,000 rows, by index 7 ms.
-pub(crate) async fn prefer_key_lookups(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+pub async fn prefer_key_lookups(txn: &DatabaseTransaction) -> Result<(), DbErr> {
     if txn.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared("SET LOCAL enable_seqscan = off")
             .await?;
@@ -25,9 +33,7 @@ pub(crate) async fn prefer_key_lookups(txn: &DatabaseTransaction) -> Result<(), 
 }
 
 /// Begins a transaction whose statements find rows by key: see [`prefer_key_lookups`].
-pub(crate) async fn begin_key_lookups(
-    db: &DatabaseConnection,
-) -> Result<DatabaseTransaction, DbErr> {
+pub async fn begin_key_lookups(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     let txn = db.begin().await?;
     prefer_key_lookups(&txn).await?;
     Ok(txn)
@@ -35,7 +41,7 @@ pub(crate) async fn begin_key_lookups(
 
 /// `values` with the last one repeated up to the next power of two: for `IN (...)` lists and
 /// `UPDATE ... FROM (VALUES ...)`, where a repeat changes nothing.
-pub(crate) fn padded<T: Clone>(values: impl IntoIterator<Item = T>) -> Vec<T> {
+pub fn padded<T: Clone>(values: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut values: Vec<T> = values.into_iter().collect();
     if let Some(last) = values.last().cloned() {
         values.resize(values.len().next_power_of_two(), last);
@@ -45,7 +51,7 @@ pub(crate) fn padded<T: Clone>(values: impl IntoIterator<Item = T>) -> Vec<T> {
 
 /// `items` in runs whose lengths are powers of two, longest first: for multi-row INSERTs,
 /// where a repeat would be one row more.
-pub(crate) fn power_of_two_runs<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+pub fn power_of_two_runs<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {

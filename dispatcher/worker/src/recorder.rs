@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::statement_shapes::{begin_key_lookups, padded, power_of_two_runs};
+use junction_queue::statement_shapes::{begin_key_lookups, padded, power_of_two_runs};
 
 /// The most attempts in one transaction (PostgreSQL takes at most 65,535 parameters in a
 /// statement; the UPDATE takes 7 per attempt, its list padded to 1,024).
@@ -201,8 +201,8 @@ mod tests {
     };
 
     use super::*;
-    use crate::statement_shapes::prefer_key_lookups;
     use crate::test_database::{published, published_on_postgres};
+    use junction_queue::statement_shapes::prefer_key_lookups;
 
     /// A database with one endpoint and `count` deliveries to it.
     async fn deliveries(

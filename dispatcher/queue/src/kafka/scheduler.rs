@@ -24,7 +24,7 @@ use super::{
     COMMITTING_CONSUMER, Closing, Polled, SEND_TIMEOUT, Topics, backend, client_config,
     leave_group, lock,
 };
-use crate::queue::{QueueError, Task};
+use crate::{QueueError, Task};
 
 /// A partition holding this many waiting records is paused until it is down to half.
 const PAUSE_AT: usize = 2_000;

@@ -1,39 +1,33 @@
-//! The queue between publishing and delivery: one small trait, one file per backend.
+//! The queue between publishing and delivery: one small trait, one file per backend, and
+//! the outbox, the only writer of what publishing and replay put on the queue.
 //!
 //! A backend hands out [`Received`] tasks and settles each exactly one way: `ack` after a
 //! success, `retry_at` for a later attempt, `dead_letter` when retries are exhausted. A task
 //! that is never settled (its worker died) must come back by itself: that is what makes
 //! delivery at-least-once.
+//!
+//! - [`outbox`]: a message, its deliveries and the outbox row stored in one transaction (what
+//!   publishing calls), and the relay that carries them to Kafka.
+//! - [`EmbeddedQueue`]: the deliveries table is the queue; [`KafkaQueue`]: Kafka topics.
+//! - [`replay`]: putting deliveries back on the queue: one message, or dead letters in bulk as
+//!   jobs with progress.
 
+pub mod background;
+pub mod config;
 mod embedded;
 pub mod kafka;
-mod outbox;
+pub mod outbox;
+pub mod replay;
+pub mod statement_shapes;
+#[cfg(test)]
+mod test_database;
 
+pub use config::{QueueBackend, QueueConfig};
 pub use embedded::EmbeddedQueue;
 pub use kafka::{KafkaConfig, KafkaQueue};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-
-/// `[queue]`: which backend carries delivery tasks.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueueConfig {
-    #[serde(default)]
-    pub backend: QueueBackend,
-    #[serde(default)]
-    pub kafka: KafkaConfig,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueBackend {
-    /// The deliveries table is the queue (SKIP LOCKED on PostgreSQL).
-    #[default]
-    Embedded,
-    /// Apache Kafka or any Kafka-protocol cluster, configured in `[queue.kafka]`.
-    Kafka,
-}
 
 /// One message on its way to one endpoint. `delivery_id` is the `webhook-id`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -18,6 +18,7 @@ use sea_orm::{
 
 use super::{Queue, QueueError, Received, Task, outbox};
 use crate::background::AbortOnDrop;
+use crate::statement_shapes::placeholders;
 
 #[derive(Clone)]
 pub struct EmbeddedQueue {
@@ -83,14 +84,6 @@ impl EmbeddedQueue {
     }
 }
 
-/// SQLite takes `?NNN`; PostgreSQL takes `$NNN`.
-fn placeholders(backend: DatabaseBackend, sql: &str) -> String {
-    match backend {
-        DatabaseBackend::Sqlite => sql.replace('$', "?"),
-        _ => sql.to_owned(),
-    }
-}
-
 fn lease_length(lease: Duration) -> chrono::Duration {
     chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
@@ -98,30 +91,8 @@ fn lease_length(lease: Duration) -> chrono::Duration {
 #[async_trait]
 impl Queue for EmbeddedQueue {
     async fn publish(&self, tasks: &[Task]) -> Result<(), QueueError> {
-        let now = Utc::now();
         let txn = self.db.begin().await?;
-        let mut due = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            // `publishEvent` creates the rows; publishing makes them due again.
-            let changed = self
-                .execute(
-                    &txn,
-                    "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, \
-                 dead_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
-                    vec![
-                        delivery::PENDING.into(),
-                        now.into(),
-                        task.delivery_id.clone().into(),
-                        task.tenant_id.clone().into(),
-                    ],
-                )
-                .await?;
-            if changed > 0 {
-                due.push(task.clone());
-            }
-        }
-        // With the Kafka backend, the relay sends them; with this one, the sweep clears these.
-        outbox::add(&txn, &due).await?;
+        outbox::requeue(&txn, tasks).await?;
         txn.commit().await?;
         Ok(())
     }

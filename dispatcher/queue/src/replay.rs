@@ -1,5 +1,6 @@
-//! Replay: putting deliveries back on the queue, keeping their ids, so the receiver sees the
-//! same `webhook-id` it saw before. One message is replayed at once; dead letters in bulk
+//! Replay: putting deliveries back on the queue through the outbox (so whichever backend
+//! runs takes them), keeping their ids, so the receiver sees the same `webhook-id` it saw
+//! before. One message is replayed at once; dead letters in bulk
 //! are replayed by a job that records its progress (see [`start_replay`]).
 
 use chrono::{DateTime, Utc};
@@ -7,11 +8,12 @@ use junction_schema::entities::{delivery, replay_job};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, TransactionSession,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use crate::queue::{Queue, QueueError, Task};
+use crate::{QueueError, Task, outbox};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -24,8 +26,7 @@ pub enum ReplayError {
 /// Sends one message again to every endpoint it went to (delivered or dead-lettered;
 /// deliveries still under way are left alone). Returns how many deliveries were re-queued.
 pub async fn replay_message(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
+    db: &(impl ConnectionTrait + TransactionTrait),
     tenant_id: &str,
     message_id: &str,
 ) -> Result<usize, ReplayError> {
@@ -35,7 +36,7 @@ pub async fn replay_message(
         .filter(delivery::Column::Status.ne(delivery::PENDING))
         .all(db)
         .await?;
-    requeue(db, queue, rows).await
+    requeue(db, rows).await
 }
 
 /// Which dead letters a bulk replay takes: of one endpoint (or all the tenant's), created in
@@ -76,7 +77,7 @@ impl DeadLetterFilter {
 /// Records a bulk replay of the dead letters `filter` matches, counted now; nothing is
 /// re-queued until [`run_replay`] runs it.
 pub async fn start_replay(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + TransactionTrait),
     tenant_id: &str,
     filter: &DeadLetterFilter,
 ) -> Result<replay_job::Model, ReplayError> {
@@ -103,8 +104,7 @@ pub async fn start_replay(
 /// Runs a replay job to its end, `batch` dead letters at a time, recording progress and a
 /// heartbeat after each batch. A failure is recorded on the job as well as returned.
 pub async fn run_replay(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
+    db: &(impl ConnectionTrait + TransactionTrait),
     mut job: replay_job::Model,
     batch: u64,
 ) -> Result<replay_job::Model, ReplayError> {
@@ -121,7 +121,7 @@ pub async fn run_replay(
                 .all(db)
                 .await?;
             let last = rows.last().map(|row| row.id.clone());
-            let count = requeue(db, queue, rows).await?;
+            let count = requeue(db, rows).await?;
             Ok::<_, ReplayError>((last, count))
         };
         let (last, count) = match step.await {
@@ -157,13 +157,12 @@ pub async fn run_replay(
 
 /// Starts and runs a bulk replay in one call; returns the finished job.
 pub async fn replay_dead_letters(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
+    db: &(impl ConnectionTrait + TransactionTrait),
     tenant_id: &str,
     filter: &DeadLetterFilter,
 ) -> Result<replay_job::Model, ReplayError> {
     let job = start_replay(db, tenant_id, filter).await?;
-    run_replay(db, queue, job, REPLAY_BATCH).await
+    run_replay(db, job, REPLAY_BATCH).await
 }
 
 /// Dead letters re-queued per step of a replay job.
@@ -174,13 +173,9 @@ pub const REPLAY_STALE_AFTER: std::time::Duration = std::time::Duration::from_se
 
 /// Looks for abandoned replay jobs every `every` and finishes them, until dropped. Every
 /// dispatcher runs it.
-pub async fn take_over_abandoned(
-    db: sea_orm::DatabaseConnection,
-    queue: std::sync::Arc<dyn Queue>,
-    every: std::time::Duration,
-) {
+pub async fn take_over_abandoned(db: sea_orm::DatabaseConnection, every: std::time::Duration) {
     loop {
-        if let Err(error) = resume_abandoned(&db, queue.as_ref(), REPLAY_STALE_AFTER).await {
+        if let Err(error) = resume_abandoned(&db, REPLAY_STALE_AFTER).await {
             tracing::warn!(%error, "cannot take over abandoned replay jobs; trying again later");
         }
         tokio::time::sleep(every).await;
@@ -191,8 +186,7 @@ pub async fn take_over_abandoned(
 /// and runs them to the end. Each is claimed by moving its heartbeat only if nobody else did,
 /// so of several processes doing this, one runs each job. Returns how many it finished.
 pub async fn resume_abandoned(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
+    db: &(impl ConnectionTrait + TransactionTrait),
     stale_after: std::time::Duration,
 ) -> Result<usize, ReplayError> {
     let stale = Utc::now() - chrono::Duration::from_std(stale_after).unwrap_or_default();
@@ -211,7 +205,7 @@ pub async fn resume_abandoned(
             .await?;
         if claimed.rows_affected == 1 {
             tracing::info!(job = %job.id, requeued = job.requeued, "resuming an abandoned replay job");
-            run_replay(db, queue, job, REPLAY_BATCH).await?;
+            run_replay(db, job, REPLAY_BATCH).await?;
             finished += 1;
         }
     }
@@ -219,14 +213,14 @@ pub async fn resume_abandoned(
 }
 
 async fn requeue(
-    db: &impl ConnectionTrait,
-    queue: &dyn Queue,
+    db: &(impl ConnectionTrait + TransactionTrait),
     rows: Vec<delivery::Model>,
 ) -> Result<usize, ReplayError> {
     if rows.is_empty() {
         return Ok(0);
     }
     let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
+    let txn = db.begin().await?;
     // A replay starts a fresh retry schedule; earlier attempts stay on record.
     delivery::Entity::update_many()
         .col_expr(delivery::Column::Attempts, Expr::value(0))
@@ -235,7 +229,7 @@ async fn requeue(
             Expr::value(Option::<String>::None),
         )
         .filter(delivery::Column::Id.is_in(ids))
-        .exec(db)
+        .exec(&txn)
         .await?;
     // A fresh retry schedule: the rows' attempt counts were just reset.
     let tasks: Vec<Task> = rows
@@ -245,6 +239,7 @@ async fn requeue(
             ..Task::from(row)
         })
         .collect();
-    queue.publish(&tasks).await?;
-    Ok(tasks.len())
+    let due = outbox::requeue(&txn, &tasks).await?;
+    txn.commit().await?;
+    Ok(due.len())
 }

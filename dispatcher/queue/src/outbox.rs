@@ -1,5 +1,7 @@
-//! The `outbox` table from the dispatcher's side (see `junction_schema::entities::outbox`):
-//! writing rows for deliveries made due again, reading what rows name, and deleting them.
+//! The `outbox` table (see `junction_schema::entities::outbox`), whose only writer this is:
+//! messages stored with their deliveries and a row naming them ([`store`], what publishing
+//! calls), rows for deliveries made due again (replay), reading what rows name, and deleting
+//! them.
 //! The Kafka relay sends what they name; the embedded queue, which reads the deliveries
 //! table itself, sweeps away the rows that no longer name anything pending.
 
@@ -7,15 +9,179 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use junction_schema::entities::{delivery, outbox};
+use junction_schema::entities::{delivery, message, outbox};
 use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait, Value,
 };
 
 use super::{QueueError, Task};
-use crate::statement_shapes::padded;
+use crate::statement_shapes::{padded, placeholders};
+
+/// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
+/// message for some 5,000 endpoints used to pass; one for more than this is written in
+/// several INSERTs.
+const DELIVERIES_PER_STATEMENT: usize = 1_000;
+
+/// Stores a newly published `message`, a pending delivery for each of `endpoints` and the
+/// outbox row naming them, in one transaction: the only way messages enter the queue. Nothing
+/// is stored, and `false` returned, when the message's idempotency key is taken.
+pub async fn store(
+    db: &DatabaseConnection,
+    message: &message::Model,
+    endpoints: &[String],
+) -> Result<bool, sea_orm::DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres if endpoints.len() <= DELIVERIES_PER_STATEMENT => {
+            store_in_one_statement(db, message, endpoints).await
+        }
+        _ => store_in_transaction(db, message, endpoints).await,
+    }
+}
+
+/// Stores the message, a delivery per endpoint and the outbox row in one statement, so in one
+/// round trip and one implicit transaction (PostgreSQL's data-modifying `WITH`). Nothing is
+/// stored, and `false` returned, when the idempotency key is taken.
+async fn store_in_one_statement(
+    db: &DatabaseConnection,
+    message: &message::Model,
+    endpoints: &[String],
+) -> Result<bool, sea_orm::DbErr> {
+    let mut values: Vec<Value> = vec![
+        message.id.clone().into(),
+        message.tenant_id.clone().into(),
+        message.event_type.clone().into(),
+        message.payload.clone().into(),
+        message.payload_hash.clone().into(),
+        message.channels.clone().into(),
+        message.idempotency_key.clone().into(),
+        message.traceparent.clone().into(),
+        message.created_at.into(),
+    ];
+    let insert_message = "INSERT INTO messages (id, tenant_id, event_type, payload, payload_hash, \
+         channels, idempotency_key, traceparent, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id";
+    let sql = if endpoints.is_empty() {
+        insert_message.to_owned()
+    } else {
+        let mut rows = Vec::with_capacity(endpoints.len());
+        for endpoint in endpoints {
+            // Time-ordered, so the primary key grows at its end rather than everywhere.
+            values.push(uuid::Uuid::now_v7().to_string().into());
+            values.push(endpoint.clone().into());
+            rows.push(format!("(${}, ${})", values.len() - 1, values.len()));
+        }
+        format!(
+            "WITH m AS ({insert_message}), \
+             d AS (INSERT INTO deliveries (id, tenant_id, message_id, endpoint_id, status, \
+             attempts, next_attempt_at, created_at, updated_at) \
+             SELECT v.id, $2, $1, v.endpoint_id, '{pending}', 0, $9, $9, $9 \
+             FROM (VALUES {rows}) AS v(id, endpoint_id) WHERE EXISTS (SELECT 1 FROM m)) \
+             INSERT INTO outbox (message_id, created_at) SELECT id, $9 FROM m RETURNING message_id",
+            pending = delivery::PENDING,
+            rows = rows.join(", ")
+        )
+    };
+    let stored = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    Ok(stored.is_some())
+}
+
+/// The same in a transaction of separate statements: for SQLite, which has no data-modifying
+/// `WITH` (and, in process, no round trips to save), and for a message to more endpoints
+/// than one statement takes.
+async fn store_in_transaction(
+    db: &DatabaseConnection,
+    message: &message::Model,
+    endpoints: &[String],
+) -> Result<bool, sea_orm::DbErr> {
+    let txn = db.begin().await?;
+    let inserted = message::Entity::insert(message.clone().into_active_model())
+        .on_conflict(
+            OnConflict::columns([message::Column::TenantId, message::Column::IdempotencyKey])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let now = message.created_at;
+    for chunk in endpoints.chunks(DELIVERIES_PER_STATEMENT) {
+        delivery::Entity::insert_many(chunk.iter().map(|endpoint| delivery::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            tenant_id: Set(message.tenant_id.clone()),
+            message_id: Set(message.id.clone()),
+            endpoint_id: Set(endpoint.clone()),
+            status: Set(delivery::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            lease_token: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            delivered_at: Set(None),
+            dead_at: Set(None),
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    if !endpoints.is_empty() {
+        // For the Kafka relay: one row names all of the message's deliveries.
+        outbox::Entity::insert(outbox::ActiveModel {
+            message_id: Set(message.id.clone()),
+            delivery_id: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        })
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(true)
+}
+
+/// Makes settled deliveries due again (a replay), keeping their ids, each named in an outbox
+/// row: the embedded queue takes them as due rows, the Kafka relay sends what the rows name,
+/// so a replay reaches whichever backend runs without knowing it. Run it in the caller's
+/// transaction. Returns the tasks made due (a delivery gone, or of another tenant, is not).
+pub async fn requeue(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<Vec<Task>, QueueError> {
+    let now = Utc::now();
+    let backend = db.get_database_backend();
+    let sql = placeholders(
+        backend,
+        "UPDATE deliveries SET status = $1, next_attempt_at = $2, lease_token = NULL, \
+         dead_at = NULL, updated_at = $2 WHERE id = $3 AND tenant_id = $4",
+    );
+    let mut due = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let values: Vec<Value> = vec![
+            delivery::PENDING.into(),
+            now.into(),
+            task.delivery_id.clone().into(),
+            task.tenant_id.clone().into(),
+        ];
+        let changed = db
+            .execute_raw(Statement::from_sql_and_values(backend, &sql, values))
+            .await?
+            .rows_affected();
+        if changed > 0 {
+            due.push(task.clone());
+        }
+    }
+    add(db, &due).await?;
+    Ok(due)
+}
 
 /// Names each task's delivery, for the relay to send again.
 pub(crate) async fn add(db: &impl ConnectionTrait, tasks: &[Task]) -> Result<(), QueueError> {

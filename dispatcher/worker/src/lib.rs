@@ -1,0 +1,25 @@
+//! The delivery worker: takes delivery tasks from a [`Queue`](junction_queue::Queue), signs
+//! each webhook per Standard Webhooks, POSTs it to the customer's endpoint, records the
+//! attempt, and only then settles the task: acknowledged, retried later with back-off, or
+//! dead-lettered; and the jobs it runs beside deliveries (replays, retention).
+//!
+//! Delivery is at least once: a crash between sending and settling repeats the delivery with
+//! the same `webhook-id`; nothing is ever dropped.
+//!
+//! - [`worker`]: the delivery loop, with per-endpoint isolation; attempts are recorded with
+//!   group commit (`recorder`).
+//! - [`ssrf`]: the HTTP client's resolver that enforces the address policy at connect time.
+//! - [`retry`]: the back-off schedule.
+
+mod config;
+mod recorder;
+pub mod retry;
+mod sender;
+pub mod ssrf;
+#[cfg(test)]
+#[path = "../../queue/src/test_database.rs"]
+mod test_database;
+pub mod worker;
+
+pub use config::DispatcherConfig;
+pub use worker::Dispatcher;
