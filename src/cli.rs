@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use junction_schema::database::DatabaseUrl;
 
-use crate::commands::Failure;
 use crate::config::{self, Config, LogFormat};
+use crate::failure::Failure;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,12 +1,12 @@
 //! `junction`: one binary that runs the whole platform (`serve`) or any part of it alone.
 //! This file only wires the command line to the commands.
 
-mod auth;
 mod cli;
-
 mod commands;
 mod config;
+mod failure;
 mod logging;
+mod roles;
 mod shutdown;
 
 use std::process::ExitCode;

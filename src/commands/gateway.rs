@@ -2,25 +2,17 @@
 //! Federation v2 subgraphs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
+use junction_edge::server::{CurrentSite, Site};
 use junction_federation::supergraph::Supergraph;
-use junction_gateway::execute::SubgraphClient;
-use junction_gateway::jwt::JwtAuthenticator;
-use junction_gateway::passthrough::{Passthrough, ProxyContext};
-use junction_gateway::persisted::PersistedQueries;
-use junction_gateway::rate_limit::RateLimiter;
-use junction_gateway::router::{Authenticator, GraphRouter};
-use junction_gateway::server::{CurrentSite, Site};
-use junction_gateway::{edge, health};
+use junction_passthrough::Passthrough;
 use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::commands::Failure;
 use crate::config::Config;
+use crate::roles::router::{Authentication, site};
 use crate::shutdown::Shutdown;
 
 pub async fn run(
@@ -58,7 +50,7 @@ pub async fn run(
         subgraphs = %subgraphs.join(", "),
         "Junction is serving"
     );
-    junction_gateway::server::serve(
+    junction_edge::server::serve(
         listener,
         current,
         Shutdown::on_signal().wait(),
@@ -72,7 +64,10 @@ pub async fn run(
 
 /// Everything the router serves, from a configuration and the supergraph file; and the
 /// subgraphs it found, for the log.
-fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Site, Vec<String>), Failure> {
+fn build(
+    config: &Config,
+    supergraph: Option<&Path>,
+) -> Result<(Site<Passthrough>, Vec<String>), Failure> {
     let Some(path) = supergraph
         .map(Path::to_path_buf)
         .or_else(|| config.gateway.supergraph.clone())
@@ -92,121 +87,10 @@ fn build(config: &Config, supergraph: Option<&Path>) -> Result<(Site, Vec<String
         .collect();
     // Without a shared key there is nobody to sign for: third-party subgraphs do not check.
     let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
-    let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer.clone())
-        .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
-    // With `[gateway.jwt]`, every caller needs a valid token; without, the router is open.
-    let authenticator: Option<Arc<dyn Authenticator>> = match &config.gateway.jwt {
-        Some(jwt) => Some(Arc::new(
-            JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?,
-        )),
-        None => None,
-    };
-    let routes = passthrough(config, authenticator.as_ref(), signer)?;
-    let router = graph_router(config, supergraph, client, authenticator)?;
-    Ok((
-        front_door(config, router, health::routes(Vec::new()), routes),
-        subgraphs,
-    ))
-}
-
-/// The `[[gateway.routes]]`, with the router's authenticator and identity signer.
-pub fn passthrough(
-    config: &Config,
-    authenticator: Option<&Arc<dyn Authenticator>>,
-    signer: Option<IdentitySigner>,
-) -> Result<Passthrough, Failure> {
-    Passthrough::new(
-        &config.gateway.routes,
-        authenticator,
-        ProxyContext {
-            signer,
-            trusted_proxies: config.gateway.http.trusted_proxies.clone().into(),
-        },
-    )
-    .map_err(Failure::Usage)
-}
-
-/// The router over `supergraph` with the `[gateway]` settings every deployment shares.
-pub fn graph_router(
-    config: &Config,
-    supergraph: Supergraph,
-    client: SubgraphClient,
-    authenticator: Option<Arc<dyn Authenticator>>,
-) -> Result<Arc<GraphRouter>, Failure> {
-    let mut timeouts = std::collections::HashMap::new();
-    for (name, settings) in &config.gateway.subgraphs {
-        let Some(graph) = supergraph.graphs.values().find(|g| &g.name == name) else {
-            return Err(Failure::Usage(format!(
-                "gateway.subgraphs.{name}: the supergraph has no subgraph of that name"
-            )));
-        };
-        if let Some(timeout) = settings.timeout {
-            timeouts.insert(graph.url.clone(), timeout);
-        }
-    }
-    let client = client.with_timeouts(timeouts);
-    Ok(Arc::new(
-        GraphRouter::new(
-            Arc::new(supergraph),
-            client,
-            config.gateway.limits.clone(),
-            authenticator,
-        )
-        .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
-        .with_cost(config.gateway.cost.clone())
-        .with_subscriptions(config.gateway.subscriptions.clone())
-        .with_rate_limit(
-            config
-                .gateway
-                .rate_limit
-                .as_ref()
-                .map(RateLimiter::new)
-                .transpose()
-                .map_err(Failure::Usage)?,
-        )
-        .with_operation_limits(match &config.gateway.rate_limit {
-            Some(limits) => RateLimiter::for_operations(limits).map_err(Failure::Usage)?,
-            None => Default::default(),
-        })
-        .with_caches(&config.gateway.caches)
-        .with_persisted_queries(
-            PersistedQueries::new(
-                &config.gateway.persisted_queries,
-                config.gateway.caches.persisted_queries_bytes,
-            )
-            .map_err(|e| Failure::Usage(e.to_string()))?,
-        ),
-    ))
-}
-
-/// What the router's address serves: GraphQL, the playground and `endpoints`, then the REST
-/// routes for every other path; behind request ids and request tracing. The REST routes
-/// also go to the server's HTTP/1 fast path, which does the same per request.
-pub fn front_door(
-    config: &Config,
-    router: Arc<GraphRouter>,
-    endpoints: Router,
-    passthrough: Passthrough,
-) -> Site {
-    let own = edge::own_endpoints(
-        router
-            .routes()
-            .merge(junction_playground::routes())
-            .merge(endpoints),
-        &config.gateway.http,
-    );
-    // Added after the own endpoints' layers, so REST bodies are neither limited nor
-    // compressed by them.
-    let routes = (!passthrough.is_empty()).then(|| Arc::new(passthrough));
-    let app = match &routes {
-        Some(routes) => own.fallback_service(routes.service()),
-        None => own,
-    };
-    Site {
-        app: edge::request_ids(app).layer(TraceLayer::new_for_http()),
-        routes,
-        header_read_timeout: config.gateway.http.header_read_timeout,
-    }
+    // No database: JWT and introspection, when configured; else the router is open.
+    let authentication = Authentication::from_config(config, None)?;
+    let site = site(config, supergraph, signer, &authentication, Vec::new())?;
+    Ok((site, subgraphs))
 }
 
 /// Files whose change reloads the router, looked at every `every` (never when zero).
@@ -230,7 +114,7 @@ fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
 /// again, and the router rebuilt from them; anything wrong keeps the running router. (The
 /// listening address stays as started.)
 async fn reload_when_asked(
-    current: CurrentSite,
+    current: CurrentSite<Passthrough>,
     supergraph: Option<PathBuf>,
     listen: std::net::SocketAddr,
     reload: impl Fn() -> Result<Config, Failure>,

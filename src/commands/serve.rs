@@ -4,22 +4,17 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use junction_edge::auth::api_keys::ApiKeys;
 use junction_federation::compose::{self, SubgraphSource};
 use junction_federation::supergraph::Supergraph;
-use junction_gateway::execute::SubgraphClient;
-use junction_gateway::health::{self, ReadinessProbe};
-use junction_gateway::introspection::Introspection;
-use junction_gateway::jwt::{AnyOf, JwtAuthenticator};
-use junction_gateway::oauth::{ClientCredentials, TokenIssuer};
-use junction_gateway::router::Authenticator;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
-use crate::auth::ApiKeys;
-use crate::commands::{Failure, connect, dispatcher, gateway, subgraph};
+use crate::commands::{Failure, connect, dispatcher};
 use crate::config::Config;
+use crate::roles::router::Authentication;
+use crate::roles::subgraphs::{database_probe, deliveries_router, webhooks_router};
 use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
@@ -69,12 +64,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     for (name, router, sdl) in [
         (
             junction_webhooks::SUBGRAPH_NAME,
-            subgraph::webhooks_router(&config, &db, Arc::clone(&verifier)),
+            webhooks_router(&config, &db, Arc::clone(&verifier)),
             junction_webhooks::graphql::sdl(),
         ),
         (
             junction_deliveries::SUBGRAPH_NAME,
-            subgraph::deliveries_router(&db, Arc::clone(&verifier), Some(worker_events.clone())),
+            deliveries_router(&db, Arc::clone(&verifier), Some(worker_events.clone())),
             junction_deliveries::graphql::sdl(),
         ),
     ] {
@@ -85,7 +80,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             "http://{}/graphql",
             listener.local_addr().context("subgraph address")?
         );
-        subgraph_servers.push(tokio::spawn(junction_gateway::server::serve(
+        subgraph_servers.push(tokio::spawn(junction_edge::server::serve(
             listener,
             router,
             shutdown.clone().wait(),
@@ -102,48 +97,19 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     let supergraph = Supergraph::parse(&supergraph)
         .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
     let signer = IdentitySigner::new(key);
-    let client = SubgraphClient::new(config.gateway.subgraph_timeout, Some(signer.clone()))
-        .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
     let api_keys = Arc::new(ApiKeys::new(
         db.clone(),
         config.gateway.api_key_cache_ttl,
         config.gateway.caches.api_keys_bytes,
     ));
-    // OAuth2 client credentials: API keys trade for short-lived tokens of this router.
-    let tokens = Arc::new(TokenIssuer::new(
-        config.gateway.oauth.issuer.clone(),
-        config.gateway.oauth.token_ttl,
-        Arc::clone(&api_keys) as Arc<dyn ClientCredentials>,
-    ));
-    // The router's own tokens, then other issuers' JWTs, then API keys: the first that
-    // recognizes the credential decides.
-    let mut authenticators: Vec<Arc<dyn Authenticator>> = vec![Arc::clone(&tokens) as _];
-    if let Some(jwt) = &config.gateway.jwt {
-        authenticators.push(Arc::new(
-            JwtAuthenticator::new(jwt.clone()).context("configuring JWT authentication")?,
-        ));
-    }
-    if let Some(introspection) = &config.gateway.introspection {
-        authenticators.push(Arc::new(
-            Introspection::new(
-                introspection.clone(),
-                config.gateway.caches.introspection_bytes,
-            )
-            .map_err(|e| anyhow::anyhow!("configuring token introspection: {e}"))?,
-        ));
-    }
-    authenticators.push(api_keys);
-    let authenticator: Arc<dyn Authenticator> = Arc::new(AnyOf(authenticators));
-    let routes = gateway::passthrough(&config, Some(&authenticator), Some(signer))?;
-    let router = gateway::graph_router(&config, supergraph, client, Some(authenticator))?;
-    let app = gateway::front_door(
+    let authentication = Authentication::from_config(&config, Some(api_keys))?;
+    let app = crate::roles::router::site(
         &config,
-        router,
-        tokens
-            .routes()
-            .merge(health::routes(vec![database_probe(db.clone())])),
-        routes,
-    );
+        supergraph,
+        Some(signer),
+        &authentication,
+        vec![database_probe(db.clone())],
+    )?;
     let listen = config.gateway.listen;
     let listener = TcpListener::bind(listen)
         .await
@@ -153,7 +119,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         database = %config.database.url,
         "Junction is serving"
     );
-    junction_gateway::server::serve(
+    junction_edge::server::serve(
         listener,
         app,
         shutdown.wait(),
@@ -172,24 +138,6 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Ready when the database answers and has every migration this binary knows.
-pub fn database_probe(db: DatabaseConnection) -> ReadinessProbe {
-    ReadinessProbe::new("database", move || {
-        let db = db.clone();
-        async move {
-            db.ping().await.map_err(|e| format!("unreachable: {e}"))?;
-            let states = junction_migrations::status(&db)
-                .await
-                .map_err(|e| format!("cannot read migrations: {e}"))?;
-            let pending = states.iter().filter(|m| !m.applied).count();
-            if pending > 0 {
-                return Err(format!("{pending} migration(s) pending"));
-            }
-            Ok(())
-        }
-    })
 }
 
 fn print_bootstrap(bootstrap: &tenants::Bootstrap) {

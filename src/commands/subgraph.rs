@@ -3,20 +3,15 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use junction_gateway::health;
+use junction_edge::health;
 use junction_queue::QueueBackend;
-use junction_schema::envelope::DeliveryEvent;
-use junction_schema::identity::{IdentityKey, IdentityVerifier};
-use junction_schema::webhook_url::AddressPolicy;
-use junction_webhooks::graphql::{self, WebhooksState};
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tower_http::trace::TraceLayer;
 
 use crate::cli::SubgraphName;
-use crate::commands::{Failure, connect_migrated, serve::database_probe};
+use crate::commands::{Failure, connect_migrated};
 use crate::config::Config;
+use crate::roles::subgraphs::{database_probe, deliveries_router, verifier, webhooks_router};
 use crate::shutdown::Shutdown;
 
 pub async fn run(
@@ -67,7 +62,7 @@ pub async fn run(
         subgraph = %name,
         "Junction is serving"
     );
-    junction_gateway::server::serve(
+    junction_edge::server::serve(
         listener,
         app,
         Shutdown::on_signal().wait(),
@@ -78,42 +73,4 @@ pub async fn run(
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn verifier(key: IdentityKey, config: &Config) -> IdentityVerifier {
-    let mut keys = vec![key];
-    keys.extend(config.identity.previous_signing_keys.iter().cloned());
-    IdentityVerifier::new(keys, config.identity.max_age)
-        .with_max_body_bytes(config.identity.max_body_bytes)
-}
-
-/// The webhooks subgraph's routes, for a process of its own or for `junction serve`.
-pub fn webhooks_router(
-    config: &Config,
-    db: &DatabaseConnection,
-    verifier: Arc<IdentityVerifier>,
-) -> axum::Router {
-    let schema = graphql::schema(WebhooksState {
-        db: db.clone(),
-        policy: AddressPolicy::new(config.dispatcher.allowed_networks.clone()),
-        max_payload_bytes: config.webhooks.max_payload_bytes,
-        rotation_grace: config.webhooks.secret_rotation_grace,
-    });
-    junction_webhooks::http::router(schema, verifier)
-}
-
-/// The deliveries subgraph's routes; replays go through the queue's outbox (which the
-/// configured backend takes from), and live subscriptions take `events` (the dispatcher's,
-/// when it runs in this process).
-pub fn deliveries_router(
-    db: &DatabaseConnection,
-    verifier: Arc<IdentityVerifier>,
-    events: Option<broadcast::Sender<DeliveryEvent>>,
-) -> axum::Router {
-    let schema =
-        junction_deliveries::graphql::schema(junction_deliveries::graphql::DeliveriesState {
-            db: db.clone(),
-            events,
-        });
-    junction_deliveries::http::router(schema, verifier)
 }

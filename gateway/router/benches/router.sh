@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Router overhead benchmark: the classic four subgraphs, a deep query (products, their reviews,
+# the reviews' authors and their reviews' products) at 50 connections and a one-fetch query at
+# one connection; Junction's router, Hive Router when installed, and the subgraph called
+# directly, measured side by side in one run. Reports requests/s, latency p50/p99 (wrk), the
+# router's CPU time per request (from /proc, steadier than requests/s on a shared machine)
+# and its resident memory. Needs `wrk` (apt) and, for the comparison, Hive Router:
+#   cargo install hive-router --version 0.0.84 --locked --features graphiql --root /var/tmp/anchors
+#
+#   gateway/router/benches/router.sh            # DURATION=10s CONNECTIONS=50 by default
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-50}
+HIVE=${HIVE_ROUTER:-/var/tmp/anchors/bin/hive_router}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/junction-target}"
+command -v mold >/dev/null && export RUSTFLAGS="${RUSTFLAGS:--C link-arg=-fuse-ld=mold}"
+command -v wrk >/dev/null || { echo "router.sh: install wrk (apt-get install wrk)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/junction-router-bench.XXXXXX)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cargo build --release --quiet --bin junction
+cargo bench -p junction-router --bench subgraphs --no-run --quiet 2>/dev/null
+subgraphs_bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/subgraphs-* | grep -v '\.d$' | head -n 1)
+"$subgraphs_bin" 4201 > "$work/subgraphs.log" &
+pids+=($!)
+junction="$CARGO_TARGET_DIR/release/junction"
+for _ in $(seq 50); do curl -s -o /dev/null 127.0.0.1:4204/graphql -d '{}' -H 'content-type: application/json' && break; sleep 0.1; done
+"$junction" compose \
+  --subgraph accounts=http://127.0.0.1:4201/graphql --subgraph products=http://127.0.0.1:4202/graphql \
+  --subgraph inventory=http://127.0.0.1:4203/graphql --subgraph reviews=http://127.0.0.1:4204/graphql \
+  -o "$work/supergraph.graphql" 2>/dev/null
+
+(cd "$work" && exec "$junction" gateway --supergraph supergraph.graphql --listen 127.0.0.1:4300 --log-level error) &
+junction_pid=$!
+pids+=($junction_pid)
+hive_pid=
+if [ -x "$HIVE" ]; then
+  cat > "$work/router.config.yaml" <<YAML
+supergraph:
+  source: file
+  path: ./supergraph.graphql
+http:
+  host: 127.0.0.1
+  port: 4400
+traffic_shaping:
+  all:
+    dedupe_enabled: false
+  router:
+    dedupe:
+      enabled: false
+log:
+  level: error
+YAML
+  (cd "$work" && exec "$HIVE" > "$work/hive.log" 2>&1) &
+  hive_pid=$!
+  pids+=($hive_pid)
+fi
+sleep 1
+
+deep='{ topProducts { name reviews { body author { name reviews { product { name } } } } } }'
+one='{ topProducts { name price } }'
+lua() { # body file for wrk
+  python3 -c 'import json,sys; q=sys.argv[1]; print("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = " + json.dumps(json.dumps({"query": q})))' "$1" > "$2"
+}
+lua "$deep" "$work/deep.lua"
+lua "$one" "$work/one.lua"
+ticks=$(getconf CLK_TCK)
+cpu() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+rss() { [ -n "$1" ] && awk '/VmRSS/ {printf "%d MB", $2/1024}' "/proc/$1/status" || echo -; }
+
+run() { # name url pid script connections
+  local before after out requests
+  # Warm up: plans cached, connections pooled.
+  wrk -t1 -c"$5" -d2s -s "$4" "$2" > /dev/null
+  before=$(cpu "$3")
+  out=$(wrk -t1 -c"$5" -d"$DURATION" --latency -s "$4" "$2")
+  after=$(cpu "$3")
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  local rps p50 p99 errors
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
+  local cpu_ms="-"
+  if [ -n "$3" ] && [ "$requests" -gt 0 ]; then
+    cpu_ms=$(python3 -c "print(f'{($after - $before) / $ticks * 1000 / $requests:.3f}')")
+  fi
+  printf '| %-28s | %9s | %8s | %8s | %10s | %7s | %s\n' "$1" "$rps" "$p50" "$p99" "$cpu_ms" "$(rss "$3")" "$errors"
+}
+
+# Each router must answer right before it is timed.
+expected=$(curl -s 127.0.0.1:4300/graphql -H 'content-type: application/json' -d "$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$deep")")
+echo "$expected" | grep -q '"Love it!"' || { echo "Junction's answer is wrong: $expected" >&2; exit 1; }
+
+echo "date: $(date -u +%F), $(nproc) cores, wrk -t1 -d$DURATION"
+echo "| run                          | requests/s |   p50    |   p99    | CPU ms/req |   RSS   |"
+echo "|---|---|---|---|---|---|"
+run "Junction, deep, c=$CONNECTIONS" http://127.0.0.1:4300/graphql "$junction_pid" "$work/deep.lua" "$CONNECTIONS"
+[ -n "$hive_pid" ] && run "Hive Router, deep, c=$CONNECTIONS" http://127.0.0.1:4400/graphql "$hive_pid" "$work/deep.lua" "$CONNECTIONS"
+run "products directly, one, c=1" http://127.0.0.1:4202/graphql "" "$work/one.lua" 1
+run "Junction, one fetch, c=1" http://127.0.0.1:4300/graphql "$junction_pid" "$work/one.lua" 1
+[ -n "$hive_pid" ] && run "Hive Router, one fetch, c=1" http://127.0.0.1:4400/graphql "$hive_pid" "$work/one.lua" 1
+true

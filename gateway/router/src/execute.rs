@@ -1,0 +1,810 @@
+//! Running a query plan: fetches in parallel where the plan allows, entity representations
+//! deduplicated per fetch, results merged by path, then the response shaped to exactly what the
+//! client asked, with GraphQL's null propagation and error paths.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use apollo_compiler::ast::Type;
+use futures_util::future::{BoxFuture, FutureExt, join_all};
+use junction_schema::Identity;
+use junction_schema::identity::{Audience, Binding, IdentitySigner};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use serde_json::{Map, Value, json};
+
+use junction_federation::operation::Operation;
+use junction_federation::plan::{Fetch, PathElement, PlanNode, QueryPlan};
+use junction_federation::selection::Selection;
+use junction_federation::supergraph::{Graph, Supergraph};
+
+/// Talks to subgraphs: one keep-alive pool, a timeout per request, and the caller's identity
+/// signed into every request.
+#[derive(Clone)]
+pub struct SubgraphClient {
+    http: reqwest::Client,
+    signer: Option<IdentitySigner>,
+    /// By subgraph URL, for subgraphs with a timeout of their own.
+    timeouts: HashMap<String, Duration>,
+}
+
+impl SubgraphClient {
+    pub fn new(timeout: Duration, signer: Option<IdentitySigner>) -> Result<Self, String> {
+        Ok(Self {
+            http: junction_edge::clients::plain_client(timeout)?,
+            signer,
+            timeouts: HashMap::new(),
+        })
+    }
+
+    /// Timeouts of their own for the subgraphs at these URLs.
+    pub fn with_timeouts(mut self, timeouts: HashMap<String, Duration>) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// What every request to a subgraph carries: the caller's identity (and nothing a
+    /// client claimed) signed for `request` to the subgraph `graph`, and the trace context.
+    pub(crate) fn downstream_headers(
+        &self,
+        identity: Option<&Identity>,
+        forwarded: &Forwarded,
+        graph: &str,
+        request: Downstream<'_>,
+    ) -> HeaderMap {
+        // A fresh map: no header a client sent is passed on.
+        let mut headers = HeaderMap::new();
+        if let (Some(signer), Some(identity)) = (&self.signer, identity) {
+            let audience = Audience::subgraph(graph);
+            let binding = Binding {
+                audience: &audience,
+                method: Some(request.method),
+                target: Some(request.target),
+                body: Some(Binding::digest(request.body)),
+                request_id: forwarded.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            };
+            signer.apply(identity, &binding, &mut headers);
+        }
+        for (name, value) in [
+            ("traceparent", &forwarded.traceparent),
+            (junction_edge::layers::REQUEST_ID, &forwarded.request_id),
+        ] {
+            if let Some(value) = value {
+                headers.insert(name, value.clone());
+            }
+        }
+        headers
+    }
+
+    async fn post(
+        &self,
+        graph: &Graph,
+        body: String,
+        request: &RequestContext<'_>,
+    ) -> Result<Value, String> {
+        let url = reqwest::Url::parse(&graph.url).map_err(|_| "has a bad URL".to_owned())?;
+        let target = match url.query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut headers = self.downstream_headers(
+            request.identity,
+            request.forwarded,
+            &graph.name,
+            Downstream {
+                method: "POST",
+                target: &target,
+                body: body.as_bytes(),
+            },
+        );
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut post = self.http.post(url);
+        if let Some(timeout) = self.timeouts.get(&graph.url) {
+            post = post.timeout(*timeout);
+        }
+        let response = post.headers(headers).body(body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                "timed out".to_owned()
+            } else {
+                "is unreachable".to_owned()
+            }
+        })?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|_| "cut its answer short".to_owned())?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| format!("answered HTTP {} without GraphQL", status.as_u16()))?;
+        if !value.is_object() {
+            return Err(format!("answered HTTP {} without GraphQL", status.as_u16()));
+        }
+        Ok(value)
+    }
+}
+
+/// The request to a subgraph that an identity is signed for: the request line as sent (path
+/// and query), and the body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Downstream<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub body: &'a [u8],
+}
+
+/// What the router passes on from the client's request to every subgraph request: the
+/// header values as they came (cloning one shares its bytes).
+#[derive(Clone, Debug, Default)]
+pub struct Forwarded {
+    pub traceparent: Option<HeaderValue>,
+    pub request_id: Option<HeaderValue>,
+}
+
+impl Forwarded {
+    pub fn from_headers(headers: &axum::http::HeaderMap) -> Self {
+        Self {
+            traceparent: headers.get("traceparent").cloned(),
+            request_id: headers.get(junction_edge::layers::REQUEST_ID).cloned(),
+        }
+    }
+}
+
+/// What one client request brings to execution.
+pub struct RequestContext<'a> {
+    pub supergraph: &'a Supergraph,
+    pub operation: &'a Operation,
+    pub variables: &'a Map<String, Value>,
+    pub identity: Option<&'a Identity>,
+    pub forwarded: &'a Forwarded,
+}
+
+#[derive(Default)]
+struct State {
+    data: Value,
+    errors: Vec<Value>,
+}
+
+/// Runs `plan` and returns the GraphQL response body.
+pub async fn execute(
+    client: &SubgraphClient,
+    plan: &QueryPlan,
+    request: &RequestContext<'_>,
+    initial: Option<Value>,
+) -> Value {
+    execute_from(client, plan, request, initial, Vec::new()).await
+}
+
+/// Runs `plan` on top of data already fetched (a subscription event), keeping its errors.
+pub async fn execute_from(
+    client: &SubgraphClient,
+    plan: &QueryPlan,
+    request: &RequestContext<'_>,
+    data: Option<Value>,
+    errors: Vec<Value>,
+) -> Value {
+    let state = Mutex::new(State {
+        data: data
+            .filter(Value::is_object)
+            .unwrap_or_else(|| Value::Object(Map::new())),
+        errors,
+    });
+    if let Some(root) = &plan.root {
+        run(client, root, request, &state).await;
+    }
+    let State { data, mut errors } = state.into_inner().unwrap_or_else(|p| p.into_inner());
+    let supergraph = request.supergraph;
+    let root_type = &request.operation.root_type;
+    let data = match shape_object(
+        supergraph,
+        &request.operation.selections,
+        &data,
+        root_type,
+        &mut Vec::new(),
+        &mut errors,
+    ) {
+        Ok(object) => Value::Object(object),
+        Err(()) => Value::Null,
+    };
+    let mut response = Map::new();
+    if !errors.is_empty() {
+        response.insert("errors".into(), Value::Array(errors));
+    }
+    response.insert("data".into(), data);
+    Value::Object(response)
+}
+
+fn run<'a>(
+    client: &'a SubgraphClient,
+    node: &'a PlanNode,
+    request: &'a RequestContext<'a>,
+    state: &'a Mutex<State>,
+) -> BoxFuture<'a, ()> {
+    async move {
+        match node {
+            PlanNode::Sequence(nodes) => {
+                for node in nodes {
+                    run(client, node, request, state).await;
+                }
+            }
+            PlanNode::Parallel(nodes) => {
+                join_all(nodes.iter().map(|node| run(client, node, request, state))).await;
+            }
+            PlanNode::Fetch(fetch) => root_fetch(client, fetch, request, state).await,
+            PlanNode::Flatten { path, node } => {
+                if let PlanNode::Fetch(fetch) = node.as_ref() {
+                    entity_fetch(client, fetch, path, request, state).await;
+                } else {
+                    run(client, node, request, state).await;
+                }
+            }
+        }
+    }
+    .boxed()
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn fetch_variables(fetch: &Fetch, request: &RequestContext<'_>) -> Map<String, Value> {
+    fetch
+        .variables
+        .iter()
+        .filter_map(|name| {
+            request
+                .variables
+                .get(name.as_str())
+                .map(|v| (name.to_string(), v.clone()))
+        })
+        .collect()
+}
+
+/// `{"query": ..., "variables": ...}`, with the query already JSON-encoded at planning.
+fn request_body(fetch: &Fetch, variables: &Map<String, Value>) -> String {
+    let variables = serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_owned());
+    let mut body = String::with_capacity(fetch.operation_json.len() + variables.len() + 32);
+    body.push_str("{\"query\":");
+    body.push_str(&fetch.operation_json);
+    body.push_str(",\"variables\":");
+    body.push_str(&variables);
+    body.push('}');
+    body
+}
+
+fn unavailable(fetch: &Fetch, why: &str) -> Value {
+    json!({
+        "message": format!("the {} service {why}", fetch.service),
+        "extensions": {"code": "INTERNAL", "service": fetch.service},
+    })
+}
+
+async fn root_fetch(
+    client: &SubgraphClient,
+    fetch: &Fetch,
+    request: &RequestContext<'_>,
+    state: &Mutex<State>,
+) {
+    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
+        return;
+    };
+    let body = request_body(fetch, &fetch_variables(fetch, request));
+    match client.post(graph, body, request).await {
+        Ok(mut response) => {
+            let mut state = lock(state);
+            if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
+                state
+                    .errors
+                    .extend(errors.into_iter().map(|e| tag_service(e, &fetch.service)));
+            }
+            if let Some(data) = response.get_mut("data").map(Value::take) {
+                deep_merge(&mut state.data, data);
+            }
+        }
+        Err(why) => lock(state).errors.push(unavailable(fetch, &why)),
+    }
+}
+
+async fn entity_fetch(
+    client: &SubgraphClient,
+    fetch: &Fetch,
+    path: &[PathElement],
+    request: &RequestContext<'_>,
+    state: &Mutex<State>,
+) {
+    // Where the entities are, and what each one's representation is.
+    let (targets, representations) = {
+        let state = lock(state);
+        let mut found = Vec::new();
+        collect(
+            request.supergraph,
+            &state.data,
+            path,
+            &mut Vec::new(),
+            &mut found,
+        );
+        let mut representations: Vec<Value> = Vec::new();
+        let mut targets = Vec::new();
+        for (location, object) in found {
+            let Some(representation) = represent(request.supergraph, fetch, object) else {
+                continue;
+            };
+            let index = match representations.iter().position(|r| r == &representation) {
+                Some(index) => index,
+                None => {
+                    representations.push(representation);
+                    representations.len() - 1
+                }
+            };
+            targets.push((location, index));
+        }
+        (targets, representations)
+    };
+    if representations.is_empty() {
+        return;
+    }
+    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
+        return;
+    };
+    let mut variables = fetch_variables(fetch, request);
+    variables.insert("representations".into(), Value::Array(representations));
+    let body = request_body(fetch, &variables);
+    let response = client.post(graph, body, request).await;
+    let mut state = lock(state);
+    let mut response = match response {
+        Ok(response) => response,
+        Err(why) => {
+            state.errors.push(unavailable(fetch, &why));
+            return;
+        }
+    };
+    let entities = match response.pointer_mut("/data/_entities").map(Value::take) {
+        Some(Value::Array(entities)) => entities,
+        _ => Vec::new(),
+    };
+    if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
+        for error in errors {
+            let error = relocate(error, &targets, &entities);
+            state.errors.push(tag_service(error, &fetch.service));
+        }
+    }
+    // Each entity goes to every object that had its representation; the last one takes it.
+    let mut uses = vec![0usize; entities.len()];
+    for (_, index) in &targets {
+        if let Some(count) = uses.get_mut(*index) {
+            *count += 1;
+        }
+    }
+    let mut entities = entities;
+    for (location, index) in &targets {
+        let Some(entity) = entities.get_mut(*index).filter(|e| e.is_object()) else {
+            continue;
+        };
+        uses[*index] -= 1;
+        let mut entity = if uses[*index] == 0 {
+            entity.take()
+        } else {
+            entity.clone()
+        };
+        // The object keeps its own type: an @interfaceObject answers with the interface's.
+        if let Some(map) = entity.as_object_mut() {
+            map.remove("__typename");
+        }
+        if let Some(object) = at_mut(&mut state.data, location) {
+            deep_merge(object, entity);
+        }
+    }
+}
+
+/// An `_entities` error's path (`_entities.3.reviews`) as the response path of the entity.
+/// Some subgraph libraries leave the index out (`_entities.reviews`); then the one entity
+/// that came back null, or null at that field, is the one the error is about.
+fn relocate(mut error: Value, targets: &[(Vec<Value>, usize)], entities: &[Value]) -> Value {
+    let path = error
+        .get("path")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if path.first().and_then(Value::as_str) != Some("_entities") {
+        return error;
+    }
+    let (index, rest) = match path.get(1).and_then(Value::as_u64) {
+        Some(index) => (Some(index as usize), &path[2..]),
+        None => {
+            let rest = &path[1..];
+            let nulls: Vec<usize> = (0..entities.len())
+                .filter(|i| {
+                    let entity = &entities[*i];
+                    entity.is_null() || at(entity, rest).is_none_or(Value::is_null)
+                })
+                .collect();
+            (
+                if nulls.len() == 1 {
+                    Some(nulls[0])
+                } else {
+                    None
+                },
+                rest,
+            )
+        }
+    };
+    match index.and_then(|index| targets.iter().find(|(_, i)| *i == index)) {
+        Some((location, _)) => {
+            let mut new_path = location.clone();
+            new_path.extend(rest.iter().cloned());
+            error["path"] = Value::Array(new_path);
+        }
+        None => {
+            if let Some(map) = error.as_object_mut() {
+                map.remove("path");
+            }
+        }
+    }
+    error
+}
+
+fn at<'v>(value: &'v Value, path: &[Value]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |current, step| match step {
+        Value::String(key) => current.get(key.as_str()),
+        Value::Number(index) => current.get(index.as_u64()? as usize),
+        _ => None,
+    })
+}
+
+/// A subgraph's error as the client sees it: naming the subgraph, and coded (as
+/// `DOWNSTREAM_SERVICE_ERROR` when the subgraph gave no code of its own).
+pub(crate) fn tag_service(mut error: Value, service: &str) -> Value {
+    if let Some(map) = error.as_object_mut() {
+        let extensions = map.entry("extensions").or_insert_with(|| json!({}));
+        if !extensions.is_object() {
+            *extensions = json!({});
+        }
+        if let Some(extensions) = extensions.as_object_mut() {
+            extensions
+                .entry("service")
+                .or_insert_with(|| json!(service));
+            extensions
+                .entry("code")
+                .or_insert_with(|| json!("DOWNSTREAM_SERVICE_ERROR"));
+        }
+    }
+    error
+}
+
+/// Every object at `path`, with its location (keys and indexes) from the root.
+fn collect<'v>(
+    supergraph: &Supergraph,
+    value: &'v Value,
+    path: &[PathElement],
+    location: &mut Vec<Value>,
+    out: &mut Vec<(Vec<Value>, &'v Value)>,
+) {
+    let Some((first, rest)) = path.split_first() else {
+        if value.is_object() {
+            out.push((location.clone(), value));
+        }
+        return;
+    };
+    match first {
+        PathElement::Key(key) => {
+            if let Some(next) = value.get(key.as_str()) {
+                location.push(json!(key.as_str()));
+                collect(supergraph, next, rest, location, out);
+                location.pop();
+            }
+        }
+        PathElement::List => {
+            if let Value::Array(items) = value {
+                for (index, item) in items.iter().enumerate() {
+                    location.push(json!(index));
+                    collect(supergraph, item, rest, location, out);
+                    location.pop();
+                }
+            }
+        }
+        PathElement::TypeCondition(condition) => {
+            let typename = value
+                .get("__typename")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if typename == condition.as_str()
+                || supergraph
+                    .possible_types(condition)
+                    .iter()
+                    .any(|t| t == typename)
+            {
+                collect(supergraph, value, rest, location, out);
+            }
+        }
+    }
+}
+
+fn at_mut<'v>(value: &'v mut Value, location: &[Value]) -> Option<&'v mut Value> {
+    let mut current = value;
+    for step in location {
+        current = match step {
+            Value::String(key) => current.get_mut(key.as_str())?,
+            Value::Number(index) => current.get_mut(index.as_u64()? as usize)?,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// The representation of `object` for `requires` (`... on T { __typename key... }`), or
+/// `None` when the object is not of a type this fetch is for.
+fn represent(supergraph: &Supergraph, fetch: &Fetch, object: &Value) -> Option<Value> {
+    let typename = object.get("__typename")?.as_str()?;
+    for selection in &fetch.requires {
+        if let Selection::Fragment(fragment) = selection {
+            let matches = fragment.type_condition == typename
+                || supergraph
+                    .possible_types(&fragment.type_condition)
+                    .iter()
+                    .any(|t| t == typename);
+            if matches {
+                let mut representation = project(&fragment.selections, object);
+                // A subgraph that knows the entity only as an @interfaceObject expects the
+                // interface's name.
+                if supergraph
+                    .type_in_graph(&fragment.type_condition, &fetch.graph)
+                    .is_some_and(|t| t.interface_object)
+                {
+                    representation["__typename"] =
+                        Value::String(fragment.type_condition.to_string());
+                }
+                return Some(representation);
+            }
+        }
+    }
+    None
+}
+
+fn project(selections: &[Selection], value: &Value) -> Value {
+    match value {
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|item| project(selections, item)).collect())
+        }
+        Value::Object(object) => {
+            let mut out = Map::new();
+            for selection in selections {
+                match selection {
+                    Selection::Field(field) => {
+                        let key = field.response_key().as_str();
+                        let Some(inner) = object.get(key) else {
+                            continue;
+                        };
+                        let projected = if field.selections.is_empty() {
+                            inner.clone()
+                        } else {
+                            project(&field.selections, inner)
+                        };
+                        out.insert(key.to_owned(), projected);
+                    }
+                    Selection::Fragment(fragment) => {
+                        if let Value::Object(more) = project(&fragment.selections, value) {
+                            out.extend(more);
+                        }
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+fn deep_merge(target: &mut Value, source: Value) {
+    match (target, source) {
+        (Value::Object(target), Value::Object(source)) => {
+            for (key, value) in source {
+                match target.get_mut(&key) {
+                    Some(existing) => deep_merge(existing, value),
+                    None => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Array(target), Value::Array(source)) => {
+            for (existing, value) in target.iter_mut().zip(source) {
+                deep_merge(existing, value);
+            }
+        }
+        (target, source) => {
+            if !source.is_null() || target.is_null() {
+                *target = source;
+            }
+        }
+    }
+}
+
+/// The client's selections over the merged data, in its order, with its aliases; `Err` means
+/// this object became null (a non-null field inside was null).
+fn shape_object(
+    supergraph: &Supergraph,
+    selections: &[Selection],
+    value: &Value,
+    type_name: &str,
+    path: &mut Vec<Value>,
+    errors: &mut Vec<Value>,
+) -> Result<Map<String, Value>, ()> {
+    let mut out = Map::new();
+    let runtime_type = value
+        .get("__typename")
+        .and_then(Value::as_str)
+        .unwrap_or(type_name)
+        .to_owned();
+    shape_into(
+        supergraph,
+        selections,
+        value,
+        &runtime_type,
+        path,
+        errors,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+fn shape_into(
+    supergraph: &Supergraph,
+    selections: &[Selection],
+    value: &Value,
+    runtime_type: &str,
+    path: &mut Vec<Value>,
+    errors: &mut Vec<Value>,
+    out: &mut Map<String, Value>,
+) -> Result<(), ()> {
+    for selection in selections {
+        match selection {
+            Selection::Fragment(fragment) => {
+                let applies = fragment.type_condition == runtime_type
+                    || supergraph
+                        .possible_types(&fragment.type_condition)
+                        .iter()
+                        .any(|t| t == runtime_type);
+                if applies {
+                    shape_into(
+                        supergraph,
+                        &fragment.selections,
+                        value,
+                        runtime_type,
+                        path,
+                        errors,
+                        out,
+                    )?;
+                }
+            }
+            Selection::Field(field) => {
+                let key = field.response_key().as_str();
+                if field.name == "__typename" {
+                    out.insert(key.to_owned(), json!(runtime_type));
+                    continue;
+                }
+                let Ok(definition) = supergraph.api.type_field(runtime_type, &field.name) else {
+                    continue;
+                };
+                let raw = value.get(key).unwrap_or(&Value::Null);
+                path.push(json!(key));
+                let completed = complete(
+                    supergraph,
+                    &definition.ty,
+                    raw,
+                    &field.selections,
+                    path,
+                    errors,
+                );
+                path.pop();
+                match completed {
+                    Ok(completed) => {
+                        out.insert(key.to_owned(), completed);
+                    }
+                    Err(()) => return Err(()),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn complete(
+    supergraph: &Supergraph,
+    ty: &Type,
+    raw: &Value,
+    selections: &[Selection],
+    path: &mut Vec<Value>,
+    errors: &mut Vec<Value>,
+) -> Result<Value, ()> {
+    if raw.is_null() {
+        if ty.is_non_null() {
+            if !errors.iter().any(|e| error_at_or_below(e, path)) {
+                errors.push(json!({
+                    "message": "Cannot return null for non-nullable field",
+                    "path": path.clone(),
+                    "extensions": {"code": "INTERNAL"},
+                }));
+            }
+            return Err(());
+        }
+        return Ok(Value::Null);
+    }
+    let nullable_result = |result: Result<Value, ()>| -> Result<Value, ()> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(()) if ty.is_non_null() => Err(()),
+            Err(()) => Ok(Value::Null),
+        }
+    };
+    match ty {
+        Type::List(inner) | Type::NonNullList(inner) => {
+            let Value::Array(items) = raw else {
+                return nullable_result(Err(()));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            let mut failed = false;
+            for (index, item) in items.iter().enumerate() {
+                path.push(json!(index));
+                match complete(supergraph, inner, item, selections, path, errors) {
+                    Ok(value) => out.push(value),
+                    Err(()) => failed = true,
+                }
+                path.pop();
+                if failed {
+                    break;
+                }
+            }
+            nullable_result(if failed {
+                Err(())
+            } else {
+                Ok(Value::Array(out))
+            })
+        }
+        Type::Named(name) | Type::NonNullNamed(name) => {
+            if selections.is_empty() {
+                // An object whose every field was skipped is `{}`, as the spec collects it.
+                return Ok(
+                    if supergraph.api.get_object(name).is_some()
+                        || supergraph.api.get_interface(name).is_some()
+                        || supergraph.api.get_union(name).is_some()
+                    {
+                        json!({})
+                    } else {
+                        raw.clone()
+                    },
+                );
+            }
+            let result =
+                shape_object(supergraph, selections, raw, name, path, errors).map(Value::Object);
+            nullable_result(result)
+        }
+    }
+}
+
+fn error_at_or_below(error: &Value, path: &[Value]) -> bool {
+    let Some(error_path) = error.get("path").and_then(Value::as_array) else {
+        return false;
+    };
+    error_path.len() >= path.len() && error_path.iter().zip(path).all(|(a, b)| a == b)
+}
+/// Asks a running subgraph for its SDL (`{ _service { sdl } }`).
+pub async fn fetch_sdl(url: &str, timeout: std::time::Duration) -> Result<String, String> {
+    let client = junction_edge::clients::plain_client(timeout)?;
+    let response = client
+        .post(url)
+        .json(&serde_json::json!({"query": "{ _service { sdl } }"}))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| format!("{url}: not a GraphQL answer: {e}"))?;
+    body.pointer("/data/_service/sdl")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            format!("{url}: no _service {{ sdl }} in the answer: is it a federation subgraph?")
+        })
+}
