@@ -3,7 +3,7 @@
 //!
 //!   cargo bench -p junction-router --bench subgraphs -- 4201   # ports 4201..4204
 
-#[path = "../../../tests/support/federation.rs"]
+#[path = "../../../tests/e2e/support/federation.rs"]
 #[allow(dead_code)] // the tests use more of it than the benchmark
 mod federation;
 

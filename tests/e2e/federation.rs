@@ -2,7 +2,7 @@
 //! `junction gateway --supergraph FILE`, with answers derived by hand from the Federation
 //! semantics, and plans kept as snapshots so regressions in plan quality show.
 
-mod support;
+use crate::support;
 
 use junction_federation::operation::{self, Limits};
 use junction_federation::planner;
@@ -106,10 +106,10 @@ fn plan(query: &str) -> (String, usize) {
     (plan.to_string(), plan.fetch_count())
 }
 
-/// Compares with `tests/federation/plans/NAME.plan`; `UPDATE_SNAPSHOTS=1` rewrites it.
+/// Compares with `tests/e2e/federation/plans/NAME.plan`; `UPDATE_SNAPSHOTS=1` rewrites it.
 fn assert_plan_snapshot(name: &str, printed: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/federation/plans/{name}.plan"));
+        .join(format!("tests/e2e/federation/plans/{name}.plan"));
     if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&path, printed).unwrap();
     }

@@ -1,7 +1,7 @@
 //! The foundation as a user meets it: `junction serve` on embedded defaults, migrations,
 //! API keys, configuration errors, and clean shutdown; on SQLite and on PostgreSQL.
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, Utc};
 use junction_schema::apikeys::{self, AuthError};

@@ -3,7 +3,7 @@
 //! captured one opens nothing else; the router's credential checks are the only ones (its JWT
 //! leeway decides, and an OAuth token dies with its API key).
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -2,7 +2,7 @@
 //! and called with identities signed the way the router signs them; deliveries made by a
 //! separate `junction dispatcher` process to a real receiver. On SQLite and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

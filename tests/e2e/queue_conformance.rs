@@ -2,7 +2,7 @@
 //! Junction can deliver from. The same functions run against the embedded queue on SQLite and
 //! PostgreSQL, and against the Kafka backend on a real Kafka-protocol broker (Tansu).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

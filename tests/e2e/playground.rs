@@ -3,7 +3,7 @@
 //! result, streams a live subscription over WebSocket, and requests nothing from anywhere but
 //! this router.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `[[gateway.routes]]` in front of real HTTP services on loopback, spoken to over HTTP and
 //! WebSocket as a legacy client would.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! crash cases: a dispatcher killed mid-batch, two dispatchers in one group with one stopped,
 //! and a broker restart. Every published delivery arrives at least once; none is missing.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,6 +1,5 @@
 //! What the end-to-end tests share: a fresh database per test (SQLite or PostgreSQL), and the
 //! `junction` binary run as a user runs it.
-#![allow(dead_code, unused_imports)] // each test file uses its own part of this module
 
 pub mod browser;
 pub mod catalog;

@@ -3,7 +3,7 @@
 //! and server-sent events, the protocol's error cases, per-client limits, and the upstream
 //! connection closed when the client stops or goes away.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

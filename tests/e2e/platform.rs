@@ -2,7 +2,7 @@
 //! the router on one `/graphql` endpoint; webhooks delivered to a real receiver. On SQLite
 //! and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! replay, a crashed worker, idempotency, secret rotation, SSRF and tenant isolation.
 //! Every test runs on SQLite and on PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;
