@@ -24,8 +24,8 @@ use junction_router::router::GraphRouter;
 use junction_schema::identity::IdentitySigner;
 use tower_http::trace::TraceLayer;
 
-use crate::commands::Failure;
 use crate::config::Config;
+use crate::failure::Failure;
 
 /// The credentials the router accepts, and the token endpoint it serves when it issues its own.
 pub struct Authentication {

@@ -15,7 +15,7 @@ use support::{Junction, TestDatabase};
 
 /// Every route in these tests sits next to a supergraph whose subgraphs are never called.
 fn supergraph() -> String {
-    include_str!("federation/classic.graphql")
+    include_str!("../../gateway/federation/tests/supergraphs/classic.graphql")
         .replace("{{accounts}}", "http://127.0.0.1:9/graphql")
         .replace("{{products}}", "http://127.0.0.1:9/graphql")
         .replace("{{inventory}}", "http://127.0.0.1:9/graphql")

@@ -88,8 +88,7 @@ fn shapes() -> Vec<(&'static str, String)> {
 
 #[test]
 fn document_weight_covers_what_a_document_holds() {
-    let supergraph =
-        Supergraph::parse(include_str!("../../../tests/federation/classic.graphql")).unwrap();
+    let supergraph = Supergraph::parse(include_str!("supergraphs/classic.graphql")).unwrap();
     let limits = Limits {
         max_query_bytes: usize::MAX,
         max_tokens: usize::MAX,

@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 
 /// The supergraphs fuzzed: the classic four subgraphs, and Junction's own two.
 fn supergraphs() -> Vec<(&'static str, Supergraph)> {
-    let classic = include_str!("../../../tests/federation/classic.graphql");
+    let classic = include_str!("supergraphs/classic.graphql");
     let own = compose(&[
         SubgraphSource {
             name: "webhooks".into(),

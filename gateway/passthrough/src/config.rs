@@ -7,6 +7,7 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
 use super::matcher::{PathPattern, Rewrite};
+use super::upstream::PassiveHealth;
 use junction_edge::rate_limit::RateLimitConfig;
 
 /// One route: which requests it takes, where they go, what happens on the way.
@@ -76,25 +77,6 @@ pub struct HeaderRules {
     /// `old = "new"`.
     #[serde(default)]
     pub rename: BTreeMap<String, String>,
-}
-
-/// An upstream failing `failures` times in a row (refused, reset, timed out, 502/503/504)
-/// is skipped for `cooldown`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PassiveHealth {
-    pub failures: u32,
-    #[serde(with = "humantime_serde")]
-    pub cooldown: Duration,
-}
-
-impl Default for PassiveHealth {
-    fn default() -> Self {
-        Self {
-            failures: 3,
-            cooldown: Duration::from_secs(10),
-        }
-    }
 }
 
 /// What a route runs before the upstream.

@@ -20,10 +20,11 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use tower::{ServiceExt, service_fn};
 
-pub use config::{HeaderRules, PassiveHealth, PluginConfig, RouteConfig, validate_routes};
+pub use config::{HeaderRules, PluginConfig, RouteConfig, validate_routes};
 use matcher::PathPattern;
 pub use plugins::RouteService;
 pub use proxy::ProxyContext;
+pub use upstream::PassiveHealth;
 
 use junction_edge::auth::Authenticator;
 use junction_edge::problem;

@@ -87,7 +87,7 @@ impl Subgraphs {
 
     /// The checked-in supergraph with these subgraphs' addresses.
     pub fn supergraph(&self) -> String {
-        include_str!("../federation/classic.graphql")
+        include_str!("../../../gateway/federation/tests/supergraphs/classic.graphql")
             .replace("{{accounts}}", &self.accounts.url)
             .replace("{{products}}", &self.products.url)
             .replace("{{inventory}}", &self.inventory.url)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::super::proxy::ClientClock;
+use crate::pace::ClientClock;
 
 /// How a client's body is waited for: at most `timeout` for each read, each wait noted on
 /// `clock` (whose upstream is not to blame for it).

@@ -11,7 +11,6 @@
 mod body;
 #[cfg(test)]
 mod differential;
-mod pool;
 #[cfg(test)]
 mod properties;
 mod wire;
@@ -29,16 +28,14 @@ use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use self::body::{BodyError, Framing, Pace};
-use self::pool::Connection;
-pub use self::pool::Pool;
 use self::wire::{Headers, Parse, RawRequest, RequestHead, ResponseHead};
 use super::headers::{HeaderSink, connection_names};
 use super::plugins::{Plugin, RateLimit};
-use super::proxy::{
-    ClientClock, Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable,
-};
+use super::proxy::{Failure, Forwarding, Peer, Proxy, Tried, is_repeatable, is_unavailable};
 use super::upstream::Upstream;
 use super::{FastRoute, Passthrough};
+use crate::pace::ClientClock;
+use crate::upstream::pool::{self, Connection};
 use junction_edge::layers::{self, REQUEST_ID};
 use junction_edge::problem;
 use junction_edge::rate_limit::Decision;

@@ -15,8 +15,8 @@ use junction_subgraph_kit::error;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use tokio::sync::broadcast;
 
+use super::access::access;
 use super::objects::{DeadLetter, DeliveryAttempt};
-use super::operations::access;
 
 /// How an attempt ended, as live events report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]

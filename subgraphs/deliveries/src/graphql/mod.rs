@@ -1,5 +1,6 @@
 //! The GraphQL face of the deliveries subgraph (Apollo Federation v2).
 
+mod access;
 mod live;
 mod objects;
 mod operations;

@@ -4,8 +4,71 @@ use async_graphql::{ComplexObject, Context, Enum, ID, Object, Result, SimpleObje
 use chrono::{DateTime, Duration, Utc};
 use junction_schema::entities::{delivery, delivery_attempt, replay_job};
 
-use super::operations::{AttemptFilter, access, api, attempts_page};
+use async_graphql::InputObject;
+use async_graphql::connection::{Connection, Edge};
+use junction_subgraph_kit::{decode_cursor, encode_cursor, page_limit};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::access::{access, api};
 use crate::stats;
+
+pub type AttemptConnection = Connection<String, DeliveryAttempt>;
+
+#[derive(InputObject, Default)]
+pub struct AttemptFilter {
+    pub endpoint_id: Option<ID>,
+    pub message_id: Option<ID>,
+    /// Only successful (true) or failed (false) attempts.
+    pub succeeded: Option<bool>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A page of the caller's attempts, newest first.
+pub async fn attempts_page(
+    ctx: &Context<'_>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: AttemptFilter,
+) -> Result<AttemptConnection> {
+    let access = access(ctx)?;
+    let limit = page_limit(first)?;
+    let mut query = delivery_attempt::Entity::find()
+        .filter(delivery_attempt::Column::TenantId.eq(access.tenant()));
+    if let Some(after) = decode_cursor(after)? {
+        query = query.filter(delivery_attempt::Column::Id.lt(after));
+    }
+    if let Some(endpoint) = &filter.endpoint_id {
+        query = query.filter(delivery_attempt::Column::EndpointId.eq(endpoint.as_str()));
+    }
+    if let Some(message) = &filter.message_id {
+        query = query.filter(delivery_attempt::Column::MessageId.eq(message.as_str()));
+    }
+    match filter.succeeded {
+        Some(true) => query = query.filter(delivery_attempt::Column::ErrorKind.is_null()),
+        Some(false) => query = query.filter(delivery_attempt::Column::ErrorKind.is_not_null()),
+        None => {}
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(delivery_attempt::Column::CreatedAt.gte(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(delivery_attempt::Column::CreatedAt.lt(until));
+    }
+    let rows = api(query
+        .order_by_desc(delivery_attempt::Column::Id)
+        .limit(limit)
+        .all(&access.state.db)
+        .await)?;
+    let has_next = rows.len() as u64 >= limit;
+    let mut connection = Connection::new(false, has_next);
+    connection.edges.extend(
+        rows.into_iter()
+            .take(limit.saturating_sub(1) as usize)
+            .map(|row| Edge::new(encode_cursor(&row.id), DeliveryAttempt(row))),
+    );
+    Ok(connection)
+}
 
 /// One HTTP attempt to deliver a message to an endpoint.
 pub struct DeliveryAttempt(pub delivery_attempt::Model);
@@ -191,7 +254,7 @@ impl Endpoint {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<super::operations::AttemptConnection> {
+    ) -> Result<AttemptConnection> {
         let filter = AttemptFilter {
             endpoint_id: Some(self.id.clone()),
             ..AttemptFilter::default()
@@ -232,7 +295,7 @@ impl Message {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<super::operations::AttemptConnection> {
+    ) -> Result<AttemptConnection> {
         let filter = AttemptFilter {
             message_id: Some(self.id.clone()),
             ..AttemptFilter::default()

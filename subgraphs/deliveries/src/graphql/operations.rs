@@ -1,116 +1,18 @@
 //! Queries and mutations, with the access rules and error codes every operation shares.
 
-use std::sync::Arc;
-
-use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use junction_queue::replay;
-use junction_schema::Identity;
-use junction_schema::entities::{delivery, delivery_attempt, replay_job};
+use junction_schema::entities::{delivery, replay_job};
 use junction_schema::error_code::ErrorCode;
-use junction_subgraph_kit::{caller, decode_cursor, encode_cursor, error, page_limit};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use junction_subgraph_kit::{error, page_limit};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::DeliveriesState;
+use super::access::{Access, WRITE, access, allowed, api};
 use super::objects::{
-    DeadLetter, DeliveryAttempt, DeliveryStats, Endpoint, Message, ReplayJob, StatsWindow,
+    AttemptConnection, AttemptFilter, DeadLetter, DeliveryStats, Endpoint, Message, ReplayJob,
+    StatsWindow, attempts_page,
 };
-
-const READ: &[&str] = &[
-    "deliveries:read",
-    "deliveries:write",
-    "webhooks:read",
-    "webhooks:write",
-];
-const WRITE: &[&str] = &["deliveries:write", "webhooks:write"];
-
-pub type AttemptConnection = Connection<String, DeliveryAttempt>;
-
-/// Database errors as INTERNAL, with the details in the logs only.
-pub fn api<T>(result: Result<T, DbErr>) -> Result<T> {
-    result.map_err(|db| {
-        tracing::error!(error = %db, "deliveries subgraph database error");
-        error(ErrorCode::Internal, "internal error")
-    })
-}
-
-pub struct Access<'a> {
-    pub identity: &'a Identity,
-    pub state: &'a DeliveriesState,
-}
-
-impl Access<'_> {
-    pub fn tenant(&self) -> &str {
-        &self.identity.tenant
-    }
-}
-
-fn allowed<'a>(ctx: &'a Context<'_>, scopes: &[&str]) -> Result<Access<'a>> {
-    let identity = caller(ctx, scopes)?;
-    let state = ctx.data::<Arc<DeliveriesState>>()?;
-    Ok(Access { identity, state })
-}
-
-pub fn access<'a>(ctx: &'a Context<'_>) -> Result<Access<'a>> {
-    allowed(ctx, READ)
-}
-
-#[derive(InputObject, Default)]
-pub struct AttemptFilter {
-    pub endpoint_id: Option<ID>,
-    pub message_id: Option<ID>,
-    /// Only successful (true) or failed (false) attempts.
-    pub succeeded: Option<bool>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
-/// A page of the caller's attempts, newest first.
-pub async fn attempts_page(
-    ctx: &Context<'_>,
-    first: Option<i32>,
-    after: Option<String>,
-    filter: AttemptFilter,
-) -> Result<AttemptConnection> {
-    let access = access(ctx)?;
-    let limit = page_limit(first)?;
-    let mut query = delivery_attempt::Entity::find()
-        .filter(delivery_attempt::Column::TenantId.eq(access.tenant()));
-    if let Some(after) = decode_cursor(after)? {
-        query = query.filter(delivery_attempt::Column::Id.lt(after));
-    }
-    if let Some(endpoint) = &filter.endpoint_id {
-        query = query.filter(delivery_attempt::Column::EndpointId.eq(endpoint.as_str()));
-    }
-    if let Some(message) = &filter.message_id {
-        query = query.filter(delivery_attempt::Column::MessageId.eq(message.as_str()));
-    }
-    match filter.succeeded {
-        Some(true) => query = query.filter(delivery_attempt::Column::ErrorKind.is_null()),
-        Some(false) => query = query.filter(delivery_attempt::Column::ErrorKind.is_not_null()),
-        None => {}
-    }
-    if let Some(since) = filter.since {
-        query = query.filter(delivery_attempt::Column::CreatedAt.gte(since));
-    }
-    if let Some(until) = filter.until {
-        query = query.filter(delivery_attempt::Column::CreatedAt.lt(until));
-    }
-    let rows = api(query
-        .order_by_desc(delivery_attempt::Column::Id)
-        .limit(limit)
-        .all(&access.state.db)
-        .await)?;
-    let has_next = rows.len() as u64 >= limit;
-    let mut connection = Connection::new(false, has_next);
-    connection.edges.extend(
-        rows.into_iter()
-            .take(limit.saturating_sub(1) as usize)
-            .map(|row| Edge::new(encode_cursor(&row.id), DeliveryAttempt(row))),
-    );
-    Ok(connection)
-}
 
 pub struct Query;
 

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::Uri;
 use axum::http::uri::{Authority, Scheme};
+use serde::Deserialize;
 
-use super::config::PassiveHealth;
-use super::http1::Pool;
+pub(crate) mod pool;
+
+pub use self::pool::Pool;
 
 /// One upstream base URL and how it has been doing.
 #[derive(Debug)]
@@ -153,6 +155,25 @@ impl Upstreams {
 
 fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An upstream failing `failures` times in a row (refused, reset, timed out, 502/503/504)
+/// is skipped for `cooldown`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveHealth {
+    pub failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            cooldown: Duration::from_secs(10),
+        }
+    }
 }
 
 #[cfg(test)]
