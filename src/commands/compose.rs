@@ -28,7 +28,7 @@ pub async fn run(subgraphs: &[String], output: Option<&PathBuf>) -> Result<(), F
                 (url.to_owned(), sdl)
             }
             _ => {
-                let sdl = junction_router::execute::fetch_sdl(rest, Duration::from_secs(10))
+                let sdl = junction_router::executor::http::fetch_sdl(rest, Duration::from_secs(10))
                     .await
                     .map_err(|e| Failure::Usage(format!("subgraph {name}: {e}")))?;
                 (rest.to_owned(), sdl)

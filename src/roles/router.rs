@@ -18,7 +18,7 @@ use junction_edge::rate_limit::RateLimiter;
 use junction_edge::server::Site;
 use junction_federation::supergraph::Supergraph;
 use junction_passthrough::{Passthrough, ProxyContext};
-use junction_router::execute::SubgraphClient;
+use junction_router::executor::http::SubgraphClient;
 use junction_router::persisted::PersistedQueries;
 use junction_router::router::GraphRouter;
 use junction_schema::identity::IdentitySigner;
@@ -161,6 +161,7 @@ fn graph_router(
             None => Default::default(),
         })
         .with_caches(&config.gateway.caches)
+        .with_trusted_proxies(&config.gateway.http.trusted_proxies)
         .with_persisted_queries(
             PersistedQueries::new(
                 &config.gateway.persisted_queries,
@@ -181,8 +182,7 @@ fn front_door(
     passthrough: Passthrough,
 ) -> Site<Passthrough> {
     let own = layers::own_endpoints(
-        router
-            .routes()
+        junction_router::http::routes(router)
             .merge(junction_playground::routes())
             .merge(endpoints),
         &config.gateway.http,

@@ -162,3 +162,64 @@ pub fn new_request_id() -> Option<HeaderValue> {
     let mut text = uuid::Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut text)).ok()
 }
+
+/// The client's address: the peer, or for a trusted proxy the nearest untrusted address in
+/// its `X-Forwarded-For`.
+pub fn client_ip(
+    headers: &axum::http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted: &[IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    if !is_trusted(trusted, peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(trusted, *ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// Whether `ip` is one of the `trusted` proxies.
+pub fn is_trusted(trusted: &[IpNet], ip: std::net::IpAddr) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_address_comes_from_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut forwarded = axum::http::HeaderMap::new();
+        forwarded.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 198.51.100.7, 10.1.1.1"),
+        );
+        let proxy: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let stranger: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(
+            client_ip(&forwarded, Some(proxy), &trusted),
+            Some("198.51.100.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&forwarded, Some(stranger), &trusted),
+            Some(stranger)
+        );
+        assert_eq!(
+            client_ip(&axum::http::HeaderMap::new(), Some(proxy), &trusted),
+            Some(proxy)
+        );
+    }
+}

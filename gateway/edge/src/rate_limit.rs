@@ -215,6 +215,20 @@ impl RateLimiter {
         })
     }
 
+    /// Whose allowance a caller spends, the same on every way in: the identity's (as `per`
+    /// says), else the client's address (`layers::client_ip`), else one shared allowance.
+    pub fn consumer_of(
+        &self,
+        identity: Option<&junction_schema::Identity>,
+        client: Option<std::net::IpAddr>,
+    ) -> String {
+        match (self.consumer(identity), client) {
+            (Some(consumer), _) => consumer,
+            (None, Some(ip)) => ip.to_string(),
+            (None, None) => "unknown".to_owned(),
+        }
+    }
+
     /// Counts a request of `consumer` weighing `weight` at `now` (at most the burst: a
     /// request costlier than the whole allowance waits for all of it).
     pub fn check_at(&self, consumer: &str, now: Instant, weight: u32) -> Decision {

@@ -16,7 +16,6 @@ use tower::{Layer, ServiceExt, service_fn};
 use tower_http::cors::CorsLayer;
 
 use super::config::PluginConfig;
-use super::proxy::client_ip;
 use junction_edge::auth::{self, Authenticator};
 use junction_edge::problem;
 use junction_edge::rate_limit::{Decision, RateLimiter};
@@ -165,14 +164,12 @@ impl RateLimit {
         headers: &HeaderMap,
         peer: Option<IpAddr>,
     ) -> Decision {
-        let route = &self.route;
-        let consumer = match self.limiter.consumer(identity) {
-            Some(consumer) => format!("{route}:{consumer}"),
-            None => match client_ip(headers, peer, &self.trusted_proxies) {
-                Some(ip) => format!("{route}:{ip}"),
-                None => format!("{route}:unknown"),
-            },
-        };
+        let client = junction_edge::layers::client_ip(headers, peer, &self.trusted_proxies);
+        let consumer = format!(
+            "{}:{}",
+            self.route,
+            self.limiter.consumer_of(identity, client)
+        );
         self.limiter.check(&consumer, 1).await
     }
 

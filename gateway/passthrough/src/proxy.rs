@@ -651,31 +651,8 @@ impl Proxy {
     }
 }
 
-/// The client's address: the peer, or for a trusted proxy the nearest untrusted address in
-/// its `X-Forwarded-For`.
-pub fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, trusted: &[IpNet]) -> Option<IpAddr> {
-    let peer = peer?;
-    if !is_trusted(trusted, peer) {
-        return Some(peer);
-    }
-    let forwarded: Vec<IpAddr> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|ip| ip.trim().parse().ok())
-        .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|ip| !is_trusted(trusted, *ip))
-            .unwrap_or(peer),
-    )
-}
-
 fn is_trusted(trusted: &[IpNet], ip: IpAddr) -> bool {
-    trusted.iter().any(|net| net.contains(&ip))
+    junction_edge::layers::is_trusted(trusted, ip)
 }
 
 /// Copies bytes both ways between the client and the upstream once both have switched.
@@ -776,40 +753,8 @@ fn describe(error: &hyper_util::client::legacy::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::header::HeaderName;
 
     use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_str(value).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn the_client_address_comes_from_trusted_proxies_only() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7, 10.1.1.1")]);
-        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
-        let stranger: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(
-            client_ip(&forwarded, Some(proxy), &trusted),
-            Some("198.51.100.7".parse().unwrap())
-        );
-        assert_eq!(
-            client_ip(&forwarded, Some(stranger), &trusted),
-            Some(stranger)
-        );
-        assert_eq!(
-            client_ip(&HeaderMap::new(), Some(proxy), &trusted),
-            Some(proxy)
-        );
-    }
 
     fn proxy(extra: &str, trusted: &[&str]) -> Proxy {
         let config: RouteConfig = toml::from_str(&format!(

@@ -1,16 +1,19 @@
 //! The GraphQL router: an Apollo Federation v2 supergraph (read, planned and policed by
-//! `junction-federation`) served over HTTP, WebSocket and server-sent events.
+//! `junction-federation`) served over HTTP ([`http`]), WebSocket and server-sent events
+//! ([`subscription`]).
 //!
-//! A request goes through the [`stages`] (auth, limits, plan, operation limits, execute);
-//! [`persisted`] queries are resolved first; [`execute`] runs a plan against the subgraphs
-//! and shapes the answer; [`subscription`]s run the same checks per operation. Credentials,
-//! rate limits and the server come from `junction-edge`.
+//! Every request runs the same [`pipeline`], one step per file; the [`executor`] runs a
+//! plan against the subgraphs; [`router`] is the state the steps read; [`error`] is what a
+//! client may see of a refusal. Credentials, rate limits and the server are `junction-edge`'s.
 
 pub mod config;
-pub mod execute;
+pub mod error;
+pub mod executor;
+pub mod http;
+pub mod operation_slots;
 pub mod persisted;
+pub mod pipeline;
 pub mod router;
-mod stages;
 mod subscription;
 
 pub use config::{SubgraphSettings, SubscriptionConfig};

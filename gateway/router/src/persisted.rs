@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::router::Rejection;
+use crate::error::Rejection;
 use junction_edge::cache::{BoundedCache, CacheConfig};
 
 pub struct PersistedQueries {
@@ -49,7 +49,7 @@ impl Default for PersistedQueries {
 
 /// The query text a request runs, and what to keep once the text has been validated.
 #[derive(Debug)]
-pub(crate) struct Resolved {
+pub struct Resolved {
     pub query: String,
     /// The hash the text came with, to keep it under once it proves valid.
     remember: Option<String>,
@@ -135,7 +135,7 @@ impl PersistedQueries {
     /// The query to run: the text sent (checked against its hash, when a hash came with it,
     /// and kept once valid: see [`Resolved::remember`]), or the text kept for the hash sent
     /// alone.
-    pub(crate) fn resolve(
+    pub fn resolve(
         &self,
         query: Option<String>,
         extensions: Option<&Value>,

@@ -8,22 +8,21 @@
 //! client stops it, goes away, or its credentials expire.
 
 pub mod sse;
-pub mod upstream;
 pub mod websocket;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use apollo_compiler::ast::OperationType;
 use chrono::Utc;
-use junction_schema::Identity;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::execute::{Downstream, Forwarded, RequestContext, execute_from, tag_service};
-use crate::router::{GraphRouter, Prepared};
-use upstream::{Upstream, UpstreamEvent};
+use crate::executor::websocket::{Upstream, UpstreamEvent};
+use crate::executor::{Downstream, RequestContext, execute_from, tag_service};
+use crate::operation_slots::Slot;
+use crate::pipeline::{Caller, Planned, limits};
+use crate::router::GraphRouter;
 
 /// What one running operation sends its client.
 #[derive(Debug)]
@@ -51,66 +50,15 @@ pub struct Outgoing {
     pub event: Event,
 }
 
-/// Counts the operations each client runs, over all its connections.
-#[derive(Default)]
-pub struct ClientLimits {
-    running: Mutex<HashMap<String, usize>>,
-}
-
-/// One operation counted against its client until dropped.
-pub struct Slot {
-    limits: Arc<ClientLimits>,
-    client: String,
-}
-
-impl ClientLimits {
-    /// A slot for `client`, or `None` when it already runs `max`.
-    pub fn acquire(self: &Arc<Self>, client: &str, max: usize) -> Option<Slot> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let count = running.entry(client.to_owned()).or_default();
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            limits: Arc::clone(self),
-            client: client.to_owned(),
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut running = self
-            .limits
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = running.get_mut(&self.client) {
-            *count -= 1;
-            if *count == 0 {
-                running.remove(&self.client);
-            }
-        }
-    }
-}
-
-/// Who counts as one client: an identity (tenant and subject), else the connection itself.
-pub fn client_key(identity: Option<&Identity>, connection: &str) -> String {
-    match identity {
-        Some(identity) => format!("{}/{}", identity.tenant, identity.subject),
-        None => format!("anonymous/{connection}"),
-    }
-}
-
 /// The errors refusing an operation over the caller's rate limits, if it is over them.
-/// (Over HTTP the stages spend the allowance; over a WebSocket every operation does.)
+/// (Over HTTP the request's allowance is spent before the plan; here every operation spends
+/// all of them.)
 pub async fn over_rate_limits(
     router: &GraphRouter,
-    identity: Option<&Identity>,
-    prepared: &Prepared,
+    caller: &Caller,
+    planned: &Planned,
 ) -> Option<Vec<Value>> {
-    let refused = crate::stages::spend_allowance(router, identity, prepared, true)
+    let refused = limits::per_operation(router, caller, planned, true)
         .await
         .filter(|d| !d.allowed)?;
     let wait = refused.retry_after;
@@ -121,28 +69,12 @@ pub async fn over_rate_limits(
     })])
 }
 
-pub fn too_many(max: usize) -> Vec<Value> {
-    vec![json!({
-        "message": format!("this client already runs {max} operations at once; stop one first"),
-        "extensions": {"code": "RATE_LIMITED"},
-    })]
-}
-
-/// Who runs an operation: their identity, and what their request passes on downstream.
-pub struct Caller {
-    pub identity: Option<Identity>,
-    pub forwarded: Forwarded,
-}
-
 /// Runs one prepared operation, sending its events to `out` as `operation`, until it ends or
 /// `stop` resolves. A query or mutation sends one result; a subscription one per upstream event.
 pub async fn run(
     router: Arc<GraphRouter>,
-    prepared: Prepared,
-    Caller {
-        identity,
-        forwarded,
-    }: Caller,
+    prepared: Planned,
+    caller: Caller,
     operation: OperationId,
     out: mpsc::Sender<Outgoing>,
     stop: impl Future<Output = ()> + Send,
@@ -156,7 +88,7 @@ pub async fn run(
     tokio::pin!(stop);
     if prepared.operation.kind != OperationType::Subscription {
         let body = tokio::select! {
-            body = router.execute(prepared, identity.as_ref(), &forwarded) => body,
+            body = crate::pipeline::execute::execute(&router, prepared, &caller) => body,
             () = &mut stop => return,
         };
         if send(Event::Next(body)).await {
@@ -178,9 +110,9 @@ pub async fn run(
     let url = &graph.url;
     // The upgrade request is what the identity is signed for: a GET without a body.
     let headers = |target: &str| {
-        router.client().downstream_headers(
-            identity.as_ref(),
-            &forwarded,
+        router.client.downstream_headers(
+            caller.identity.as_ref(),
+            &caller.forwarded,
             &graph.name,
             Downstream {
                 method: "GET",
@@ -200,7 +132,7 @@ pub async fn run(
         })
         .collect();
     let opened = tokio::select! {
-        opened = Upstream::open(url, headers, &primary.operation, variables, router.subscription_config().keepalive) => opened,
+        opened = Upstream::open(url, headers, &primary.operation, variables, router.subscriptions.keepalive) => opened,
         () = &mut stop => return,
     };
     let mut upstream = match opened {
@@ -217,7 +149,8 @@ pub async fn run(
     };
     // A credential the router took within its leeway is already past `exp`: that ends the
     // subscription at once rather than never.
-    let expiry = identity
+    let expiry = caller
+        .identity
         .as_ref()
         .and_then(|i| i.expires_at)
         .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
@@ -254,10 +187,10 @@ pub async fn run(
                     supergraph: &router.supergraph,
                     operation: &prepared.operation,
                     variables: &prepared.variables,
-                    identity: identity.as_ref(),
-                    forwarded: &forwarded,
+                    identity: caller.identity.as_ref(),
+                    forwarded: &caller.forwarded,
                 };
-                let mut body = execute_from(router.client(), &rest, &context, data, errors).await;
+                let mut body = execute_from(&router.client, &rest, &context, data, errors).await;
                 prepared.denial.complete(&mut body);
                 if !send(Event::Next(body)).await {
                     break;
@@ -287,23 +220,4 @@ pub async fn run(
         }
     }
     upstream.close().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_counted_per_client_and_given_back() {
-        let limits = Arc::new(ClientLimits::default());
-        let first = limits.acquire("t/a", 2).expect("first");
-        let _second = limits.acquire("t/a", 2).expect("second");
-        assert!(limits.acquire("t/a", 2).is_none(), "a third is refused");
-        assert!(limits.acquire("t/b", 2).is_some(), "another client is not");
-        drop(first);
-        assert!(
-            limits.acquire("t/a", 2).is_some(),
-            "a slot given back is free"
-        );
-    }
 }

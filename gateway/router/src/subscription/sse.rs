@@ -13,30 +13,23 @@ use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use junction_schema::Identity;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
-use super::{Caller, Event, OperationId, Outgoing, client_key, too_many};
-use crate::execute::Forwarded;
-use crate::router::{GraphRouter, Prepared, Rejection};
+use super::{Event, OperationId, Outgoing};
+use crate::error::Rejection;
+use crate::operation_slots::{client_key, too_many};
+use crate::pipeline::{Caller, Planned};
+use crate::router::GraphRouter;
 
 static STREAMS: AtomicU64 = AtomicU64::new(0);
 
-pub fn respond(
-    router: Arc<GraphRouter>,
-    prepared: Prepared,
-    identity: Option<Identity>,
-    forwarded: Forwarded,
-) -> Response {
-    let settings = router.subscription_config().clone();
+pub fn respond(router: Arc<GraphRouter>, planned: Planned, caller: Caller) -> Response {
+    let settings = router.subscriptions.clone();
     let number = STREAMS.fetch_add(1, Ordering::Relaxed);
-    let client = client_key(identity.as_ref(), &format!("sse-{number}"));
-    let Some(slot) = router
-        .client_limits()
-        .acquire(&client, settings.max_per_client)
-    else {
+    let client = client_key(caller.identity.as_ref(), &format!("sse-{number}"));
+    let Some(slot) = router.slots.acquire(&client, settings.max_per_client) else {
         return Rejection {
             status: StatusCode::TOO_MANY_REQUESTS,
             errors: too_many(settings.max_per_client),
@@ -47,11 +40,8 @@ pub fn respond(
     let watcher = out.clone();
     tokio::spawn(super::run(
         router,
-        prepared,
-        Caller {
-            identity,
-            forwarded,
-        },
+        planned,
+        caller,
         OperationId {
             id: String::new(),
             serial: number,

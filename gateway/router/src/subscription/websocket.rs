@@ -8,20 +8,22 @@
 //! own, stopped when the client completes it or the socket closes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use junction_schema::Identity;
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
-use super::{Caller, Event, OperationId, Outgoing, client_key, too_many};
-use crate::execute::Forwarded;
-use crate::router::{GraphQLRequest, GraphRouter};
+use super::{Event, OperationId, Outgoing};
+use crate::executor::Forwarded;
+use crate::operation_slots::{client_key, too_many};
+use crate::pipeline::{self, Caller, GraphQLRequest};
+use crate::router::GraphRouter;
 
 const TRANSPORT_WS: &str = "graphql-transport-ws";
 const LEGACY_WS: &str = "graphql-ws";
@@ -71,6 +73,7 @@ pub fn upgrade(
     router: Arc<GraphRouter>,
     upgrade: WebSocketUpgrade,
     headers: HeaderMap,
+    peer: Option<IpAddr>,
 ) -> Response {
     let upgrade = upgrade.protocols([TRANSPORT_WS, LEGACY_WS]);
     let protocol = match upgrade.selected_protocol().and_then(|p| p.to_str().ok()) {
@@ -82,9 +85,9 @@ pub fn upgrade(
             router,
             protocol,
             headers,
+            peer,
             number: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
-            identity: None,
-            initialized: false,
+            caller: None,
             operations: HashMap::new(),
             serial: 0,
         };
@@ -96,10 +99,11 @@ struct Connection {
     router: Arc<GraphRouter>,
     protocol: Protocol,
     headers: HeaderMap,
+    peer: Option<IpAddr>,
     /// Tells anonymous connections apart for per-client limits.
     number: u64,
-    identity: Option<Identity>,
-    initialized: bool,
+    /// Set by `connection_init`, once the caller authenticated.
+    caller: Option<Caller>,
     /// Running operations by client id: their serial, and dropping the sender stops them.
     operations: HashMap<String, (u64, oneshot::Sender<()>)>,
     serial: u64,
@@ -114,7 +118,7 @@ enum Next {
 
 impl Connection {
     async fn serve(mut self, mut socket: WebSocket) {
-        let settings = self.router.subscription_config().clone();
+        let settings = self.router.subscriptions.clone();
         let (out, mut events) = mpsc::channel::<Outgoing>(64);
         let init_deadline = sleep(settings.init_timeout);
         tokio::pin!(init_deadline);
@@ -122,10 +126,10 @@ impl Connection {
         keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
-                () = &mut init_deadline, if !self.initialized => {
+                () = &mut init_deadline, if self.caller.is_none() => {
                     Next::Close(INIT_TIMEOUT, "Connection initialisation timeout".into())
                 }
-                _ = keepalive.tick(), if self.initialized => Next::Send(self.protocol.keepalive()),
+                _ = keepalive.tick(), if self.caller.is_some() => Next::Send(self.protocol.keepalive()),
                 Some(outgoing) = events.recv() => self.outgoing(outgoing),
                 message = socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => self.incoming(text.as_str(), &out).await,
@@ -221,14 +225,16 @@ impl Connection {
     }
 
     async fn init(&mut self, payload: Option<Value>) -> Next {
-        if self.initialized {
+        if self.caller.is_some() {
             return Next::Close(TOO_MANY_INITS, "Too many initialisation requests".into());
         }
         let headers = credentials(&self.headers, payload.as_ref());
-        match self.router.authenticate(&headers).await {
-            Ok(identity) => {
-                self.identity = identity;
-                self.initialized = true;
+        let forwarded = Forwarded::from_headers(&self.headers);
+        match pipeline::authenticate::authenticate(&self.router, &headers, self.peer, forwarded)
+            .await
+        {
+            Ok(caller) => {
+                self.caller = Some(caller);
                 Next::Send(json!({"type": "connection_ack"}))
             }
             Err(rejection) => {
@@ -240,9 +246,9 @@ impl Connection {
     }
 
     fn start(&mut self, id: String, payload: Option<Value>, out: &mpsc::Sender<Outgoing>) -> Next {
-        if !self.initialized {
+        let Some(caller) = self.caller.clone() else {
             return Next::Close(UNAUTHORIZED, "Unauthorized".into());
-        }
+        };
         if self.operations.contains_key(&id) {
             return match self.protocol {
                 Protocol::TransportWs => {
@@ -269,13 +275,13 @@ impl Connection {
                 );
             }
         };
-        let prepared = match self.router.prepare(request, self.identity.as_ref()) {
+        let prepared = match pipeline::prepare(&self.router, request, &caller) {
             Ok(prepared) => prepared,
             Err(rejection) => return self.refuse(&id, rejection.errors),
         };
-        let max = self.router.subscription_config().max_per_client;
-        let client = client_key(self.identity.as_ref(), &self.number.to_string());
-        let Some(slot) = self.router.client_limits().acquire(&client, max) else {
+        let max = self.router.subscriptions.max_per_client;
+        let client = client_key(caller.identity.as_ref(), &self.number.to_string());
+        let Some(slot) = self.router.slots.acquire(&client, max) else {
             return self.refuse(&id, too_many(max));
         };
         self.serial += 1;
@@ -283,16 +289,10 @@ impl Connection {
         let (stop, stopped) = oneshot::channel::<()>();
         self.operations.insert(id.clone(), (serial, stop));
         let router = Arc::clone(&self.router);
-        let caller = Caller {
-            identity: self.identity.clone(),
-            forwarded: Forwarded::from_headers(&self.headers),
-        };
         let operation = OperationId { id, serial };
         let out = out.clone();
         tokio::spawn(async move {
-            if let Some(errors) =
-                super::over_rate_limits(&router, caller.identity.as_ref(), &prepared).await
-            {
+            if let Some(errors) = super::over_rate_limits(&router, &caller, &prepared).await {
                 let _ = out
                     .send(Outgoing {
                         operation,

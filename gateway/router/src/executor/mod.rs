@@ -2,15 +2,15 @@
 //! deduplicated per fetch, results merged by path, then the response shaped to exactly what the
 //! client asked, with GraphQL's null propagation and error paths.
 
-use std::collections::HashMap;
+pub mod http;
+pub mod websocket;
+
 use std::sync::Mutex;
-use std::time::Duration;
 
 use apollo_compiler::ast::Type;
+use axum::http::HeaderValue;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
 use junction_schema::Identity;
-use junction_schema::identity::{Audience, Binding, IdentitySigner};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use junction_federation::operation::Operation;
@@ -18,109 +18,31 @@ use junction_federation::plan::{Fetch, PathElement, PlanNode, QueryPlan};
 use junction_federation::selection::Selection;
 use junction_federation::supergraph::{Graph, Supergraph};
 
-/// Talks to subgraphs: one keep-alive pool, a timeout per request, and the caller's identity
-/// signed into every request.
-#[derive(Clone)]
-pub struct SubgraphClient {
-    http: reqwest::Client,
-    signer: Option<IdentitySigner>,
-    /// By subgraph URL, for subgraphs with a timeout of their own.
-    timeouts: HashMap<String, Duration>,
+/// Sends one GraphQL request to one subgraph and returns its answer: how a plan's fetches
+/// reach subgraphs ([`http::SubgraphClient`] over HTTP; subscriptions open a
+/// [`websocket::Upstream`] instead).
+pub trait SubgraphExecutor: Send + Sync {
+    fn execute<'a>(
+        &'a self,
+        graph: &'a Graph,
+        body: String,
+        request: &'a RequestContext<'a>,
+    ) -> BoxFuture<'a, Result<Value, SubgraphError>>;
 }
 
-impl SubgraphClient {
-    pub fn new(timeout: Duration, signer: Option<IdentitySigner>) -> Result<Self, String> {
-        Ok(Self {
-            http: junction_edge::clients::plain_client(timeout)?,
-            signer,
-            timeouts: HashMap::new(),
-        })
-    }
-
-    /// Timeouts of their own for the subgraphs at these URLs.
-    pub fn with_timeouts(mut self, timeouts: HashMap<String, Duration>) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// What every request to a subgraph carries: the caller's identity (and nothing a
-    /// client claimed) signed for `request` to the subgraph `graph`, and the trace context.
-    pub(crate) fn downstream_headers(
-        &self,
-        identity: Option<&Identity>,
-        forwarded: &Forwarded,
-        graph: &str,
-        request: Downstream<'_>,
-    ) -> HeaderMap {
-        // A fresh map: no header a client sent is passed on.
-        let mut headers = HeaderMap::new();
-        if let (Some(signer), Some(identity)) = (&self.signer, identity) {
-            let audience = Audience::subgraph(graph);
-            let binding = Binding {
-                audience: &audience,
-                method: Some(request.method),
-                target: Some(request.target),
-                body: Some(Binding::digest(request.body)),
-                request_id: forwarded.request_id.as_ref().and_then(|v| v.to_str().ok()),
-            };
-            signer.apply(identity, &binding, &mut headers);
-        }
-        for (name, value) in [
-            ("traceparent", &forwarded.traceparent),
-            (junction_edge::layers::REQUEST_ID, &forwarded.request_id),
-        ] {
-            if let Some(value) = value {
-                headers.insert(name, value.clone());
-            }
-        }
-        headers
-    }
-
-    async fn post(
-        &self,
-        graph: &Graph,
-        body: String,
-        request: &RequestContext<'_>,
-    ) -> Result<Value, String> {
-        let url = reqwest::Url::parse(&graph.url).map_err(|_| "has a bad URL".to_owned())?;
-        let target = match url.query() {
-            Some(query) => format!("{}?{query}", url.path()),
-            None => url.path().to_owned(),
-        };
-        let mut headers = self.downstream_headers(
-            request.identity,
-            request.forwarded,
-            &graph.name,
-            Downstream {
-                method: "POST",
-                target: &target,
-                body: body.as_bytes(),
-            },
-        );
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut post = self.http.post(url);
-        if let Some(timeout) = self.timeouts.get(&graph.url) {
-            post = post.timeout(*timeout);
-        }
-        let response = post.headers(headers).body(body).send().await.map_err(|e| {
-            if e.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                "is unreachable".to_owned()
-            }
-        })?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|_| "cut its answer short".to_owned())?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| format!("answered HTTP {} without GraphQL", status.as_u16()))?;
-        if !value.is_object() {
-            return Err(format!("answered HTTP {} without GraphQL", status.as_u16()));
-        }
-        Ok(value)
-    }
+/// Why a subgraph gave no GraphQL answer, as the client is told it (after the service name).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubgraphError {
+    #[error("has a bad URL")]
+    BadUrl,
+    #[error("timed out")]
+    TimedOut,
+    #[error("is unreachable")]
+    Unreachable,
+    #[error("cut its answer short")]
+    CutShort,
+    #[error("answered HTTP {0} without GraphQL")]
+    NotGraphQL(u16),
 }
 
 /// The request to a subgraph that an identity is signed for: the request line as sent (path
@@ -166,7 +88,7 @@ struct State {
 
 /// Runs `plan` and returns the GraphQL response body.
 pub async fn execute(
-    client: &SubgraphClient,
+    client: &dyn SubgraphExecutor,
     plan: &QueryPlan,
     request: &RequestContext<'_>,
     initial: Option<Value>,
@@ -176,7 +98,7 @@ pub async fn execute(
 
 /// Runs `plan` on top of data already fetched (a subscription event), keeping its errors.
 pub async fn execute_from(
-    client: &SubgraphClient,
+    client: &dyn SubgraphExecutor,
     plan: &QueryPlan,
     request: &RequestContext<'_>,
     data: Option<Value>,
@@ -214,7 +136,7 @@ pub async fn execute_from(
 }
 
 fn run<'a>(
-    client: &'a SubgraphClient,
+    client: &'a dyn SubgraphExecutor,
     node: &'a PlanNode,
     request: &'a RequestContext<'a>,
     state: &'a Mutex<State>,
@@ -273,7 +195,7 @@ fn request_body(fetch: &Fetch, variables: &Map<String, Value>) -> String {
     body
 }
 
-fn unavailable(fetch: &Fetch, why: &str) -> Value {
+fn unavailable(fetch: &Fetch, why: &SubgraphError) -> Value {
     json!({
         "message": format!("the {} service {why}", fetch.service),
         "extensions": {"code": "INTERNAL", "service": fetch.service},
@@ -281,7 +203,7 @@ fn unavailable(fetch: &Fetch, why: &str) -> Value {
 }
 
 async fn root_fetch(
-    client: &SubgraphClient,
+    client: &dyn SubgraphExecutor,
     fetch: &Fetch,
     request: &RequestContext<'_>,
     state: &Mutex<State>,
@@ -290,7 +212,7 @@ async fn root_fetch(
         return;
     };
     let body = request_body(fetch, &fetch_variables(fetch, request));
-    match client.post(graph, body, request).await {
+    match client.execute(graph, body, request).await {
         Ok(mut response) => {
             let mut state = lock(state);
             if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
@@ -307,7 +229,7 @@ async fn root_fetch(
 }
 
 async fn entity_fetch(
-    client: &SubgraphClient,
+    client: &dyn SubgraphExecutor,
     fetch: &Fetch,
     path: &[PathElement],
     request: &RequestContext<'_>,
@@ -350,7 +272,7 @@ async fn entity_fetch(
     let mut variables = fetch_variables(fetch, request);
     variables.insert("representations".into(), Value::Array(representations));
     let body = request_body(fetch, &variables);
-    let response = client.post(graph, body, request).await;
+    let response = client.execute(graph, body, request).await;
     let mut state = lock(state);
     let mut response = match response {
         Ok(response) => response,
@@ -787,24 +709,4 @@ fn error_at_or_below(error: &Value, path: &[Value]) -> bool {
         return false;
     };
     error_path.len() >= path.len() && error_path.iter().zip(path).all(|(a, b)| a == b)
-}
-/// Asks a running subgraph for its SDL (`{ _service { sdl } }`).
-pub async fn fetch_sdl(url: &str, timeout: std::time::Duration) -> Result<String, String> {
-    let client = junction_edge::clients::plain_client(timeout)?;
-    let response = client
-        .post(url)
-        .json(&serde_json::json!({"query": "{ _service { sdl } }"}))
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    let body: serde_json::Value = response
-        .json()
-        .await
-        .map_err(|e| format!("{url}: not a GraphQL answer: {e}"))?;
-    body.pointer("/data/_service/sdl")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            format!("{url}: no _service {{ sdl }} in the answer: is it a federation subgraph?")
-        })
 }
