@@ -730,6 +730,43 @@ async fn callers_over_their_rate_are_refused_with_the_headers_to_slow_down() {
     assert_eq!(subgraphs.total_requests(), before, "no subgraph was called");
 }
 
+/// Anonymous callers spend their own address's allowance, not one shared by everybody: behind
+/// a trusted proxy, the address its `X-Forwarded-For` names (as REST routes count them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_callers_are_limited_by_their_address() {
+    let subgraphs = Subgraphs::start().await;
+    let (process, _dir) = gateway_with(
+        &subgraphs.supergraph(),
+        &[
+            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "1"),
+            (
+                "JUNCTION_GATEWAY__HTTP__TRUSTED_PROXIES",
+                "[\"127.0.0.0/8\"]",
+            ),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let ask = |from: &'static str| {
+        client
+            .post(process.url("/graphql"))
+            .header("x-forwarded-for", from)
+            .json(&json!({"query": "{ topProducts { upc } }"}))
+            .send()
+    };
+    assert_eq!(ask("198.51.100.1").await.unwrap().status(), 200);
+    assert_eq!(
+        ask("198.51.100.1").await.unwrap().status(),
+        429,
+        "its allowance is spent"
+    );
+    assert_eq!(
+        ask("198.51.100.2").await.unwrap().status(),
+        200,
+        "another client's allowance is its own"
+    );
+}
+
 /// Automatic persisted queries: a hash alone is unknown until sent with its query; then a GET
 /// with the hash alone runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
