@@ -26,13 +26,41 @@ fn check(cli: &Cli, file: Option<&Path>) -> Result<(), Failure> {
         .or_else(|| config::locate(cli.config.as_deref()));
     config::load(file.as_deref(), std::env::vars())?;
     match file {
-        Some(path) => println!("{}: OK", path.display()),
+        Some(path) => {
+            println!("{}: OK", path.display());
+            for (key, role) in read_by_one_role(&flat(&path)?) {
+                println!("note: {key} is read by `junction {role}` only");
+            }
+        }
         None => println!(
             "no {} here; the built-in defaults are valid",
             config::DEFAULT_FILE
         ),
     }
     Ok(())
+}
+
+/// Settings only one role reads, and which: the others have nothing they apply to (the
+/// stand-alone router has no database, so no API keys and no tokens of its own; `serve`
+/// composes its own supergraph). Every other setting of `[gateway]` is read by both.
+const ONE_ROLE: &[(&str, &str)] = &[
+    ("gateway.oauth", "serve"),
+    ("gateway.api_key_cache_ttl", "serve"),
+    ("gateway.caches.api_keys_bytes", "serve"),
+    ("gateway.supergraph", "gateway"),
+    ("gateway.watch_interval", "gateway"),
+];
+
+/// The keys of a flattened file that one role only reads, with that role.
+pub fn read_by_one_role(keys: &BTreeMap<String, toml::Value>) -> Vec<(String, &'static str)> {
+    keys.keys()
+        .filter_map(|key| {
+            ONE_ROLE
+                .iter()
+                .find(|(prefix, _)| key == prefix || key.starts_with(&format!("{prefix}.")))
+                .map(|(_, role)| (key.clone(), *role))
+        })
+        .collect()
 }
 
 /// The changes from `old` to `new`, one line per key: `+` added, `-` removed, `~` changed.
@@ -65,7 +93,7 @@ fn diff(old: &Path, new: &Path) -> Result<Vec<String>, Failure> {
 
 /// A valid configuration file as `dotted.key -> value` (the environment is left out: this
 /// compares files).
-fn flat(path: &Path) -> Result<BTreeMap<String, toml::Value>, Failure> {
+pub fn flat(path: &Path) -> Result<BTreeMap<String, toml::Value>, Failure> {
     config::load(Some(path), std::iter::empty())?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::Usage(format!("{}: cannot read: {e}", path.display())))?;
@@ -202,5 +230,23 @@ mod tests {
         let good = file(&dir, "good.toml", "");
         let bad = file(&dir, "bad.toml", "[gateway]\nlisten = 7\n");
         assert!(diff(&good, &bad).is_err());
+    }
+
+    #[test]
+    fn settings_one_role_reads_are_named_with_the_role() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = file(
+            &dir,
+            "junction.toml",
+            "[gateway]\napi_key_cache_ttl = \"5s\"\nsubgraph_timeout = \"3s\"\n[gateway.oauth]\nissuer = \"me\"\n",
+        );
+        let notes = read_by_one_role(&flat(&path).unwrap());
+        assert_eq!(
+            notes,
+            vec![
+                ("gateway.api_key_cache_ttl".to_owned(), "serve"),
+                ("gateway.oauth.issuer".to_owned(), "serve"),
+            ]
+        );
     }
 }

@@ -21,6 +21,7 @@ pub async fn run(
     config_file: PathBuf,
     reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
 ) -> Result<(), Failure> {
+    warn_of_serve_only_settings(&config_file);
     let (site, subgraphs) = build(&config, supergraph.as_deref())?;
     // Requests take the site current when they arrive and finish on it; a reload swaps in a
     // new one for the requests after.
@@ -91,6 +92,22 @@ fn build(
     let authentication = Authentication::from_config(config, None)?;
     let site = site(config, supergraph, signer, &authentication, Vec::new())?;
     Ok((site, subgraphs))
+}
+
+/// Settings the stand-alone router has nothing to apply to are said so at start, not ignored
+/// in silence (`junction config check` names them too).
+fn warn_of_serve_only_settings(config_file: &Path) {
+    let Ok(keys) = crate::commands::config_check::flat(config_file) else {
+        return;
+    };
+    for (key, role) in crate::commands::config_check::read_by_one_role(&keys) {
+        if role != "gateway" {
+            tracing::warn!(
+                setting = %key,
+                "read by `junction {role}` only: the stand-alone router has no database, so no API keys and no tokens of its own"
+            );
+        }
+    }
 }
 
 /// Files whose change reloads the router, looked at every `every` (never when zero).
