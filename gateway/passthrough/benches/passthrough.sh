@@ -34,10 +34,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet --bin junction
+# JUNCTION_BINARY: measure that build instead (for before/after runs side by side).
+[ -n "${JUNCTION_BINARY:-}" ] || cargo build --release --quiet --bin junction
 cargo bench -p junction-passthrough --bench paced_load --no-run --quiet 2>/dev/null
-paced=$(ls -t "$CARGO_TARGET_DIR"/release/deps/paced_load-* | grep -v '\.d$' | head -n 1)
-junction="$CARGO_TARGET_DIR/release/junction"
+paced=$(ls -t "$CARGO_TARGET_DIR"/release/deps/paced_load-* | grep -v '\.d$' | sed -n 1p)
+junction="${JUNCTION_BINARY:-$CARGO_TARGET_DIR/release/junction}"
 
 nginx_conf() { # name, server block
   cat > "$work/$1.conf" <<CONF

@@ -22,12 +22,13 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
-cargo build --release --quiet --bin junction
+# JUNCTION_BINARY: measure that build instead (for before/after runs side by side).
+[ -n "${JUNCTION_BINARY:-}" ] || cargo build --release --quiet --bin junction
 cargo bench -p junction-router --bench subgraphs --no-run --quiet 2>/dev/null
-subgraphs_bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/subgraphs-* | grep -v '\.d$' | head -n 1)
+subgraphs_bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/subgraphs-* | grep -v '\.d$' | sed -n 1p)
 "$subgraphs_bin" 4201 > "$work/subgraphs.log" &
 pids+=($!)
-junction="$CARGO_TARGET_DIR/release/junction"
+junction="${JUNCTION_BINARY:-$CARGO_TARGET_DIR/release/junction}"
 for _ in $(seq 50); do curl -s -o /dev/null 127.0.0.1:4204/graphql -d '{}' -H 'content-type: application/json' && break; sleep 0.1; done
 "$junction" compose \
   --subgraph accounts=http://127.0.0.1:4201/graphql --subgraph products=http://127.0.0.1:4202/graphql \
