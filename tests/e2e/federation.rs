@@ -5,7 +5,7 @@
 use crate::support;
 
 use junction_federation::operation::{self, Limits};
-use junction_federation::planner;
+use junction_federation::planner::{self, PlannerKind};
 use junction_federation::supergraph::Supergraph;
 use serde_json::{Value, json};
 use support::Junction;
@@ -121,6 +121,25 @@ fn assert_plan_snapshot(name: &str, printed: &str) {
     );
 }
 
+/// Both planners' plans for `operation` against their snapshots: `NAME.plan` (Junction's
+/// planner; its refusal, when it cannot plan, is the snapshot) and `NAME.hive.plan` (Hive's,
+/// the router's default, which must plan it).
+fn assert_plan_snapshots(
+    supergraph: &Supergraph,
+    operation: &junction_federation::operation::Operation,
+    name: &str,
+) {
+    let labels = Default::default();
+    let junction = match planner::plan_using(PlannerKind::Junction, supergraph, operation, &labels)
+    {
+        Ok(plan) => plan.to_string(),
+        Err(error) => format!("cannot plan: {error}\n"),
+    };
+    assert_plan_snapshot(name, &junction);
+    let hive = planner::plan_using(PlannerKind::Hive, supergraph, operation, &labels).unwrap();
+    assert_plan_snapshot(&format!("{name}.hive"), &hive.to_string());
+}
+
 /// Composes `sources`, checks the plan for `query` against its snapshot `name`, serves the
 /// supergraph with `junction gateway`, and returns the answer's data (asserting no errors).
 async fn compose_plan_and_answer(
@@ -133,8 +152,7 @@ async fn compose_plan_and_answer(
     let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
     let (normalized, _) =
         operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    let printed = planner::plan(&parsed, &normalized).unwrap().to_string();
-    assert_plan_snapshot(name, &printed);
+    assert_plan_snapshots(&parsed, &normalized, name);
 
     let (process, _dir) = gateway(&supergraph);
     let body: Value = reqwest::Client::new()
@@ -1357,4 +1375,94 @@ async fn rate_limits_per_tenant_and_per_operation() {
     // Another tenant has its own allowance.
     let other = ask(token("globex", "key-1"), cheap).await.unwrap();
     assert_eq!(other.status(), 200);
+}
+
+/// #22, @requires: a required field computed through @requires itself (`total` needs
+/// `shippingCost`, which needs `price weight`), and required fields fetched from their owner
+/// for an entity the requiring subgraph returned itself (`cheapest`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requires_chained_and_from_the_requiring_subgraph() {
+    let shop = support::scenarios::Shop::start().await;
+    // Lamp: 30 + twice its weight of 4; Desk: 250, shipped free from 100 up.
+    let data = compose_plan_and_answer(
+        &shop.sources(),
+        "{ products { name total } }",
+        "requires_chained",
+    )
+    .await;
+    assert_eq!(
+        data,
+        json!({"products": [{"name": "Lamp", "total": 38}, {"name": "Desk", "total": 250}]})
+    );
+    let data = compose_plan_and_answer(
+        &shop.sources(),
+        "{ cheapest { id name shippingCost } }",
+        "requires_same_subgraph",
+    )
+    .await;
+    assert_eq!(
+        data,
+        json!({"cheapest": {"id": "p1", "name": "Lamp", "shippingCost": 8}})
+    );
+}
+
+/// #22, choosing where to go: `Category.details` lives only in a subgraph that reaches
+/// categories through `Product`'s key, so the plan hops through the parent entity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_type_field_is_reached_through_its_parent_entity() {
+    let parts = support::scenarios::Parts::start().await;
+    let data = compose_plan_and_answer(
+        &parts.sources(),
+        "{ parts { name category { id details } } }",
+        "parent_entity_hop",
+    )
+    .await;
+    assert_eq!(
+        data,
+        json!({"parts": [
+            {"name": "Bolt", "category": {"id": "c1", "details": "fasteners, steel"}},
+            {"name": "Gear", "category": {"id": "c2", "details": "transmission, brass"}},
+        ]})
+    );
+}
+
+/// The response map is ordered by the selection set (GraphQL spec, "Serialization Format"):
+/// fields answer in the order selected, through fragments, aliases and nested selections,
+/// whichever subgraph answered each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_answer_in_the_order_they_were_selected() {
+    let router = Router::start().await;
+    let query = "query { topProducts(first: 1) { upc ...Card reviews { id body author { username id } } \
+                 price name } me { name id } } fragment Card on Product { title: name ... on Product { weight } }";
+    let response = router
+        .client
+        .post(router.process.url("/graphql"))
+        .json(&json!({"query": query}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&response).unwrap();
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+    let data = &body["data"];
+    assert_eq!(keys(data), ["topProducts", "me"], "{response}");
+    let product = &data["topProducts"][0];
+    assert_eq!(
+        keys(product),
+        ["upc", "title", "weight", "reviews", "price", "name"],
+        "{response}"
+    );
+    let review = &product["reviews"][0];
+    assert_eq!(keys(review), ["id", "body", "author"], "{response}");
+    assert_eq!(keys(&review["author"]), ["username", "id"], "{response}");
+    assert_eq!(keys(&data["me"]), ["name", "id"], "{response}");
 }

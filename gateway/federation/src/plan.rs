@@ -26,6 +26,56 @@ pub enum PlanNode {
         path: Vec<PathElement>,
         node: Box<PlanNode>,
     },
+    /// Entity fetches for objects at several places, sent to one subgraph in one request
+    /// (each under an alias of `_entities`).
+    BatchFetch(BatchFetch),
+}
+
+/// One request to one subgraph answering several entity fetches (`e0: _entities(...) e1:
+/// _entities(...)`).
+#[derive(Clone, Debug)]
+pub struct BatchFetch {
+    pub graph: Name,
+    pub service: String,
+    /// The client's variables this fetch passes on.
+    pub variables: Vec<Name>,
+    pub entities: Vec<EntityBatch>,
+    pub operation: String,
+    pub operation_json: String,
+}
+
+/// One `_entities` alias of a [`BatchFetch`]: the objects it is for, what their
+/// representations hold, and what it asks.
+#[derive(Clone, Debug)]
+pub struct EntityBatch {
+    pub alias: String,
+    /// The variable carrying this alias's representations.
+    pub representations: String,
+    pub paths: Vec<Vec<PathElement>>,
+    pub requires: Vec<Selection>,
+    pub selections: Vec<Selection>,
+    pub input_rewrites: Vec<Rewrite>,
+    pub output_rewrites: Vec<Rewrite>,
+}
+
+/// A change the executor makes to a representation before sending it (input) or to a
+/// subgraph's answer before merging it (output).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rewrite {
+    /// Sets the value at `path` (an @interfaceObject's representation names the interface).
+    SetValue {
+        path: Vec<RewriteStep>,
+        value: String,
+    },
+    /// Renames the last key of `path` (a field fetched under an alias the planner chose).
+    RenameKey { path: Vec<RewriteStep>, to: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RewriteStep {
+    Key(String),
+    /// Only objects whose `__typename` is one of these types (or implements one).
+    TypeIn(Vec<Name>),
 }
 
 /// One request to one subgraph.
@@ -46,6 +96,10 @@ pub struct Fetch {
     pub operation: String,
     /// `operation` as a JSON string literal, encoded once.
     pub operation_json: String,
+    /// Applied to each representation before it is sent.
+    pub input_rewrites: Vec<Rewrite>,
+    /// Applied to the subgraph's data (each entity, or the root data) before it is merged.
+    pub output_rewrites: Vec<Rewrite>,
 }
 
 impl Fetch {
@@ -60,8 +114,8 @@ pub enum PathElement {
     Key(Name),
     /// Every element of a list.
     List,
-    /// Only objects whose `__typename` is this type.
-    TypeCondition(Name),
+    /// Only objects whose `__typename` is one of these types (or implements one).
+    TypeCondition(Vec<Name>),
 }
 
 impl fmt::Display for PathElement {
@@ -69,7 +123,16 @@ impl fmt::Display for PathElement {
         match self {
             PathElement::Key(key) => f.write_str(key),
             PathElement::List => f.write_str("@"),
-            PathElement::TypeCondition(ty) => write!(f, "|[{ty}]"),
+            PathElement::TypeCondition(types) => {
+                f.write_str("|[")?;
+                for (i, ty) in types.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("|")?;
+                    }
+                    f.write_str(ty)?;
+                }
+                f.write_str("]")
+            }
         }
     }
 }
@@ -82,6 +145,7 @@ impl PlanNode {
                 nodes.iter().map(PlanNode::fetch_count).sum()
             }
             PlanNode::Flatten { node, .. } => node.fetch_count(),
+            PlanNode::BatchFetch(_) => 1,
         }
     }
 
@@ -102,6 +166,24 @@ impl PlanNode {
             PlanNode::Flatten { path, node } => {
                 (path.len() * std::mem::size_of::<PathElement>()) as u64 + node.heap_bytes()
             }
+            PlanNode::BatchFetch(batch) => {
+                (batch.service.len()
+                    + batch.operation.capacity()
+                    + batch.operation_json.capacity()
+                    + batch.variables.len() * std::mem::size_of::<Name>()) as u64
+                    + batch
+                        .entities
+                        .iter()
+                        .map(|entity| {
+                            (std::mem::size_of::<EntityBatch>()
+                                + entity.paths.iter().map(|p| p.len() * 32).sum::<usize>()
+                                + (entity.input_rewrites.len() + entity.output_rewrites.len()) * 64)
+                                as u64
+                                + crate::selection::heap_bytes(&entity.requires)
+                                + crate::selection::heap_bytes(&entity.selections)
+                        })
+                        .sum::<u64>()
+            }
         }
     }
 
@@ -110,10 +192,33 @@ impl PlanNode {
         match self {
             PlanNode::Fetch(fetch) => {
                 out.push_str(&format!("{pad}Fetch(service: {:?}) {{\n", fetch.service));
+                write_rewrites(out, &pad, "input", &fetch.input_rewrites);
                 if fetch.is_entity_fetch() {
                     out.push_str(&format!("{pad}  {}\n{pad}  =>\n", print(&fetch.requires)));
                 }
-                out.push_str(&format!("{pad}  {}\n{pad}}},\n", print(&fetch.selections)));
+                out.push_str(&format!("{pad}  {}\n", print(&fetch.selections)));
+                write_rewrites(out, &pad, "output", &fetch.output_rewrites);
+                out.push_str(&format!("{pad}}},\n"));
+            }
+            PlanNode::BatchFetch(batch) => {
+                out.push_str(&format!(
+                    "{pad}BatchFetch(service: {:?}) {{\n",
+                    batch.service
+                ));
+                for entity in &batch.entities {
+                    let paths: Vec<String> = entity.paths.iter().map(|p| print_path(p)).collect();
+                    out.push_str(&format!("{pad}  {}(paths: {:?}) {{\n", entity.alias, paths));
+                    let inner = format!("{pad}  ");
+                    write_rewrites(out, &inner, "input", &entity.input_rewrites);
+                    out.push_str(&format!(
+                        "{pad}    {}\n{pad}    =>\n{pad}    {}\n",
+                        print(&entity.requires),
+                        print(&entity.selections)
+                    ));
+                    write_rewrites(out, &inner, "output", &entity.output_rewrites);
+                    out.push_str(&format!("{pad}  }},\n"));
+                }
+                out.push_str(&format!("{pad}}},\n"));
             }
             PlanNode::Sequence(nodes) | PlanNode::Parallel(nodes) => {
                 let word = if matches!(self, PlanNode::Sequence(_)) {
@@ -128,19 +233,44 @@ impl PlanNode {
                 out.push_str(&format!("{pad}}},\n"));
             }
             PlanNode::Flatten { path, node } => {
-                // `a.@.b|[T]`: type conditions attach to the step before them.
-                let mut printed = String::new();
-                for (i, element) in path.iter().enumerate() {
-                    if i > 0 && !matches!(element, PathElement::TypeCondition(_)) {
-                        printed.push('.');
-                    }
-                    printed.push_str(&element.to_string());
-                }
+                let printed = print_path(path);
                 out.push_str(&format!("{pad}Flatten(path: \"{printed}\") {{\n"));
                 node.write(out, indent + 1);
                 out.push_str(&format!("{pad}}},\n"));
             }
         }
+    }
+}
+
+/// `a.@.b|[T]`: type conditions attach to the step before them.
+fn print_path(path: &[PathElement]) -> String {
+    let mut printed = String::new();
+    for (i, element) in path.iter().enumerate() {
+        if i > 0 && !matches!(element, PathElement::TypeCondition(_)) {
+            printed.push('.');
+        }
+        printed.push_str(&element.to_string());
+    }
+    printed
+}
+
+fn write_rewrites(out: &mut String, pad: &str, side: &str, rewrites: &[Rewrite]) {
+    for rewrite in rewrites {
+        let (path, what) = match rewrite {
+            Rewrite::SetValue { path, value } => (path, format!("= {value:?}")),
+            Rewrite::RenameKey { path, to } => (path, format!("-> {to}")),
+        };
+        let path: Vec<String> = path
+            .iter()
+            .map(|step| match step {
+                RewriteStep::Key(key) => key.clone(),
+                RewriteStep::TypeIn(types) => format!("|[{}]", types.join("|")),
+            })
+            .collect();
+        out.push_str(&format!(
+            "{pad}  {side} rewrite: {} {what}\n",
+            path.join(".")
+        ));
     }
 }
 

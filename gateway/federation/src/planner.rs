@@ -37,6 +37,33 @@ pub enum PlanError {
     },
     #[error("unknown field {0}.{1}")]
     UnknownField(Name, Name),
+    /// The Hive planner failed (or panicked): its reason.
+    #[error("{0}")]
+    Hive(String),
+}
+
+/// Which planner plans operations (`[gateway] planner`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannerKind {
+    /// Hive Router's planner ([`crate::hive_plan`]): a search over a query graph.
+    #[default]
+    Hive,
+    /// Junction's own greedy planner (this module).
+    Junction,
+}
+
+/// Plans `operation` with the planner `kind` names, `labels` active.
+pub fn plan_using(
+    kind: PlannerKind,
+    supergraph: &Supergraph,
+    operation: &Operation,
+    labels: &Labels,
+) -> Result<QueryPlan, PlanError> {
+    match kind {
+        PlannerKind::Hive => crate::hive_plan::plan_with(supergraph, operation, labels),
+        PlannerKind::Junction => plan_with(supergraph, operation, labels),
+    }
 }
 
 struct Group {
@@ -201,7 +228,7 @@ impl Planner<'_> {
                     }
                     let inner_path = if self.supergraph.is_abstract(parent) {
                         let mut p = path.to_vec();
-                        p.push(PathElement::TypeCondition(condition.clone()));
+                        p.push(PathElement::TypeCondition(vec![condition.clone()]));
                         p
                     } else {
                         path.to_vec()
@@ -731,6 +758,8 @@ impl Planner<'_> {
             variables,
             operation_json: serde_json::to_string(&document).expect("strings encode"),
             operation: document,
+            input_rewrites: Vec::new(),
+            output_rewrites: Vec::new(),
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct Supergraph {
     pub access: crate::authorization::Access,
     /// `@cost` and `@listSize`, for the operation cost estimate.
     pub cost: crate::cost::CostModel,
+    /// The SDL this was read from (the Hive planner builds its own state from it).
+    sdl: String,
+    /// The Hive planner's state, built on first use.
+    hive: std::sync::OnceLock<Result<crate::hive_plan::HivePlanner, String>>,
 }
 
 const FEDERATION_PREFIXES: &[&str] = &["join__", "link__", "requiresScopes__", "policy__"];
@@ -166,7 +170,17 @@ impl Supergraph {
             hash,
             access,
             cost,
+            sdl: sdl.to_owned(),
+            hive: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The Hive planner's state for this supergraph, built the first time it is asked for.
+    pub fn hive_planner(&self) -> Result<&crate::hive_plan::HivePlanner, String> {
+        self.hive
+            .get_or_init(|| crate::hive_plan::HivePlanner::new(&self.sdl))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn graph_name<'a>(&'a self, graph: &'a Name) -> &'a str {

@@ -1,20 +1,35 @@
 //! Plans kept as snapshots, so a change in plan quality shows in review: the classic
-//! four-subgraph supergraph planned as the router plans it. (Plans of supergraphs composed
+//! four-subgraph supergraph planned as the router plans it, by both planners (`NAME.plan` is
+//! Junction's own planner, `NAME.hive.plan` Hive Router's). (Plans of supergraphs composed
 //! from running subgraphs are checked against the same folder by the end-to-end tests.)
 
-use junction_federation::operation::{self, Limits};
-use junction_federation::planner;
-use junction_federation::supergraph::Supergraph;
+use std::time::Instant;
+
+use junction_federation::operation::{self, Limits, Operation};
+use junction_federation::planner::{self, PlannerKind};
+use junction_federation::supergraph::{Labels, Supergraph};
+
+fn classic() -> Supergraph {
+    Supergraph::parse(include_str!("supergraphs/classic.graphql")).unwrap()
+}
+
+fn normalize(supergraph: &Supergraph, query: &str) -> Operation {
+    let document = operation::parse(&supergraph.api, query, &Limits::default()).unwrap();
+    operation::normalize(&document, None, &Default::default(), &Limits::default())
+        .unwrap()
+        .0
+}
 
 /// The plan for `query` against the checked-in supergraph, printed, and its fetch count.
-fn plan(query: &str) -> (String, usize) {
-    let sdl = include_str!("supergraphs/classic.graphql");
-    let supergraph = Supergraph::parse(sdl).unwrap();
-    let document = operation::parse(&supergraph.api, query, &Limits::default()).unwrap();
-    let (normalized, _) =
-        operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    let plan = planner::plan(&supergraph, &normalized).unwrap();
+fn plan_by(kind: PlannerKind, query: &str) -> (String, usize) {
+    let supergraph = classic();
+    let normalized = normalize(&supergraph, query);
+    let plan = planner::plan_using(kind, &supergraph, &normalized, &Labels::new()).unwrap();
     (plan.to_string(), plan.fetch_count())
+}
+
+fn plan(query: &str) -> (String, usize) {
+    plan_by(PlannerKind::Junction, query)
 }
 
 /// Compares with `plans/NAME.plan`; `UPDATE_SNAPSHOTS=1` rewrites it.
@@ -34,6 +49,38 @@ fn assert_plan_snapshot(name: &str, printed: &str) {
 const DEEP: &str =
     "{ topProducts { name reviews { body author { name reviews { product { name } } } } } }";
 
+/// Heavier than `DEEP`: the reviews' authors' reviews' products with inventory's `@requires`
+/// field (`shippingEstimate` needs `price` and `weight` from products), through named and
+/// inline fragments and aliases.
+const HEAVY: &str = r#"
+query Heavy {
+  top: topProducts(first: 5) {
+    ...ProductCard
+    reviews {
+      body
+      author {
+        handle: username
+        name
+        reviews {
+          product {
+            ...ProductCard
+            ... on Product { inStock stockLevel }
+          }
+        }
+      }
+    }
+  }
+  me { id name }
+}
+fragment ProductCard on Product {
+  upc
+  title: name
+  price
+  shippingEstimate
+  cost: price
+}
+"#;
+
 #[test]
 fn deep_query_plan_snapshot() {
     let (printed, fetches) = plan(DEEP);
@@ -43,12 +90,77 @@ fn deep_query_plan_snapshot() {
 }
 
 #[test]
-fn requires_and_provides_plan_snapshot() {
-    let (printed, _) =
-        plan("{ topProducts { name shippingEstimate reviews { author { username } } } }");
-    assert_plan_snapshot("requires_provides", &printed);
-    assert!(
-        !printed.contains("\"accounts\""),
-        "@provides saves the accounts fetch:\n{printed}"
+fn deep_query_hive_plan_snapshot() {
+    let (printed, fetches) = plan_by(PlannerKind::Hive, DEEP);
+    assert_plan_snapshot("deep.hive", &printed);
+    println!("deep query: {fetches} fetches with the Hive planner");
+}
+
+#[test]
+fn heavy_query_plan_snapshots() {
+    let (junction, junction_fetches) = plan(HEAVY);
+    assert_plan_snapshot("heavy", &junction);
+    let (hive, hive_fetches) = plan_by(PlannerKind::Hive, HEAVY);
+    assert_plan_snapshot("heavy.hive", &hive);
+    println!(
+        "heavy query: {junction_fetches} fetches with Junction's planner, {hive_fetches} with Hive's"
     );
+}
+
+#[test]
+fn requires_and_provides_plan_snapshot() {
+    let query = "{ topProducts { name shippingEstimate reviews { author { username } } } }";
+    for (kind, name) in [
+        (PlannerKind::Junction, "requires_provides"),
+        (PlannerKind::Hive, "requires_provides.hive"),
+    ] {
+        let (printed, _) = plan_by(kind, query);
+        assert_plan_snapshot(name, &printed);
+        assert!(
+            !printed.contains("\"accounts\""),
+            "@provides saves the accounts fetch:\n{printed}"
+        );
+    }
+}
+
+/// Planning time of both planners on the classic supergraph's queries (printed, never
+/// asserted: `cargo test -p junction-federation --release --test plans -- --nocapture
+/// planning_time`). Plans are cached by the router, so this is paid once per operation.
+#[test]
+fn planning_time() {
+    let supergraph = classic();
+    // Build the Hive planner's state before timing: the router does it once per supergraph.
+    let started = Instant::now();
+    supergraph.hive_planner().unwrap();
+    println!("Hive planner state built in {:?}", started.elapsed());
+    let queries = [
+        ("one fetch", "{ topProducts { upc name } }"),
+        ("deep", DEEP),
+        (
+            "requires+provides",
+            "{ topProducts { name shippingEstimate reviews { author { username } } } }",
+        ),
+        ("heavy", HEAVY),
+        (
+            "me",
+            "{ me { id name reviews { body product { upc name inStock } } } }",
+        ),
+    ];
+    let rounds = if cfg!(debug_assertions) { 20 } else { 500 };
+    for (name, query) in queries {
+        let operation = normalize(&supergraph, query);
+        let mut line = format!("{name:>18}:");
+        for kind in [PlannerKind::Junction, PlannerKind::Hive] {
+            let started = Instant::now();
+            let mut fetches = 0;
+            for _ in 0..rounds {
+                fetches = planner::plan_using(kind, &supergraph, &operation, &Labels::new())
+                    .unwrap()
+                    .fetch_count();
+            }
+            let each = started.elapsed() / rounds;
+            line.push_str(&format!("  {kind:?} {each:>10.1?} ({fetches} fetches)"));
+        }
+        println!("{line}");
+    }
 }

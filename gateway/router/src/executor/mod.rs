@@ -7,6 +7,7 @@ pub mod websocket;
 
 use std::sync::Mutex;
 
+use apollo_compiler::Name;
 use apollo_compiler::ast::Type;
 use axum::http::HeaderValue;
 use futures_util::future::{BoxFuture, FutureExt, join_all};
@@ -14,7 +15,9 @@ use junction_schema::Identity;
 use serde_json::{Map, Value, json};
 
 use junction_federation::operation::Operation;
-use junction_federation::plan::{Fetch, PathElement, PlanNode, QueryPlan};
+use junction_federation::plan::{
+    BatchFetch, Fetch, PathElement, PlanNode, QueryPlan, Rewrite, RewriteStep,
+};
 use junction_federation::selection::Selection;
 use junction_federation::supergraph::{Graph, Supergraph};
 
@@ -152,6 +155,7 @@ fn run<'a>(
                 join_all(nodes.iter().map(|node| run(client, node, request, state))).await;
             }
             PlanNode::Fetch(fetch) => root_fetch(client, fetch, request, state).await,
+            PlanNode::BatchFetch(batch) => batch_fetch(client, batch, request, state).await,
             PlanNode::Flatten { path, node } => {
                 if let PlanNode::Fetch(fetch) = node.as_ref() {
                     entity_fetch(client, fetch, path, request, state).await;
@@ -170,9 +174,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn fetch_variables(fetch: &Fetch, request: &RequestContext<'_>) -> Map<String, Value> {
-    fetch
-        .variables
+fn fetch_variables(names: &[Name], request: &RequestContext<'_>) -> Map<String, Value> {
+    names
         .iter()
         .filter_map(|name| {
             request
@@ -184,21 +187,21 @@ fn fetch_variables(fetch: &Fetch, request: &RequestContext<'_>) -> Map<String, V
 }
 
 /// `{"query": ..., "variables": ...}`, with the query already JSON-encoded at planning.
-fn request_body(fetch: &Fetch, variables: &Map<String, Value>) -> String {
+fn request_body(operation_json: &str, variables: &Map<String, Value>) -> String {
     let variables = serde_json::to_string(variables).unwrap_or_else(|_| "{}".to_owned());
-    let mut body = String::with_capacity(fetch.operation_json.len() + variables.len() + 32);
+    let mut body = String::with_capacity(operation_json.len() + variables.len() + 32);
     body.push_str("{\"query\":");
-    body.push_str(&fetch.operation_json);
+    body.push_str(operation_json);
     body.push_str(",\"variables\":");
     body.push_str(&variables);
     body.push('}');
     body
 }
 
-fn unavailable(fetch: &Fetch, why: &SubgraphError) -> Value {
+fn unavailable(service: &str, why: &SubgraphError) -> Value {
     json!({
-        "message": format!("the {} service {why}", fetch.service),
-        "extensions": {"code": "INTERNAL", "service": fetch.service},
+        "message": format!("the {service} service {why}"),
+        "extensions": {"code": "INTERNAL", "service": service},
     })
 }
 
@@ -211,7 +214,10 @@ async fn root_fetch(
     let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
         return;
     };
-    let body = request_body(fetch, &fetch_variables(fetch, request));
+    let body = request_body(
+        &fetch.operation_json,
+        &fetch_variables(&fetch.variables, request),
+    );
     match client.execute(graph, body, request).await {
         Ok(mut response) => {
             let mut state = lock(state);
@@ -220,86 +226,74 @@ async fn root_fetch(
                     .errors
                     .extend(errors.into_iter().map(|e| tag_service(e, &fetch.service)));
             }
-            if let Some(data) = response.get_mut("data").map(Value::take) {
+            if let Some(mut data) = response.get_mut("data").map(Value::take) {
+                for rewrite in &fetch.output_rewrites {
+                    apply_rewrite(request.supergraph, rewrite, &mut data);
+                }
                 deep_merge(&mut state.data, data);
             }
         }
-        Err(why) => lock(state).errors.push(unavailable(fetch, &why)),
+        Err(why) => lock(state).errors.push(unavailable(&fetch.service, &why)),
     }
 }
 
-async fn entity_fetch(
-    client: &dyn SubgraphExecutor,
-    fetch: &Fetch,
-    path: &[PathElement],
-    request: &RequestContext<'_>,
-    state: &Mutex<State>,
+/// Where the objects at `paths` are, and their representations for `requires` (each distinct
+/// one once): `(location, index into representations)` per object.
+type Targets = Vec<(Vec<Value>, usize)>;
+
+fn representations(
+    supergraph: &Supergraph,
+    graph: &Name,
+    requires: &[Selection],
+    input_rewrites: &[Rewrite],
+    paths: &[&[PathElement]],
+    data: &Value,
+) -> (Targets, Vec<Value>) {
+    let mut found = Vec::new();
+    for path in paths {
+        collect(supergraph, data, path, &mut Vec::new(), &mut found);
+    }
+    let mut representations: Vec<Value> = Vec::new();
+    let mut targets = Vec::new();
+    for (location, object) in found {
+        let Some(mut representation) = represent(supergraph, graph, requires, object) else {
+            continue;
+        };
+        for rewrite in input_rewrites {
+            apply_rewrite(supergraph, rewrite, &mut representation);
+        }
+        let index = match representations.iter().position(|r| r == &representation) {
+            Some(index) => index,
+            None => {
+                representations.push(representation);
+                representations.len() - 1
+            }
+        };
+        targets.push((location, index));
+    }
+    (targets, representations)
+}
+
+/// Merges each entity into every object that had its representation; the last one takes it.
+fn merge_entities(
+    supergraph: &Supergraph,
+    data: &mut Value,
+    targets: &Targets,
+    mut entities: Vec<Value>,
+    output_rewrites: &[Rewrite],
 ) {
-    // Where the entities are, and what each one's representation is.
-    let (targets, representations) = {
-        let state = lock(state);
-        let mut found = Vec::new();
-        collect(
-            request.supergraph,
-            &state.data,
-            path,
-            &mut Vec::new(),
-            &mut found,
-        );
-        let mut representations: Vec<Value> = Vec::new();
-        let mut targets = Vec::new();
-        for (location, object) in found {
-            let Some(representation) = represent(request.supergraph, fetch, object) else {
-                continue;
-            };
-            let index = match representations.iter().position(|r| r == &representation) {
-                Some(index) => index,
-                None => {
-                    representations.push(representation);
-                    representations.len() - 1
-                }
-            };
-            targets.push((location, index));
-        }
-        (targets, representations)
-    };
-    if representations.is_empty() {
-        return;
-    }
-    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
-        return;
-    };
-    let mut variables = fetch_variables(fetch, request);
-    variables.insert("representations".into(), Value::Array(representations));
-    let body = request_body(fetch, &variables);
-    let response = client.execute(graph, body, request).await;
-    let mut state = lock(state);
-    let mut response = match response {
-        Ok(response) => response,
-        Err(why) => {
-            state.errors.push(unavailable(fetch, &why));
-            return;
-        }
-    };
-    let entities = match response.pointer_mut("/data/_entities").map(Value::take) {
-        Some(Value::Array(entities)) => entities,
-        _ => Vec::new(),
-    };
-    if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
-        for error in errors {
-            let error = relocate(error, &targets, &entities);
-            state.errors.push(tag_service(error, &fetch.service));
+    for entity in &mut entities {
+        for rewrite in output_rewrites {
+            apply_rewrite(supergraph, rewrite, entity);
         }
     }
-    // Each entity goes to every object that had its representation; the last one takes it.
     let mut uses = vec![0usize; entities.len()];
-    for (_, index) in &targets {
+    for (_, index) in targets {
         if let Some(count) = uses.get_mut(*index) {
             *count += 1;
         }
     }
-    let mut entities = entities;
-    for (location, index) in &targets {
+    for (location, index) in targets {
         let Some(entity) = entities.get_mut(*index).filter(|e| e.is_object()) else {
             continue;
         };
@@ -309,26 +303,250 @@ async fn entity_fetch(
         } else {
             entity.clone()
         };
-        // The object keeps its own type: an @interfaceObject answers with the interface's.
-        if let Some(map) = entity.as_object_mut() {
+        // The object keeps its own type when an @interfaceObject answers with the
+        // interface's name; a concrete type's name (the owner of the interface telling what
+        // the object is) is taken.
+        if let Some(map) = entity.as_object_mut()
+            && map
+                .get("__typename")
+                .and_then(Value::as_str)
+                .is_none_or(|name| {
+                    supergraph.is_abstract(name) || is_interface_object(supergraph, name)
+                })
+        {
             map.remove("__typename");
         }
-        if let Some(object) = at_mut(&mut state.data, location) {
+        if let Some(object) = at_mut(data, location) {
             deep_merge(object, entity);
         }
     }
 }
 
+/// Whether some subgraph knows `type_name` as an @interfaceObject (an interface elsewhere).
+fn is_interface_object(supergraph: &Supergraph, type_name: &str) -> bool {
+    supergraph
+        .type_graphs(type_name)
+        .any(|(_, in_graph)| in_graph.interface_object)
+}
+
+async fn entity_fetch(
+    client: &dyn SubgraphExecutor,
+    fetch: &Fetch,
+    path: &[PathElement],
+    request: &RequestContext<'_>,
+    state: &Mutex<State>,
+) {
+    let (targets, representations) = representations(
+        request.supergraph,
+        &fetch.graph,
+        &fetch.requires,
+        &fetch.input_rewrites,
+        &[path],
+        &lock(state).data,
+    );
+    if representations.is_empty() {
+        return;
+    }
+    let Some(graph) = request.supergraph.graphs.get(&fetch.graph) else {
+        return;
+    };
+    let mut variables = fetch_variables(&fetch.variables, request);
+    variables.insert("representations".into(), Value::Array(representations));
+    let body = request_body(&fetch.operation_json, &variables);
+    let response = client.execute(graph, body, request).await;
+    let mut state = lock(state);
+    let mut response = match response {
+        Ok(response) => response,
+        Err(why) => {
+            state.errors.push(unavailable(&fetch.service, &why));
+            return;
+        }
+    };
+    let entities = match response.pointer_mut("/data/_entities").map(Value::take) {
+        Some(Value::Array(entities)) => entities,
+        _ => Vec::new(),
+    };
+    if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
+        for error in errors {
+            let error = relocate(error, "_entities", &targets, &entities);
+            state.errors.push(tag_service(error, &fetch.service));
+        }
+    }
+    let state = &mut *state;
+    merge_entities(
+        request.supergraph,
+        &mut state.data,
+        &targets,
+        entities,
+        &fetch.output_rewrites,
+    );
+}
+
+/// Several entity fetches in one request, each under its `_entities` alias.
+async fn batch_fetch(
+    client: &dyn SubgraphExecutor,
+    batch: &BatchFetch,
+    request: &RequestContext<'_>,
+    state: &Mutex<State>,
+) {
+    let mut variables = fetch_variables(&batch.variables, request);
+    let mut all_targets = Vec::with_capacity(batch.entities.len());
+    {
+        let state = lock(state);
+        for entity in &batch.entities {
+            let paths: Vec<&[PathElement]> = entity.paths.iter().map(Vec::as_slice).collect();
+            let (targets, representations) = representations(
+                request.supergraph,
+                &batch.graph,
+                &entity.requires,
+                &entity.input_rewrites,
+                &paths,
+                &state.data,
+            );
+            variables.insert(
+                entity.representations.clone(),
+                Value::Array(representations),
+            );
+            all_targets.push(targets);
+        }
+    }
+    if all_targets.iter().all(Vec::is_empty) {
+        return;
+    }
+    let Some(graph) = request.supergraph.graphs.get(&batch.graph) else {
+        return;
+    };
+    let body = request_body(&batch.operation_json, &variables);
+    let response = client.execute(graph, body, request).await;
+    let mut state = lock(state);
+    let mut response = match response {
+        Ok(response) => response,
+        Err(why) => {
+            state.errors.push(unavailable(&batch.service, &why));
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(batch.entities.len());
+    for entity in &batch.entities {
+        let pointer = format!("/data/{}", entity.alias);
+        answers.push(match response.pointer_mut(&pointer).map(Value::take) {
+            Some(Value::Array(entities)) => entities,
+            _ => Vec::new(),
+        });
+    }
+    if let Some(Value::Array(errors)) = response.get_mut("errors").map(Value::take) {
+        for error in errors {
+            let alias = error
+                .pointer("/path/0")
+                .and_then(Value::as_str)
+                .and_then(|first| batch.entities.iter().position(|e| e.alias == first));
+            let error = match alias {
+                Some(i) => relocate(
+                    error,
+                    &batch.entities[i].alias,
+                    &all_targets[i],
+                    &answers[i],
+                ),
+                None => error,
+            };
+            state.errors.push(tag_service(error, &batch.service));
+        }
+    }
+    let state = &mut *state;
+    for ((entity, targets), entities) in batch.entities.iter().zip(&all_targets).zip(answers) {
+        merge_entities(
+            request.supergraph,
+            &mut state.data,
+            targets,
+            entities,
+            &entity.output_rewrites,
+        );
+    }
+}
+
+/// Applies one of the planner's rewrites to `value` (each item, for a list).
+fn apply_rewrite(supergraph: &Supergraph, rewrite: &Rewrite, value: &mut Value) {
+    let (path, action) = match rewrite {
+        Rewrite::SetValue { path, value } => (path.as_slice(), Ok(value.as_str())),
+        Rewrite::RenameKey { path, to } => (path.as_slice(), Err(to.as_str())),
+    };
+    rewrite_at(supergraph, path, action, value);
+}
+
+/// `action`: `Ok(v)` sets the value at the path to the string `v`; `Err(to)` renames the
+/// path's last key to `to`.
+fn rewrite_at(
+    supergraph: &Supergraph,
+    path: &[RewriteStep],
+    action: Result<&str, &str>,
+    value: &mut Value,
+) {
+    if let Value::Array(items) = value {
+        for item in items {
+            rewrite_at(supergraph, path, action, item);
+        }
+        return;
+    }
+    let Some((first, rest)) = path.split_first() else {
+        if let Ok(set) = action {
+            *value = Value::String(set.to_owned());
+        }
+        return;
+    };
+    let Value::Object(object) = value else {
+        return;
+    };
+    match first {
+        RewriteStep::TypeIn(types) => {
+            let typename = object.get("__typename").and_then(Value::as_str);
+            let applies = typename.is_none_or(|name| of_type(supergraph, name, types));
+            if applies {
+                rewrite_at(supergraph, rest, action, value);
+            }
+        }
+        RewriteStep::Key(key) => match (rest.is_empty(), action) {
+            (true, Err(to)) => {
+                if key != to
+                    && let Some(moved) = object.remove(key.as_str())
+                {
+                    object.insert(to.to_owned(), moved);
+                }
+            }
+            _ => {
+                if let Some(inner) = object.get_mut(key.as_str()) {
+                    rewrite_at(supergraph, rest, action, inner);
+                }
+            }
+        },
+    }
+}
+
+/// Whether an object of type `typename` matches a condition on any of `types`.
+fn of_type(supergraph: &Supergraph, typename: &str, types: &[Name]) -> bool {
+    types.iter().any(|condition| {
+        condition == typename
+            || supergraph
+                .possible_types(condition)
+                .iter()
+                .any(|t| t == typename)
+    })
+}
+
 /// An `_entities` error's path (`_entities.3.reviews`) as the response path of the entity.
 /// Some subgraph libraries leave the index out (`_entities.reviews`); then the one entity
 /// that came back null, or null at that field, is the one the error is about.
-fn relocate(mut error: Value, targets: &[(Vec<Value>, usize)], entities: &[Value]) -> Value {
+fn relocate(
+    mut error: Value,
+    field: &str,
+    targets: &[(Vec<Value>, usize)],
+    entities: &[Value],
+) -> Value {
     let path = error
         .get("path")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if path.first().and_then(Value::as_str) != Some("_entities") {
+    if path.first().and_then(Value::as_str) != Some(field) {
         return error;
     }
     let (index, rest) = match path.get(1).and_then(Value::as_u64) {
@@ -425,17 +643,12 @@ fn collect<'v>(
                 }
             }
         }
-        PathElement::TypeCondition(condition) => {
+        PathElement::TypeCondition(conditions) => {
             let typename = value
                 .get("__typename")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            if typename == condition.as_str()
-                || supergraph
-                    .possible_types(condition)
-                    .iter()
-                    .any(|t| t == typename)
-            {
+            if of_type(supergraph, typename, conditions) {
                 collect(supergraph, value, rest, location, out);
             }
         }
@@ -455,34 +668,48 @@ fn at_mut<'v>(value: &'v mut Value, location: &[Value]) -> Option<&'v mut Value>
 }
 
 /// The representation of `object` for `requires` (`... on T { __typename key... }`), or
-/// `None` when the object is not of a type this fetch is for.
-fn represent(supergraph: &Supergraph, fetch: &Fetch, object: &Value) -> Option<Value> {
+/// `None` when the object is not of a type this fetch is for, or when it holds nothing to
+/// look it up by (its key is null: sending it would fail the whole batch).
+fn represent(
+    supergraph: &Supergraph,
+    graph: &Name,
+    requires: &[Selection],
+    object: &Value,
+) -> Option<Value> {
     let typename = object.get("__typename")?.as_str()?;
-    for selection in &fetch.requires {
+    for selection in requires {
         if let Selection::Fragment(fragment) = selection {
-            let matches = fragment.type_condition == typename
-                || supergraph
-                    .possible_types(&fragment.type_condition)
-                    .iter()
-                    .any(|t| t == typename);
-            if matches {
-                let mut representation = project(&fragment.selections, object);
-                // A subgraph that knows the entity only as an @interfaceObject expects the
-                // interface's name.
-                if supergraph
-                    .type_in_graph(&fragment.type_condition, &fetch.graph)
-                    .is_some_and(|t| t.interface_object)
-                {
-                    representation["__typename"] =
-                        Value::String(fragment.type_condition.to_string());
-                }
-                return Some(representation);
+            if !of_type(
+                supergraph,
+                typename,
+                std::slice::from_ref(&fragment.type_condition),
+            ) {
+                continue;
             }
+            let mut representation = project(&fragment.selections, object);
+            let Value::Object(fields) = &representation else {
+                return None;
+            };
+            if !fields.keys().any(|key| key != "__typename") {
+                return None;
+            }
+            representation["__typename"] = Value::String(typename.to_owned());
+            // A subgraph that knows the entity only as an @interfaceObject expects the
+            // interface's name.
+            if supergraph
+                .type_in_graph(&fragment.type_condition, graph)
+                .is_some_and(|t| t.interface_object)
+            {
+                representation["__typename"] = Value::String(fragment.type_condition.to_string());
+            }
+            return Some(representation);
         }
     }
     None
 }
 
+/// What `selections` pick of `value`, nulls left out (a representation holds only what is
+/// known). A field is found by its response key, else by its name.
 fn project(selections: &[Selection], value: &Value) -> Value {
     match value {
         Value::Array(items) => {
@@ -494,7 +721,11 @@ fn project(selections: &[Selection], value: &Value) -> Value {
                 match selection {
                     Selection::Field(field) => {
                         let key = field.response_key().as_str();
-                        let Some(inner) = object.get(key) else {
+                        let Some(inner) = object
+                            .get(key)
+                            .or_else(|| object.get(field.name.as_str()))
+                            .filter(|v| !v.is_null())
+                        else {
                             continue;
                         };
                         let projected = if field.selections.is_empty() {
@@ -620,9 +851,14 @@ fn shape_into(
                 );
                 path.pop();
                 match completed {
-                    Ok(completed) => {
-                        out.insert(key.to_owned(), completed);
-                    }
+                    // A field selected twice (on an interface and in a fragment on an
+                    // implementation) answers what both selected.
+                    Ok(completed) => match out.get_mut(key) {
+                        Some(existing) => merge_shaped(existing, completed),
+                        None => {
+                            out.insert(key.to_owned(), completed);
+                        }
+                    },
                     Err(()) => return Err(()),
                 }
             }
@@ -701,6 +937,29 @@ fn complete(
                 shape_object(supergraph, selections, raw, name, path, errors).map(Value::Object);
             nullable_result(result)
         }
+    }
+}
+
+/// `more` shaped for the same response key as `existing`, joined into it (the first
+/// selection's order kept).
+fn merge_shaped(existing: &mut Value, more: Value) {
+    match (existing, more) {
+        (Value::Object(existing), Value::Object(more)) => {
+            for (key, value) in more {
+                match existing.get_mut(&key) {
+                    Some(inner) => merge_shaped(inner, value),
+                    None => {
+                        existing.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Array(existing), Value::Array(more)) => {
+            for (inner, value) in existing.iter_mut().zip(more) {
+                merge_shaped(inner, value);
+            }
+        }
+        (existing, more) => *existing = more,
     }
 }
 
