@@ -9,6 +9,7 @@ pub mod federation;
 pub mod graphql_ws;
 pub mod kafka;
 pub mod media;
+pub mod postgres;
 
 pub mod process;
 pub mod receiver;

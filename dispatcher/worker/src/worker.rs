@@ -1,7 +1,9 @@
 //! The delivery loop: take tasks, deliver them with bounded concurrency, record every attempt,
 //! then settle the task. One slow or failing endpoint cannot hold up the others: each has its
-//! own concurrency cap, rate limit and back-off pause, and a task that would exceed them goes
-//! back to the queue for a moment instead of occupying a worker slot.
+//! own concurrency cap, rate limit and back-off pause. A queue that applies the concurrency
+//! cap as it hands out tasks (the embedded one) is trusted with it; otherwise, and for rate
+//! limits and pauses, a task that would exceed them goes back to the queue for a moment
+//! instead of occupying a worker slot.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +19,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
@@ -33,6 +35,7 @@ use junction_schema::webhook_url::AddressPolicy;
 /// How long a task waits when its endpoint is at its concurrency cap.
 const BUSY_ENDPOINT_DEFERRAL: Duration = Duration::from_millis(200);
 const EVENT_BUFFER: usize = 4096;
+const FORWARD_BUFFER: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatcherError {
@@ -56,6 +59,12 @@ struct Inner {
     config: DispatcherConfig,
     events: broadcast::Sender<DeliveryEvent>,
     gates: Mutex<HashMap<String, Gate>>,
+    /// Channels that must see every event (the Kafka events publisher): sent to with
+    /// back-pressure, never skipping, unlike the broadcast for live subscribers.
+    forwards: Mutex<Vec<mpsc::Sender<DeliveryEvent>>>,
+    /// Signalled when an attempt ends: its endpoint has room again, so a loop that found
+    /// nothing it could start looks again at once instead of after `poll_interval`.
+    finished: Notify,
 }
 
 /// Per-endpoint traffic state, local to this process.
@@ -106,6 +115,8 @@ impl Dispatcher {
                 config,
                 events,
                 gates: Mutex::new(HashMap::new()),
+                forwards: Mutex::new(Vec::new()),
+                finished: Notify::new(),
             }),
         })
     }
@@ -113,6 +124,19 @@ impl Dispatcher {
     /// Every recorded attempt, as it happens.
     pub fn subscribe(&self) -> broadcast::Receiver<DeliveryEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Every recorded attempt from now on, none skipped: a consumer that falls behind holds
+    /// up the attempts finishing (up to `FORWARD_BUFFER` events ahead of it), where a
+    /// [`Dispatcher::subscribe`]r would miss events instead.
+    pub fn forward(&self) -> mpsc::Receiver<DeliveryEvent> {
+        let (tx, rx) = mpsc::channel(FORWARD_BUFFER);
+        self.inner
+            .forwards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(tx);
+        rx
     }
 
     /// The event channel itself, for consumers that subscribe later (live GraphQL subscriptions).
@@ -158,8 +182,12 @@ impl Dispatcher {
             };
             if batch.is_empty() {
                 drop(first);
+                // With attempts in flight, the queue may have held tasks back for their
+                // endpoints' limits: one ending makes room.
+                let busy = !in_flight.is_empty();
                 tokio::select! {
                     () = &mut shutdown => break,
+                    () = self.inner.finished.notified(), if busy => continue,
                     () = tokio::time::sleep(config.poll_interval) => continue,
                 }
             }
@@ -184,8 +212,9 @@ impl Dispatcher {
                 };
                 let inner = Arc::clone(&self.inner);
                 in_flight.spawn(async move {
-                    inner.handle(received, context).await;
+                    Arc::clone(&inner).handle(received, context).await;
                     drop(permit);
+                    inner.finished.notify_one();
                 });
             }
         }
@@ -346,7 +375,8 @@ impl Inner {
         if let Some(until) = gate.paused_until.filter(|until| *until > now) {
             return Err(until - now);
         }
-        if gate.in_flight >= self.config.per_endpoint_concurrency {
+        if gate.in_flight >= self.config.per_endpoint_concurrency && !self.queue.limits_endpoints()
+        {
             return Err(BUSY_ENDPOINT_DEFERRAL);
         }
         if let Some(rate) = endpoint.rate_limit_per_second.filter(|rate| *rate > 0) {
@@ -513,7 +543,7 @@ impl Inner {
         };
         tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
         // Recorded is what the event says: it goes out before the queue is settled.
-        let _ = self.events.send(DeliveryEvent {
+        let event = DeliveryEvent {
             attempt_id: record.id,
             delivery_id: task.delivery_id.clone(),
             tenant_id: task.tenant_id.clone(),
@@ -528,7 +558,17 @@ impl Inner {
             trace_id: record.trace_id,
             next_attempt_at,
             at: record.created_at,
-        });
+        };
+        let forwards: Vec<mpsc::Sender<DeliveryEvent>> = self
+            .forwards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for forward in forwards {
+            // Closed only when its consumer stopped, with the process.
+            let _ = forward.send(event.clone()).await;
+        }
+        let _ = self.events.send(event);
 
         received.state_recorded = true;
         let settled = match &outcome {
