@@ -664,7 +664,7 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
 mod tests {
     use junction_schema::database::{DatabaseConfig, DatabaseUrl};
     use junction_schema::entities::delivery;
-    use sea_orm::{DbBackend, Statement};
+    use sea_orm::{DbBackend, PaginatorTrait, Statement};
 
     use super::*;
     use crate::test_database::published_on_postgres_at;
@@ -685,6 +685,100 @@ mod tests {
         .unwrap()
         .try_get_by_index(0)
         .unwrap()
+    }
+
+    /// Rows of `table` inserted, updated and deleted so far, as PostgreSQL counts them. The
+    /// counts of this connection's own statements are flushed first, so they are exact when
+    /// `db` has one connection.
+    async fn writes(db: &DatabaseConnection, table: &str) -> (i64, i64, i64) {
+        db.execute_unprepared("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables \
+                     WHERE relname = '{table}'"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            row.try_get_by_index(0).unwrap(),
+            row.try_get_by_index(1).unwrap(),
+            row.try_get_by_index(2).unwrap(),
+        )
+    }
+
+    /// A delivery is written twice in its life on the embedded queue: leased, then settled
+    /// with its attempt, and never handed back, even when the batch taken could hold far
+    /// more of an endpoint's tasks than its concurrency lets start. Counted by PostgreSQL
+    /// (`pg_stat_user_tables`) over a dispatcher on one connection, delivering 400 deliveries
+    /// to two endpoints of a real receiver with 2 attempts in flight per endpoint.
+    #[tokio::test]
+    async fn a_delivery_is_written_twice_leased_and_settled() {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/{endpoint}", post(|| async { "" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let (_, url) = published_on_postgres_at(&urls, 200).await;
+        let one = junction_schema::database::connect(&DatabaseConfig {
+            url: DatabaseUrl::parse(&url).unwrap(),
+            max_connections: 1,
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let config = DispatcherConfig {
+            per_endpoint_concurrency: 2,
+            batch_size: 64,
+            poll_interval: Duration::from_millis(10),
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..DispatcherConfig::default()
+        };
+        let queue = Arc::new(
+            EmbeddedQueue::new(one.clone(), config.lease)
+                .with_per_endpoint_limit(config.per_endpoint_concurrency),
+        );
+        let (inserted, updated_before, _) = writes(&one, "deliveries").await;
+        assert_eq!(inserted, 400);
+        let dispatcher = Dispatcher::new(one.clone(), queue, config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn({
+            let dispatcher = dispatcher.clone();
+            async move {
+                dispatcher
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            }
+        });
+        loop {
+            let pending = delivery::Entity::find()
+                .filter(delivery::Column::Status.ne(delivery::SUCCEEDED))
+                .count(&one)
+                .await
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+        running.await.unwrap();
+        let (_, updated, deleted) = writes(&one, "deliveries").await;
+        assert_eq!(deleted, 0);
+        assert_eq!(
+            updated - updated_before,
+            800,
+            "two updates per delivery: leased, settled"
+        );
     }
 
     /// A batch's messages are found by key. On a table whose statistics lag its growth (here,
