@@ -6,9 +6,10 @@
 //!   probe per endpoint, whatever its backlog), and each endpoint's due deliveries are read
 //!   from it in order. It replaces `idx_deliveries_pending_due` (migration 7), which only the
 //!   old lease statement read: one index fewer to write at every publish and settlement.
-//! - `idx_deliveries_leased` on `endpoint_id WHERE status = 'pending' AND lease_token IS NOT
-//!   NULL`: the deliveries in flight, counted per endpoint at every lease. It holds only the
-//!   leased rows, so it stays the size of the workers' concurrency.
+//! - `idx_deliveries_leased` on `(endpoint_id, next_attempt_at) WHERE status = 'pending' AND
+//!   lease_token IS NOT NULL`: the deliveries in flight (their lease not yet run out), counted
+//!   per endpoint at every lease. It holds only the leased rows, so it stays the size of the
+//!   workers' concurrency.
 
 use sea_orm_migration::prelude::*;
 
@@ -48,6 +49,7 @@ impl MigrationTrait for Migration {
                     .name(LEASED)
                     .table(Deliveries::Table)
                     .col(Deliveries::EndpointId)
+                    .col(Deliveries::NextAttemptAt)
                     .and_where(Expr::col(Deliveries::Status).eq("pending"))
                     .and_where(Expr::col(Deliveries::LeaseToken).is_not_null())
                     .to_owned(),

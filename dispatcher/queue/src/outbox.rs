@@ -21,6 +21,20 @@ use sea_orm::{
 use super::{QueueError, Task};
 use crate::statement_shapes::{padded, placeholders, power_of_two_runs};
 
+/// Signalled whenever this process stores a message with deliveries: a dispatcher in the same
+/// process (`junction serve`) that found nothing due looks again at once instead of waiting
+/// out its poll interval. Dispatchers elsewhere poll.
+static PUBLISHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves when this process next stores a message with deliveries.
+pub async fn published_here() {
+    PUBLISHED.notified().await;
+}
+
+fn wake_local_dispatchers() {
+    PUBLISHED.notify_waiters();
+}
+
 /// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
 /// message for some 5,000 endpoints used to pass; one for more than this is written in
 /// several INSERTs.
@@ -34,12 +48,16 @@ pub async fn store(
     message: &message::Model,
     endpoints: &[String],
 ) -> Result<bool, sea_orm::DbErr> {
-    match db.get_database_backend() {
+    let stored = match db.get_database_backend() {
         DbBackend::Postgres if endpoints.len() <= DELIVERIES_PER_STATEMENT => {
             store_in_one_statement(db, message, endpoints).await
         }
         _ => store_in_transaction(db, message, endpoints).await,
+    }?;
+    if stored && !endpoints.is_empty() {
+        wake_local_dispatchers();
     }
+    Ok(stored)
 }
 
 /// Stores the message, a delivery per endpoint and the outbox row in one statement, so in one
@@ -247,6 +265,9 @@ pub async fn store_many(
             .await?;
     }
     txn.commit().await?;
+    if !deliveries.is_empty() {
+        wake_local_dispatchers();
+    }
     Ok(batch
         .iter()
         .map(|(message, _)| stored.contains(&message.id))

@@ -188,6 +188,8 @@ impl Dispatcher {
                 tokio::select! {
                     () = &mut shutdown => break,
                     () = self.inner.finished.notified(), if busy => continue,
+                    // Published in this process: due now.
+                    () = junction_queue::outbox::published_here() => continue,
                     () = tokio::time::sleep(config.poll_interval) => continue,
                 }
             }
