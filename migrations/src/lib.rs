@@ -15,6 +15,8 @@ mod m20261127_000007_partial_due_index;
 mod m20261127_000008_created_at_indexes;
 mod m20261127_000009_dead_letter_indexes;
 mod m20261127_000010_attempts_without_delivery_key;
+mod m20261203_000011_per_endpoint_due_index;
+mod m20261203_000012_earlier_attempts;
 
 pub struct Migrator;
 
@@ -32,6 +34,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000008_created_at_indexes::Migration),
             Box::new(m20261127_000009_dead_letter_indexes::Migration),
             Box::new(m20261127_000010_attempts_without_delivery_key::Migration),
+            Box::new(m20261203_000011_per_endpoint_due_index::Migration),
+            Box::new(m20261203_000012_earlier_attempts::Migration),
         ]
     }
 }

@@ -195,9 +195,67 @@ pub async fn connect(config: &DatabaseConfig) -> Result<DatabaseConnection, Conn
         })
 }
 
+/// Whether `error` means the database cannot serve right now (unreachable, restarting, out of
+/// connections, busy, or a transaction lost to a conflict) rather than that the statement is
+/// wrong: what a caller may answer as retryable (`UNAVAILABLE`) instead of as a fault.
+pub fn is_unavailable(error: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let runtime = match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(error) = runtime else {
+        return false;
+    };
+    match error.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(database) => database.code().is_some_and(|code| transient_code(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of PostgreSQL that say "not now" (connection exceptions, shutting down or
+/// starting up, out of resources, serialization failures and deadlocks), and SQLite's busy
+/// and locked result codes (extended codes keep the primary one in their low byte). A
+/// SQLSTATE is always five characters, some all digits; SQLite's codes have at most four.
+fn transient_code(code: &str) -> bool {
+    if code.len() < 5 {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6));
+    }
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "55P03"
+        )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_codes() {
+        for code in ["08006", "57P01", "57P03", "53300", "40001", "5", "517", "6"] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["23505", "42P01", "1", "19", "2067"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(
+            sea_orm::error::ConnAcquireErr::Timeout
+        )));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
+    }
 
     #[test]
     fn schemes_are_checked() {

@@ -13,6 +13,9 @@ pub enum ErrorCode {
     NotFound,
     Conflict,
     RateLimited,
+    /// A dependency (the database) cannot be reached right now: nothing was done, and the
+    /// same request may be sent again after `extensions.retryAfter` seconds.
+    Unavailable,
     Internal,
 }
 
@@ -25,6 +28,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -38,6 +42,7 @@ impl ErrorCode {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

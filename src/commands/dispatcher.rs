@@ -42,6 +42,7 @@ pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatche
         QueueBackend::Embedded => {
             let queue = Arc::new(
                 EmbeddedQueue::new(db.clone(), settings.lease)
+                    .with_per_endpoint_limit(settings.per_endpoint_concurrency)
                     .with_outbox_sweep(OUTBOX_SWEEP_INTERVAL),
             );
             Dispatcher::new(db.clone(), queue, settings)
@@ -57,7 +58,7 @@ pub async fn start(config: &Config, db: &DatabaseConnection) -> Result<Dispatche
             let dispatcher =
                 Dispatcher::new(db.clone(), Arc::clone(&queue) as Arc<dyn Queue>, settings);
             if let Ok(dispatcher) = &dispatcher {
-                tokio::spawn(queue.publish_events(dispatcher.subscribe()));
+                tokio::spawn(queue.publish_events(dispatcher.forward()));
             }
             dispatcher
         }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use junction_edge::auth::api_keys::ApiKeys;
 use junction_federation::compose::{self, SubgraphSource};
 use junction_federation::supergraph::Supergraph;
+use junction_passthrough::RouteConfig;
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
 use tokio::net::TcpListener;
@@ -18,6 +19,13 @@ use crate::roles::subgraphs::{database_probe, deliveries_router, webhooks_router
 use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
+    // The router's port first: a start that cannot listen stops here, before it migrates,
+    // creates the default tenant or prints (and so spends) the admin key, which the next,
+    // successful start prints instead. Connections made meanwhile wait in the backlog.
+    let listen = config.gateway.listen;
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let db = connect(&config).await?;
     let applied = junction_migrations::up(&db)
         .await
@@ -61,6 +69,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     );
     let mut sources = Vec::new();
     let mut subgraph_servers = Vec::new();
+    let mut webhooks_base = None;
     for (name, router, sdl) in [
         (
             junction_webhooks::SUBGRAPH_NAME,
@@ -73,15 +82,16 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             junction_deliveries::graphql::sdl(),
         ),
     ] {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let subgraph_listener = TcpListener::bind("127.0.0.1:0")
             .await
             .with_context(|| format!("cannot open a loopback port for the {name} subgraph"))?;
-        let url = format!(
-            "http://{}/graphql",
-            listener.local_addr().context("subgraph address")?
-        );
+        let address = subgraph_listener.local_addr().context("subgraph address")?;
+        let url = format!("http://{address}/graphql");
+        if name == junction_webhooks::SUBGRAPH_NAME {
+            webhooks_base = Some(format!("http://{address}"));
+        }
         subgraph_servers.push(tokio::spawn(junction_edge::server::serve(
-            listener,
+            subgraph_listener,
             router,
             shutdown.clone().wait(),
             config.gateway.shutdown_grace,
@@ -103,17 +113,21 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         config.gateway.caches.api_keys_bytes,
     ));
     let authentication = Authentication::from_config(&config, Some(api_keys))?;
+    // The webhooks subgraph's REST routes, on the router's address like everything else.
+    let mut with_routes = config.clone();
+    if let Some(base) = &webhooks_base {
+        with_routes
+            .gateway
+            .routes
+            .extend(webhooks_rest_routes(base, &config)?);
+    }
     let app = crate::roles::router::site(
-        &config,
+        &with_routes,
         supergraph,
         Some(signer),
         &authentication,
         vec![database_probe(db.clone())],
     )?;
-    let listen = config.gateway.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
         address = %listener.local_addr().context("listener address")?,
         database = %config.database.url,
@@ -138,6 +152,37 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The REST routes `junction serve` declares besides the configured ones: `POST /v1/events`
+/// (bulk publishing, with the router's credentials, signed for the route
+/// [`junction_webhooks::rest::EVENTS_ROUTE`]) and `GET /v1/openapi.json` (its description,
+/// open to anyone), both to the webhooks subgraph at `base`. A configured route on either
+/// path takes precedence, and the built-in one is left out.
+fn webhooks_rest_routes(base: &str, config: &Config) -> Result<Vec<RouteConfig>, Failure> {
+    use junction_webhooks::rest::{EVENTS_PATH, EVENTS_ROUTE, OPENAPI_PATH, OPENAPI_ROUTE};
+    let declared = |path: &str| config.gateway.routes.iter().any(|r| r.path == path);
+    let mut routes = Vec::new();
+    if !declared(EVENTS_PATH) {
+        routes.push(route(&format!(
+            "name = \"{EVENTS_ROUTE}\"\npath = \"{EVENTS_PATH}\"\nmethods = [\"POST\"]\n\
+             upstreams = [\"{base}\"]\nupgrades = []\nmax_body_bytes = {}\n\
+             plugins = [{{ name = \"auth\" }}]\n",
+            config.identity.max_body_bytes
+        ))?);
+    }
+    if !declared(OPENAPI_PATH) {
+        routes.push(route(&format!(
+            "name = \"{OPENAPI_ROUTE}\"\npath = \"{OPENAPI_PATH}\"\nmethods = [\"GET\"]\n\
+             upstreams = [\"{base}\"]\nupgrades = []\nmax_body_bytes = 1024\n"
+        ))?);
+    }
+    Ok(routes)
+}
+
+fn route(toml_text: &str) -> Result<RouteConfig, Failure> {
+    toml::from_str(toml_text)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("a built-in REST route is invalid: {e}")))
 }
 
 fn print_bootstrap(bootstrap: &tenants::Bootstrap) {

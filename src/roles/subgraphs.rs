@@ -27,13 +27,14 @@ pub fn webhooks_router(
     db: &DatabaseConnection,
     verifier: Arc<IdentityVerifier>,
 ) -> axum::Router {
-    let schema = graphql::schema(WebhooksState {
+    let state = Arc::new(WebhooksState {
         db: db.clone(),
         policy: AddressPolicy::new(config.dispatcher.allowed_networks.clone()),
         max_payload_bytes: config.webhooks.max_payload_bytes,
         rotation_grace: config.webhooks.secret_rotation_grace,
     });
-    junction_webhooks::http::router(schema, verifier)
+    let schema = graphql::schema_sharing(Arc::clone(&state));
+    junction_webhooks::http::router(schema, state, verifier)
 }
 
 /// The deliveries subgraph's routes; replays go through the queue's outbox (which the

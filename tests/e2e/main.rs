@@ -14,6 +14,7 @@ mod kafka_delivery;
 mod passthrough;
 mod platform;
 mod playground;
+mod publishing;
 mod queue_conformance;
 mod subscriptions;
 mod webhook_delivery;

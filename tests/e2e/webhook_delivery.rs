@@ -58,7 +58,10 @@ struct Running {
 
 impl Running {
     fn start(db: &DatabaseConnection, config: DispatcherConfig) -> Self {
-        let queue = Arc::new(EmbeddedQueue::new(db.clone(), config.lease));
+        let queue = Arc::new(
+            EmbeddedQueue::new(db.clone(), config.lease)
+                .with_per_endpoint_limit(config.per_endpoint_concurrency),
+        );
         let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let runner = dispatcher.clone();

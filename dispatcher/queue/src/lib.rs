@@ -23,7 +23,7 @@ pub mod statement_shapes;
 mod test_database;
 
 pub use config::{QueueBackend, QueueConfig};
-pub use embedded::EmbeddedQueue;
+pub use embedded::{DEFAULT_PER_ENDPOINT_LIMIT, EmbeddedQueue};
 pub use kafka::{KafkaConfig, KafkaQueue};
 
 use async_trait::async_trait;
@@ -94,6 +94,12 @@ pub trait Queue: Send + Sync + 'static {
     async fn retry_at(&self, received: &Received, at: DateTime<Utc>) -> Result<(), QueueError>;
     /// Retries are exhausted (or delivery is impossible); keep it for replay.
     async fn dead_letter(&self, received: &Received, reason: &str) -> Result<(), QueueError>;
+    /// True when `receive` never hands out more deliveries of one endpoint than its
+    /// concurrency limit allows (counting every worker's): the worker then need not hold
+    /// tasks back for that limit itself.
+    fn limits_endpoints(&self) -> bool {
+        false
+    }
     /// The worker is stopping and settled its last task: leave cleanly (a consumer group
     /// hands this worker's share to the others at once, rather than after a timeout).
     async fn close(&self) {}

@@ -19,7 +19,21 @@ use sea_orm::{
 };
 
 use super::{QueueError, Task};
-use crate::statement_shapes::{padded, placeholders};
+use crate::statement_shapes::{padded, placeholders, power_of_two_runs};
+
+/// Signalled whenever this process stores a message with deliveries: a dispatcher in the same
+/// process (`junction serve`) that found nothing due looks again at once instead of waiting
+/// out its poll interval. Dispatchers elsewhere poll.
+static PUBLISHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves when this process next stores a message with deliveries.
+pub async fn published_here() {
+    PUBLISHED.notified().await;
+}
+
+fn wake_local_dispatchers() {
+    PUBLISHED.notify_waiters();
+}
 
 /// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
 /// message for some 5,000 endpoints used to pass; one for more than this is written in
@@ -34,12 +48,16 @@ pub async fn store(
     message: &message::Model,
     endpoints: &[String],
 ) -> Result<bool, sea_orm::DbErr> {
-    match db.get_database_backend() {
+    let stored = match db.get_database_backend() {
         DbBackend::Postgres if endpoints.len() <= DELIVERIES_PER_STATEMENT => {
             store_in_one_statement(db, message, endpoints).await
         }
         _ => store_in_transaction(db, message, endpoints).await,
+    }?;
+    if stored && !endpoints.is_empty() {
+        wake_local_dispatchers();
     }
+    Ok(stored)
 }
 
 /// Stores the message, a delivery per endpoint and the outbox row in one statement, so in one
@@ -132,6 +150,7 @@ async fn store_in_transaction(
             updated_at: Set(now),
             delivered_at: Set(None),
             dead_at: Set(None),
+            earlier_attempts: Set(0),
         }))
         .exec_without_returning(&txn)
         .await?;
@@ -149,6 +168,110 @@ async fn store_in_transaction(
     }
     txn.commit().await?;
     Ok(true)
+}
+
+/// Stores many newly published messages, each with a pending delivery for each of its
+/// endpoints and the outbox row naming them, all in one transaction: what a bulk publish
+/// calls. A message whose idempotency key is taken (by an earlier publish, or one committed
+/// meanwhile) is not stored; the answer says, message by message, whether it was. The
+/// messages' idempotency keys must differ from each other.
+///
+/// Multi-row INSERTs in runs of power-of-two lengths, so a busy publisher runs on a few
+/// statement texts whatever its batch sizes (see [`crate::statement_shapes`]).
+pub async fn store_many(
+    db: &DatabaseConnection,
+    batch: &[(message::Model, Vec<String>)],
+) -> Result<Vec<bool>, sea_orm::DbErr> {
+    let backend = db.get_database_backend();
+    let txn = db.begin().await?;
+    let mut stored: HashSet<String> = HashSet::with_capacity(batch.len());
+    for run in power_of_two_runs(batch) {
+        let mut values: Vec<Value> = Vec::with_capacity(run.len() * 9);
+        let mut rows = Vec::with_capacity(run.len());
+        for (message, _) in run {
+            let first = values.len();
+            values.extend([
+                message.id.clone().into(),
+                message.tenant_id.clone().into(),
+                message.event_type.clone().into(),
+                message.payload.clone().into(),
+                message.payload_hash.clone().into(),
+                message.channels.clone().into(),
+                message.idempotency_key.clone().into(),
+                message.traceparent.clone().into(),
+                message.created_at.into(),
+            ]);
+            let row: Vec<String> = (first + 1..=first + 9).map(|n| format!("${n}")).collect();
+            rows.push(format!("({})", row.join(", ")));
+        }
+        let sql = format!(
+            "INSERT INTO messages (id, tenant_id, event_type, payload, payload_hash, channels, \
+             idempotency_key, traceparent, created_at) VALUES {} \
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
+            rows.join(", ")
+        );
+        let inserted = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                placeholders(backend, &sql),
+                values,
+            ))
+            .await?;
+        for row in inserted {
+            stored.insert(row.try_get::<String>("", "id")?);
+        }
+    }
+    let mut deliveries = Vec::new();
+    let mut named = Vec::new();
+    for (message, endpoints) in batch {
+        if !stored.contains(&message.id) || endpoints.is_empty() {
+            continue;
+        }
+        let now = message.created_at;
+        deliveries.extend(endpoints.iter().map(|endpoint| delivery::ActiveModel {
+            id: Set(uuid::Uuid::now_v7().to_string()),
+            tenant_id: Set(message.tenant_id.clone()),
+            message_id: Set(message.id.clone()),
+            endpoint_id: Set(endpoint.clone()),
+            status: Set(delivery::PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            lease_token: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            delivered_at: Set(None),
+            dead_at: Set(None),
+            earlier_attempts: Set(0),
+        }));
+        // For the Kafka relay: one row names all of the message's deliveries.
+        named.push(outbox::ActiveModel {
+            message_id: Set(message.id.clone()),
+            delivery_id: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        });
+    }
+    for chunk in deliveries.chunks(DELIVERIES_PER_STATEMENT) {
+        for run in power_of_two_runs(chunk) {
+            delivery::Entity::insert_many(run.iter().cloned())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+    }
+    for run in power_of_two_runs(&named) {
+        outbox::Entity::insert_many(run.iter().cloned())
+            .exec_without_returning(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    if !deliveries.is_empty() {
+        wake_local_dispatchers();
+    }
+    Ok(batch
+        .iter()
+        .map(|(message, _)| stored.contains(&message.id))
+        .collect())
 }
 
 /// Makes settled deliveries due again (a replay), keeping their ids, each named in an outbox

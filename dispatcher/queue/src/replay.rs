@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, replay_job};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set, TransactionSession,
@@ -221,8 +221,13 @@ async fn requeue(
     }
     let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
     let txn = db.begin().await?;
-    // A replay starts a fresh retry schedule; earlier attempts stay on record.
+    // A replay starts a fresh retry schedule; earlier attempts stay on record, and are
+    // counted in `earlier_attempts` so the statistics see the delivery's whole history.
     delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::EarlierAttempts,
+            Expr::col(delivery::Column::EarlierAttempts).add(Expr::col(delivery::Column::Attempts)),
+        )
         .col_expr(delivery::Column::Attempts, Expr::value(0))
         .col_expr(
             delivery::Column::LastError,

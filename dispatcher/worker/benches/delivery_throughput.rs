@@ -190,6 +190,7 @@ async fn run() -> Leftovers {
     let queue: Arc<dyn Queue> = match &kafka {
         None => Arc::new(
             EmbeddedQueue::new(db.clone(), config.lease)
+                .with_per_endpoint_limit(config.per_endpoint_concurrency)
                 .with_outbox_sweep(std::time::Duration::from_secs(30)),
         ),
         Some(servers) => {
@@ -221,7 +222,7 @@ async fn run() -> Leftovers {
     let backend = if kafka.is_some() { "Kafka" } else { "embedded" };
     let dispatcher = Dispatcher::new(db.clone(), queue, config).unwrap();
     if let Some(queue) = &kafka_queue {
-        tokio::spawn(queue.publish_events(dispatcher.subscribe()));
+        tokio::spawn(queue.publish_events(dispatcher.forward()));
     }
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn({

@@ -133,6 +133,10 @@ async fn insert_attempts(db: &impl ConnectionTrait, attempts: &[&Attempt]) -> Re
 
 /// One UPDATE for every delivery in the batch, from a VALUES list (a CTE, which both
 /// PostgreSQL and SQLite take). A delivery listed twice with the same values is updated once.
+///
+/// It settles the delivery for the queue too (the lease is released: the embedded queue
+/// counts rows with a lease token as in flight), so the queue's own settlement has nothing
+/// left to write and a delivery is written twice in its life: leased, then this.
 fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> Statement {
     let now = Utc::now();
     let mut rows = Vec::new();
@@ -183,7 +187,7 @@ fn update_deliveries(backend: sea_orm::DbBackend, attempts: Vec<&Attempt>) -> St
         "WITH v(id, attempts, last_error, status, delivered_at, next_attempt_at, dead_at) AS \
          (VALUES {}) \
          UPDATE deliveries SET attempts = v.attempts, last_error = v.last_error, \
-         status = COALESCE(v.status, deliveries.status), \
+         status = COALESCE(v.status, deliveries.status), lease_token = NULL, \
          delivered_at = COALESCE(deliveries.delivered_at, v.delivered_at), \
          next_attempt_at = COALESCE(v.next_attempt_at, deliveries.next_attempt_at), \
          dead_at = COALESCE(v.dead_at, deliveries.dead_at), \

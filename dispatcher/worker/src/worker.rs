@@ -1,7 +1,9 @@
 //! The delivery loop: take tasks, deliver them with bounded concurrency, record every attempt,
 //! then settle the task. One slow or failing endpoint cannot hold up the others: each has its
-//! own concurrency cap, rate limit and back-off pause, and a task that would exceed them goes
-//! back to the queue for a moment instead of occupying a worker slot.
+//! own concurrency cap, rate limit and back-off pause. A queue that applies the concurrency
+//! cap as it hands out tasks (the embedded one) is trusted with it; otherwise, and for rate
+//! limits and pauses, a task that would exceed them goes back to the queue for a moment
+//! instead of occupying a worker slot.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +19,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::{DispatcherConfig, InvalidDispatcherConfig};
@@ -33,6 +35,7 @@ use junction_schema::webhook_url::AddressPolicy;
 /// How long a task waits when its endpoint is at its concurrency cap.
 const BUSY_ENDPOINT_DEFERRAL: Duration = Duration::from_millis(200);
 const EVENT_BUFFER: usize = 4096;
+const FORWARD_BUFFER: usize = 16_384;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatcherError {
@@ -56,6 +59,12 @@ struct Inner {
     config: DispatcherConfig,
     events: broadcast::Sender<DeliveryEvent>,
     gates: Mutex<HashMap<String, Gate>>,
+    /// Channels that must see every event (the Kafka events publisher): sent to with
+    /// back-pressure, never skipping, unlike the broadcast for live subscribers.
+    forwards: Mutex<Vec<mpsc::Sender<DeliveryEvent>>>,
+    /// Signalled when an attempt ends: its endpoint has room again, so a loop that found
+    /// nothing it could start looks again at once instead of after `poll_interval`.
+    finished: Notify,
 }
 
 /// Per-endpoint traffic state, local to this process.
@@ -106,6 +115,8 @@ impl Dispatcher {
                 config,
                 events,
                 gates: Mutex::new(HashMap::new()),
+                forwards: Mutex::new(Vec::new()),
+                finished: Notify::new(),
             }),
         })
     }
@@ -113,6 +124,19 @@ impl Dispatcher {
     /// Every recorded attempt, as it happens.
     pub fn subscribe(&self) -> broadcast::Receiver<DeliveryEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Every recorded attempt from now on, none skipped: a consumer that falls behind holds
+    /// up the attempts finishing (up to `FORWARD_BUFFER` events ahead of it), where a
+    /// [`Dispatcher::subscribe`]r would miss events instead.
+    pub fn forward(&self) -> mpsc::Receiver<DeliveryEvent> {
+        let (tx, rx) = mpsc::channel(FORWARD_BUFFER);
+        self.inner
+            .forwards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(tx);
+        rx
     }
 
     /// The event channel itself, for consumers that subscribe later (live GraphQL subscriptions).
@@ -158,8 +182,14 @@ impl Dispatcher {
             };
             if batch.is_empty() {
                 drop(first);
+                // With attempts in flight, the queue may have held tasks back for their
+                // endpoints' limits: one ending makes room.
+                let busy = !in_flight.is_empty();
                 tokio::select! {
                     () = &mut shutdown => break,
+                    () = self.inner.finished.notified(), if busy => continue,
+                    // Published in this process: due now.
+                    () = junction_queue::outbox::published_here() => continue,
                     () = tokio::time::sleep(config.poll_interval) => continue,
                 }
             }
@@ -184,8 +214,9 @@ impl Dispatcher {
                 };
                 let inner = Arc::clone(&self.inner);
                 in_flight.spawn(async move {
-                    inner.handle(received, context).await;
+                    Arc::clone(&inner).handle(received, context).await;
                     drop(permit);
+                    inner.finished.notify_one();
                 });
             }
         }
@@ -346,7 +377,8 @@ impl Inner {
         if let Some(until) = gate.paused_until.filter(|until| *until > now) {
             return Err(until - now);
         }
-        if gate.in_flight >= self.config.per_endpoint_concurrency {
+        if gate.in_flight >= self.config.per_endpoint_concurrency && !self.queue.limits_endpoints()
+        {
             return Err(BUSY_ENDPOINT_DEFERRAL);
         }
         if let Some(rate) = endpoint.rate_limit_per_second.filter(|rate| *rate > 0) {
@@ -513,7 +545,7 @@ impl Inner {
         };
         tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
         // Recorded is what the event says: it goes out before the queue is settled.
-        let _ = self.events.send(DeliveryEvent {
+        let event = DeliveryEvent {
             attempt_id: record.id,
             delivery_id: task.delivery_id.clone(),
             tenant_id: task.tenant_id.clone(),
@@ -528,7 +560,17 @@ impl Inner {
             trace_id: record.trace_id,
             next_attempt_at,
             at: record.created_at,
-        });
+        };
+        let forwards: Vec<mpsc::Sender<DeliveryEvent>> = self
+            .forwards
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for forward in forwards {
+            // Closed only when its consumer stopped, with the process.
+            let _ = forward.send(event.clone()).await;
+        }
+        let _ = self.events.send(event);
 
         received.state_recorded = true;
         let settled = match &outcome {
@@ -624,7 +666,7 @@ fn chrono_duration(duration: Duration) -> chrono::Duration {
 mod tests {
     use junction_schema::database::{DatabaseConfig, DatabaseUrl};
     use junction_schema::entities::delivery;
-    use sea_orm::{DbBackend, Statement};
+    use sea_orm::{DbBackend, PaginatorTrait, Statement};
 
     use super::*;
     use crate::test_database::published_on_postgres_at;
@@ -645,6 +687,100 @@ mod tests {
         .unwrap()
         .try_get_by_index(0)
         .unwrap()
+    }
+
+    /// Rows of `table` inserted, updated and deleted so far, as PostgreSQL counts them. The
+    /// counts of this connection's own statements are flushed first, so they are exact when
+    /// `db` has one connection.
+    async fn writes(db: &DatabaseConnection, table: &str) -> (i64, i64, i64) {
+        db.execute_unprepared("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables \
+                     WHERE relname = '{table}'"
+                ),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            row.try_get_by_index(0).unwrap(),
+            row.try_get_by_index(1).unwrap(),
+            row.try_get_by_index(2).unwrap(),
+        )
+    }
+
+    /// A delivery is written twice in its life on the embedded queue: leased, then settled
+    /// with its attempt, and never handed back, even when the batch taken could hold far
+    /// more of an endpoint's tasks than its concurrency lets start. Counted by PostgreSQL
+    /// (`pg_stat_user_tables`) over a dispatcher on one connection, delivering 400 deliveries
+    /// to two endpoints of a real receiver with 2 attempts in flight per endpoint.
+    #[tokio::test]
+    async fn a_delivery_is_written_twice_leased_and_settled() {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/{endpoint}", post(|| async { "" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        let (_, url) = published_on_postgres_at(&urls, 200).await;
+        let one = junction_schema::database::connect(&DatabaseConfig {
+            url: DatabaseUrl::parse(&url).unwrap(),
+            max_connections: 1,
+            ..DatabaseConfig::default()
+        })
+        .await
+        .unwrap();
+        let config = DispatcherConfig {
+            per_endpoint_concurrency: 2,
+            batch_size: 64,
+            poll_interval: Duration::from_millis(10),
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..DispatcherConfig::default()
+        };
+        let queue = Arc::new(
+            EmbeddedQueue::new(one.clone(), config.lease)
+                .with_per_endpoint_limit(config.per_endpoint_concurrency),
+        );
+        let (inserted, updated_before, _) = writes(&one, "deliveries").await;
+        assert_eq!(inserted, 400);
+        let dispatcher = Dispatcher::new(one.clone(), queue, config).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn({
+            let dispatcher = dispatcher.clone();
+            async move {
+                dispatcher
+                    .run(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+            }
+        });
+        loop {
+            let pending = delivery::Entity::find()
+                .filter(delivery::Column::Status.ne(delivery::SUCCEEDED))
+                .count(&one)
+                .await
+                .unwrap();
+            if pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+        running.await.unwrap();
+        let (_, updated, deleted) = writes(&one, "deliveries").await;
+        assert_eq!(deleted, 0);
+        assert_eq!(
+            updated - updated_before,
+            800,
+            "two updates per delivery: leased, settled"
+        );
     }
 
     /// A batch's messages are found by key. On a table whose statistics lag its growth (here,

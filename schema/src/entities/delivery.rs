@@ -25,7 +25,8 @@ pub struct Model {
     pub endpoint_id: String,
     /// [`PENDING`], [`SUCCEEDED`] or [`DEAD`].
     pub status: String,
-    /// Attempts made so far.
+    /// Attempts made since the delivery was created or last replayed (a replay starts a
+    /// fresh retry schedule).
     pub attempts: i32,
     pub next_attempt_at: DateTimeUtc,
     /// Set while a worker holds the row; only that worker may settle it.
@@ -35,6 +36,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub delivered_at: Option<DateTimeUtc>,
     pub dead_at: Option<DateTimeUtc>,
+    /// Attempts made before the last replay, added up over every replay: `attempts +
+    /// earlier_attempts` is the delivery's whole history.
+    pub earlier_attempts: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use junction_schema::entities::{delivery, delivery_attempt};
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -19,7 +19,8 @@ pub struct DeliveryStats {
     /// Attempts made in the window, and how many of them failed.
     pub attempts: u64,
     pub failed_attempts: u64,
-    /// `retry_depth[n]`: delivered deliveries that needed n + 1 attempts.
+    /// `retry_depth[n]`: delivered deliveries that needed n + 1 attempts, counting those
+    /// made before a replay.
     pub retry_depth: Vec<u64>,
     /// Attempt durations in milliseconds: median, 95th and 99th percentiles.
     pub latency_ms: Option<[i64; 3]>,
@@ -54,16 +55,24 @@ pub async fn delivery_stats(
         attempts = attempts.filter(delivery_attempt::Column::EndpointId.eq(endpoint_id));
     }
     // Counted by the database, grouped small: a window can hold millions of rows.
+    // A replayed delivery's attempts before its replay count too (`earlier_attempts`): its
+    // depth is every attempt it needed, not only those since the replay.
+    let depth = || {
+        Expr::col((delivery::Entity, delivery::Column::Attempts)).add(Expr::col((
+            delivery::Entity,
+            delivery::Column::EarlierAttempts,
+        )))
+    };
     let groups: Vec<(String, i32, i64)> = deliveries
         .select_only()
         .column(delivery::Column::Status)
-        .column(delivery::Column::Attempts)
+        .column_as(depth(), "depth")
         .column_as(
             Expr::from(Func::count(Expr::col(delivery::Column::Id))),
             "deliveries",
         )
         .group_by(delivery::Column::Status)
-        .group_by(delivery::Column::Attempts)
+        .group_by(depth())
         .into_tuple()
         .all(db)
         .await?;
@@ -74,7 +83,7 @@ pub async fn delivery_stats(
         match status.as_str() {
             delivery::SUCCEEDED => {
                 stats.delivered += count;
-                let depth = attempts.max(1) as usize;
+                let depth = Ord::max(attempts, 1) as usize;
                 if stats.retry_depth.len() < depth {
                     stats.retry_depth.resize(depth, 0);
                 }

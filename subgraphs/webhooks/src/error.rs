@@ -1,5 +1,6 @@
 //! Errors of webhook operations, each mapping to one API error code.
 
+use junction_schema::database::is_unavailable;
 use junction_schema::error_code::ErrorCode;
 use sea_orm::DbErr;
 
@@ -15,13 +16,42 @@ pub enum WebhookError {
     Database(#[from] DbErr),
 }
 
+/// What a client is told to wait before sending a request again that met an unavailable
+/// database: about what a PostgreSQL restart or failover takes.
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 impl WebhookError {
     pub fn code(&self) -> ErrorCode {
         match self {
             WebhookError::BadInput(_) => ErrorCode::BadUserInput,
             WebhookError::NotFound(_) => ErrorCode::NotFound,
             WebhookError::Conflict(_) => ErrorCode::Conflict,
+            WebhookError::Database(error) if is_unavailable(error) => ErrorCode::Unavailable,
             WebhookError::Database(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// What a client may be told: the message of a client's mistake, or a fixed text for a
+    /// database failure (whose details stay in the logs).
+    pub fn public_message(&self) -> String {
+        match self.code() {
+            ErrorCode::Unavailable => "the database cannot be reached right now and nothing was \
+                stored; send the same request again (with the same idempotency keys) after \
+                retryAfter seconds"
+                .to_owned(),
+            ErrorCode::Internal => "internal error".to_owned(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// A copy for another result that failed the same way (database errors are not copied:
+    /// they end the whole request).
+    pub(crate) fn same_again(&self) -> Self {
+        match self {
+            WebhookError::BadInput(m) => WebhookError::BadInput(m.clone()),
+            WebhookError::NotFound(m) => WebhookError::NotFound(m.clone()),
+            WebhookError::Conflict(m) => WebhookError::Conflict(m.clone()),
+            WebhookError::Database(e) => WebhookError::Database(e.clone()),
         }
     }
 }

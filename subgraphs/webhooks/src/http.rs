@@ -1,4 +1,5 @@
-//! The subgraph's HTTP surface: `POST /graphql`, behind the signed-identity layer.
+//! The subgraph's HTTP surface: `POST /graphql`, behind the signed-identity layer, and the
+//! REST routes of [`crate::rest`] (`POST /v1/events`, checked for their route's identity).
 
 use std::sync::Arc;
 
@@ -10,16 +11,21 @@ use axum::routing::post;
 use junction_schema::Identity;
 use junction_schema::identity::{Audience, IdentityVerifier, RequireIdentityLayer};
 
-use crate::graphql::{Traceparent, WebhooksSchema};
+use crate::graphql::{Traceparent, WebhooksSchema, WebhooksState};
 
-pub fn router(schema: WebhooksSchema, verifier: Arc<IdentityVerifier>) -> Router {
+pub fn router(
+    schema: WebhooksSchema,
+    state: Arc<WebhooksState>,
+    verifier: Arc<IdentityVerifier>,
+) -> Router {
     Router::new()
         .route("/graphql", post(graphql))
         .with_state(schema)
         .layer(RequireIdentityLayer::new(
-            verifier,
+            Arc::clone(&verifier),
             Audience::subgraph(crate::SUBGRAPH_NAME),
         ))
+        .merge(crate::rest::routes(state, verifier))
 }
 
 async fn graphql(

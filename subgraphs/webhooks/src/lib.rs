@@ -17,6 +17,7 @@ pub mod graphql;
 pub mod http;
 pub mod messages;
 pub mod publish;
+pub mod rest;
 
 pub use config::WebhooksConfig;
-pub use error::WebhookError;
+pub use error::{RETRY_AFTER_SECS, WebhookError};

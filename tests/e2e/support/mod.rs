@@ -8,6 +8,7 @@ pub mod federation;
 pub mod graphql_ws;
 pub mod kafka;
 pub mod media;
+pub mod postgres;
 pub mod scenarios;
 
 pub mod process;

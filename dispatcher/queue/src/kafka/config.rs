@@ -30,6 +30,13 @@ pub struct KafkaConfig {
     /// How often the outbox relay looks for deliveries not yet on Kafka, when idle.
     #[serde(with = "humantime_serde")]
     pub relay_interval: Duration,
+    /// Static group membership (KIP-345): this process's `group.instance.id`, unique among
+    /// the group's members and the same at every restart (a pod or host name, say). A
+    /// dispatcher restarted within the session timeout then takes its partitions back with no
+    /// rebalance; one that stops for good hands them over only when the session times out
+    /// (10 s), since a static member does not leave the group. Unset (the default): dynamic
+    /// membership, as several dispatchers on one host would otherwise fence each other.
+    pub instance_id: Option<String>,
     /// librdkafka properties set on every client, e.g. `"security.protocol" = "SASL_SSL"`.
     pub properties: BTreeMap<String, String>,
 }
@@ -48,6 +55,7 @@ impl Default for KafkaConfig {
                 .collect(),
             connect_timeout: Duration::from_secs(30),
             relay_interval: Duration::from_millis(50),
+            instance_id: None,
             properties: BTreeMap::new(),
         }
     }
@@ -73,6 +81,17 @@ impl KafkaConfig {
             return Err(format!(
                 "queue.kafka.topic_prefix {:?} may hold only letters, digits, '.', '_' and '-'",
                 self.topic_prefix
+            ));
+        }
+        if let Some(id) = &self.instance_id
+            && (id.is_empty()
+                || id.len() > 200
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        {
+            return Err(format!(
+                "queue.kafka.instance_id {id:?} must be 1 to 200 letters, digits, '.', '_' or '-'"
             ));
         }
         Ok(())

@@ -3,8 +3,11 @@
 //! subscribers, wherever the attempt was made.
 //!
 //! Events are for watching, not for bookkeeping (the database has every attempt): a replica
-//! reads from the end of each partition without a consumer group, and a publisher that falls
-//! behind skips events rather than slow delivery down.
+//! reads from the end of each partition without a consumer group. But what a dispatcher
+//! recorded reaches the topic: the dispatcher hands each event over a bounded channel (a
+//! publisher that falls behind slows the dispatcher down rather than lose events), and a send
+//! the cluster refuses, or that times out while a broker is away, is sent again until it is
+//! acknowledged. Only a dispatcher killed with events still unsent loses those.
 
 use std::time::Duration;
 
@@ -13,10 +16,9 @@ use futures_util::stream::FuturesUnordered;
 use junction_schema::envelope::DeliveryEvent;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use super::{Closing, KafkaConfig, Tiers, Topics, backend, client_config};
 use crate::QueueError;
@@ -25,74 +27,78 @@ use crate::QueueError;
 const FEED_BUFFER: usize = 4096;
 
 /// Sends awaiting the cluster's acknowledgement at once. One at a time, a dispatcher busy
-/// with thousands of attempts a second would fall behind by a round trip each and skip them.
+/// with thousands of attempts a second would fall behind by a round trip each.
 const IN_FLIGHT: usize = 1024;
 
 /// How long to wait before trying again when the producer's own queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 
+/// How long to wait before sending again an event the cluster did not take.
+const RESEND_PAUSE: Duration = Duration::from_millis(500);
+
 /// Publishes every event `events` carries until its sender is gone, with up to `IN_FLIGHT`
-/// sends unacknowledged; then waits for those.
+/// sends unacknowledged; an event whose send fails is sent again (after a pause) until the
+/// cluster takes it. Then waits for the sends in flight.
 pub async fn publish(
-    mut events: broadcast::Receiver<DeliveryEvent>,
+    mut events: mpsc::Receiver<DeliveryEvent>,
     producer: FutureProducer,
     topic: String,
 ) {
     let mut in_flight = FuturesUnordered::new();
-    loop {
+    let mut open = true;
+    while open || !in_flight.is_empty() {
         tokio::select! {
-            Some(sent) = in_flight.next(), if !in_flight.is_empty() => report(sent),
-            event = events.recv(), if in_flight.len() < IN_FLIGHT => {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "delivery events skipped on their way to Kafka");
-                        continue;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                };
-                if let Some(delivery) = enqueue(&producer, &topic, &event).await {
-                    in_flight.push(delivery);
+            Some(failed) = in_flight.next(), if !in_flight.is_empty() => {
+                if let Some(event) = failed {
+                    in_flight.push(send(producer.clone(), topic.clone(), event, RESEND_PAUSE));
                 }
             }
+            event = events.recv(), if open && in_flight.len() < IN_FLIGHT => match event {
+                Some(event) => in_flight.push(send(producer.clone(), topic.clone(), event, Duration::ZERO)),
+                None => open = false,
+            },
         }
-    }
-    while let Some(sent) = in_flight.next().await {
-        report(sent);
     }
 }
 
-/// Hands `event` to the producer, waiting while its queue is full.
-async fn enqueue(
-    producer: &FutureProducer,
-    topic: &str,
-    event: &DeliveryEvent,
-) -> Option<DeliveryFuture> {
-    let payload = serde_json::to_vec(event).ok()?;
-    let mut record = FutureRecord::to(topic)
+/// Sends `event` after `pause`; `Some(event)` back when the cluster did not take it.
+async fn send(
+    producer: FutureProducer,
+    topic: String,
+    event: DeliveryEvent,
+    pause: Duration,
+) -> Option<DeliveryEvent> {
+    tokio::time::sleep(pause).await;
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        tracing::error!(attempt = %event.attempt_id, "a delivery event cannot be encoded");
+        return None;
+    };
+    let mut record = FutureRecord::to(&topic)
         .key(&event.tenant_id)
         .payload(&payload);
-    loop {
+    let delivery = loop {
         match producer.send_result(record) {
-            Ok(delivery) => return Some(delivery),
+            Ok(delivery) => break delivery,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 record = back;
                 tokio::time::sleep(QUEUE_FULL_PAUSE).await;
             }
-            Err((e, _)) => {
-                tracing::warn!(error = %e, "cannot publish a delivery event to Kafka");
-                return None;
+            Err((error, _)) => {
+                tracing::warn!(%error, "cannot publish a delivery event to Kafka; will send it again");
+                return Some(event);
             }
         }
-    }
-}
-
-/// Logs a send the cluster refused; `Err` on the outside is a producer dropped mid-send.
-fn report<Canceled>(sent: Result<OwnedDeliveryResult, Canceled>) {
-    match sent {
-        Ok(Ok(_)) => {}
-        Ok(Err((e, _))) => tracing::warn!(error = %e, "cannot publish a delivery event to Kafka"),
-        Err(_) => tracing::warn!("a delivery event was dropped with its producer"),
+    };
+    match delivery.await {
+        Ok(Ok(_)) => None,
+        Ok(Err((error, _))) => {
+            tracing::warn!(%error, "Kafka did not take a delivery event; will send it again");
+            Some(event)
+        }
+        Err(_) => {
+            tracing::warn!("a delivery event was dropped with its producer; will send it again");
+            Some(event)
+        }
     }
 }
 
@@ -197,9 +203,9 @@ mod tests {
             bootstrap_servers: cluster.bootstrap_servers(),
             ..KafkaConfig::default()
         };
-        let (events, receiver) = broadcast::channel(2_000);
+        let (events, receiver) = mpsc::channel(2_000);
         for n in 0..1_000 {
-            events.send(event(n)).unwrap();
+            events.send(event(n)).await.unwrap();
         }
         drop(events);
         let producer = super::super::producer(&config).unwrap();

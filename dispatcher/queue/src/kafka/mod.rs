@@ -151,7 +151,25 @@ pub(crate) const COMMITTING_CONSUMER: &[(&str, &str)] = &[
     // A fetch is answered within 50 ms even when little is there: latency over request
     // count (some brokers hold a fetch for the whole wait however much arrives).
     ("fetch.wait.max.ms", "50"),
+    // Incremental rebalancing (KIP-429): a member joining or leaving moves only the
+    // partitions that change hands; the others keep being consumed throughout, instead of the
+    // whole group stopping for every change.
+    ("partition.assignment.strategy", "cooperative-sticky"),
 ];
+
+/// A committing consumer's settings for `group`, with static membership when the operator
+/// named this process (`[queue.kafka] instance_id`): `<instance id><suffix>`, one per group.
+pub(crate) fn membership(config: &KafkaConfig, group: &str, suffix: &str) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> = COMMITTING_CONSUMER
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    settings.push(("group.id".into(), group.to_owned()));
+    if let Some(id) = &config.instance_id {
+        settings.push(("group.instance.id".into(), format!("{id}{suffix}")));
+    }
+    settings
+}
 
 fn backend(what: &str, error: impl std::fmt::Display) -> QueueError {
     QueueError::Backend(format!("{what}: {error}"))
@@ -329,7 +347,11 @@ impl KafkaQueue {
         prepare_topics(config, &topics).await?;
         let producer = producer(config)?;
         let leases = Arc::new(Mutex::new(Leases::default()));
-        let settings = [COMMITTING_CONSUMER, &[("group.id", config.group.as_str())]].concat();
+        let settings = membership(config, &config.group, "");
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let consumer: StreamConsumer<Rebalances> = client_config(config, &settings)
             .create_with_context(Rebalances {
                 leases: Arc::clone(&leases),
@@ -401,7 +423,7 @@ impl KafkaQueue {
     /// Publishes the dispatcher's delivery events to the events topic; run it as a task.
     pub fn publish_events(
         &self,
-        events: tokio::sync::broadcast::Receiver<junction_schema::envelope::DeliveryEvent>,
+        events: tokio::sync::mpsc::Receiver<junction_schema::envelope::DeliveryEvent>,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         events::publish(events, self.producer.clone(), self.topics.events.clone())
     }

@@ -21,8 +21,7 @@ use super::leases::Partition;
 use super::records::{self, DUE_AT, QUEUED_AT};
 use super::tiers::Tiers;
 use super::{
-    COMMITTING_CONSUMER, Closing, Polled, SEND_TIMEOUT, Topics, backend, client_config,
-    leave_group, lock,
+    Closing, Polled, SEND_TIMEOUT, Topics, backend, client_config, leave_group, lock, membership,
 };
 use crate::{QueueError, Task};
 
@@ -94,7 +93,11 @@ impl Scheduler {
     ) -> Result<Self, QueueError> {
         let buffers = Arc::new(Mutex::new(Buffers::default()));
         let group = format!("{}.retry", config.group);
-        let settings = [COMMITTING_CONSUMER, &[("group.id", group.as_str())]].concat();
+        let settings = membership(config, &group, ".retry");
+        let settings: Vec<(&str, &str)> = settings
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let consumer: StreamConsumer<Revoked> = client_config(config, &settings)
             .create_with_context(Revoked {
                 buffers: Arc::clone(&buffers),

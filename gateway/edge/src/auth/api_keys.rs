@@ -4,7 +4,8 @@
 //!
 //! A key verified once is remembered for `cache_ttl` (never past its expiry), so a busy
 //! client costs one database read per period instead of one per request; revoking a key
-//! therefore takes effect within that period. Tokens minted from a key are checked against
+//! therefore takes effect within that period. While the database cannot be reached, a key it
+//! accepted before keeps naming its caller (see [`ApiKeys::verify`]). Tokens minted from a key are checked against
 //! the same memory by the key's id, so they stop within the same period as the key.
 
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::{BoxFuture, FutureExt};
 use junction_schema::Identity;
 use junction_schema::apikeys::{self, AuthError as KeyError};
+use junction_schema::database::is_unavailable;
 
 use super::oauth::{ClientCredentials, ClientRefused};
 use super::{AuthError, Authenticator, bearer};
@@ -106,9 +108,31 @@ impl ApiKeys {
         {
             return Ok(identity);
         }
-        let identity = apikeys::authenticate(&self.db, key).await?;
+        let identity = match apikeys::authenticate(&self.db, key).await {
+            Err(KeyError::Database(error)) if is_unavailable(&error) => {
+                // The database cannot be reached: a key it accepted before (and that has not
+                // expired since) still names its caller, so the request goes on to meet the
+                // same outage downstream and is answered there with a retryable UNAVAILABLE,
+                // not with a refusal of valid credentials. Nothing can be revoked meanwhile:
+                // revoking needs the database too.
+                return self.stale(key, &digest).ok_or(KeyError::Database(error));
+            }
+            checked => checked?,
+        };
         self.remember(&identity, Some(digest));
         Ok(identity)
+    }
+
+    /// The identity the database gave `key` last, however long ago, unless it has expired.
+    fn stale(&self, key: &str, digest: &[u8; 32]) -> Option<Identity> {
+        let id = apikeys::key_id(key)?;
+        let entry = self.verified.get(id)?;
+        let known = entry.digest?;
+        let unexpired = entry
+            .identity
+            .expires_at
+            .is_none_or(|at| at > chrono::Utc::now());
+        (same_digest(&known, digest) && unexpired).then_some(entry.identity)
     }
 
     /// Whether key `id` is still valid (not revoked, not expired): remembered the same way.

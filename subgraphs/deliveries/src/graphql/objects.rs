@@ -197,7 +197,8 @@ pub struct DeliveryStats {
     pub success_rate: f64,
     pub attempts: i32,
     pub failed_attempts: i32,
-    /// `retryDepth[n]`: deliveries that needed n + 1 attempts to succeed.
+    /// `retryDepth[n]`: deliveries that needed n + 1 attempts to succeed, attempts made
+    /// before a replay included.
     pub retry_depth: Vec<i32>,
     /// Attempt durations, in milliseconds; null without attempts.
     pub latency_p50_ms: Option<f64>,

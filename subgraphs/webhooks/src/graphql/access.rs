@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Error};
+use async_graphql::{Context, Error, ErrorExtensions};
 use junction_schema::Identity;
 use junction_schema::error_code::ErrorCode;
 
@@ -22,14 +22,27 @@ pub trait ApiResult<T> {
 
 impl<T> ApiResult<T> for Result<T, WebhookError> {
     fn api(self) -> Result<T, Error> {
-        self.map_err(|error| match &error {
-            WebhookError::Database(db) => {
-                // Details stay in the logs: INTERNAL never leaks them.
-                tracing::error!(error = %db, "webhooks subgraph database error");
-                self::error(ErrorCode::Internal, "internal error")
-            }
-            _ => self::error(error.code(), error.to_string()),
-        })
+        self.map_err(|error| api_error(&error))
+    }
+}
+
+/// One domain error as an API error. A database that cannot be reached right now is
+/// `UNAVAILABLE` with `retryAfter` (seconds): the request did nothing and may be sent again;
+/// any other database failure is `INTERNAL`, details in the logs only.
+pub fn api_error(error: &WebhookError) -> Error {
+    let code = error.code();
+    match (error, code) {
+        (WebhookError::Database(db), ErrorCode::Unavailable) => {
+            tracing::warn!(error = %db, "webhooks subgraph: the database is unavailable");
+            self::error(code, error.public_message()).extend_with(|_, extensions| {
+                extensions.set("retryAfter", crate::error::RETRY_AFTER_SECS)
+            })
+        }
+        (WebhookError::Database(db), _) => {
+            tracing::error!(error = %db, "webhooks subgraph database error");
+            self::error(code, error.public_message())
+        }
+        _ => self::error(code, error.public_message()),
     }
 }
 

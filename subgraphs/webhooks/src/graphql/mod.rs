@@ -1,7 +1,7 @@
 //! The GraphQL face of the webhooks subgraph (Apollo Federation v2): `Endpoint` and `Message`
 //! are entities other subgraphs extend; every operation is scoped to the caller's tenant.
 
-mod access;
+pub(crate) mod access;
 mod api_keys;
 mod mutation;
 mod objects;
@@ -30,9 +30,14 @@ pub struct WebhooksState {
 }
 
 pub fn schema(state: WebhooksState) -> WebhooksSchema {
+    schema_sharing(Arc::new(state))
+}
+
+/// The schema over `state`, shared with the REST routes.
+pub fn schema_sharing(state: Arc<WebhooksState>) -> WebhooksSchema {
     Schema::build(Query, Mutation, EmptySubscription)
         .enable_federation()
-        .data(Arc::new(state))
+        .data(state)
         .limit_depth(16)
         .limit_complexity(2_000)
         .finish()

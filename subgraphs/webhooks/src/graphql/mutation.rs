@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_graphql::{Context, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, Result, SimpleObject,
+};
 use junction_schema::error_code::ErrorCode;
 
 use super::access::{ApiResult, error, writer};
@@ -11,7 +13,7 @@ use super::api_keys::{self, CreateApiKeyInput, CreateApiKeyPayload, RevokeApiKey
 use super::objects::{Endpoint, EventType, Message, SigningAlgorithm};
 use crate::endpoints::{self, EndpointPatch, NewEndpoint};
 use crate::event_types::{self, EventTypePatch, NewEventType};
-use crate::publish::{self, PublishEvent};
+use crate::publish::{self, Outcome, PublishEvent};
 
 /// The W3C trace context of the HTTP request, when it had one.
 #[derive(Clone, Debug)]
@@ -113,6 +115,56 @@ pub struct PublishEventInput {
     pub channels: Vec<String>,
     /// Publishing twice with the same key and payload returns the first message.
     pub idempotency_key: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct PublishEventsInput {
+    /// 1 to 1,000 events, published in one transaction; each is answered on its own.
+    pub events: Vec<PublishEventInput>,
+}
+
+/// How one event of `publishEvents` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+pub enum PublishStatus {
+    /// Stored now, with its deliveries queued.
+    Accepted,
+    /// Its idempotency key was used before for the same event: nothing new was stored, and
+    /// `message` is the earlier one.
+    Repeated,
+    /// Not stored: `error` says why. The other events are not affected.
+    Failed,
+}
+
+/// Why one event was not published: `code` is one of the API's error codes
+/// (`BAD_USER_INPUT`, `CONFLICT`).
+#[derive(SimpleObject)]
+pub struct PublishError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One event's answer in `publishEvents`.
+#[derive(SimpleObject)]
+pub struct PublishEventResult {
+    /// The event's position in `input.events`, from 0.
+    pub index: i32,
+    pub idempotency_key: Option<String>,
+    pub status: PublishStatus,
+    /// The stored message (the earlier one when repeated); null when the event failed.
+    pub message: Option<Message>,
+    /// Deliveries created for it (0 when repeated or failed).
+    pub delivery_count: i32,
+    /// Null unless the event failed.
+    pub error: Option<PublishError>,
+}
+
+#[derive(SimpleObject)]
+pub struct PublishEventsPayload {
+    /// One per event, in the order sent.
+    pub results: Vec<PublishEventResult>,
+    pub accepted: i32,
+    pub repeated: i32,
+    pub failed: i32,
 }
 
 #[derive(SimpleObject)]
@@ -434,4 +486,86 @@ impl Mutation {
             repeated: published.repeated,
         })
     }
+
+    /// Publishes up to 1,000 events in one transaction and answers each: accepted, repeated
+    /// (its idempotency key was used before) or failed with its own error, so one bad event
+    /// neither stops the others nor hides what was stored. The whole call fails, storing
+    /// nothing, only when the database cannot be reached (`UNAVAILABLE`, with `retryAfter`):
+    /// send it again with the same idempotency keys.
+    async fn publish_events(
+        &self,
+        ctx: &Context<'_>,
+        input: PublishEventsInput,
+    ) -> Result<PublishEventsPayload> {
+        let access = writer(ctx)?;
+        let traceparent = ctx.data_opt::<Traceparent>().map(|t| t.0.clone());
+        let events: Vec<PublishEvent> = input
+            .events
+            .into_iter()
+            .map(|event| PublishEvent {
+                event_type: event.event_type,
+                payload: event.payload.0,
+                channels: event.channels,
+                idempotency_key: event.idempotency_key,
+                traceparent: traceparent.clone(),
+            })
+            .collect();
+        let keys: Vec<Option<String>> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+        let outcomes = publish::publish_many(
+            &access.state.db,
+            access.tenant(),
+            events,
+            access.state.max_payload_bytes,
+        )
+        .await
+        .api()?;
+        Ok(events_payload(keys, outcomes))
+    }
+}
+
+fn events_payload(keys: Vec<Option<String>>, outcomes: Vec<Outcome>) -> PublishEventsPayload {
+    let mut payload = PublishEventsPayload {
+        results: Vec::with_capacity(outcomes.len()),
+        accepted: 0,
+        repeated: 0,
+        failed: 0,
+    };
+    for (index, (idempotency_key, outcome)) in keys.into_iter().zip(outcomes).enumerate() {
+        let index = i32::try_from(index).unwrap_or(i32::MAX);
+        let result = match outcome {
+            Ok(published) => {
+                let status = if published.repeated {
+                    payload.repeated += 1;
+                    PublishStatus::Repeated
+                } else {
+                    payload.accepted += 1;
+                    PublishStatus::Accepted
+                };
+                PublishEventResult {
+                    index,
+                    idempotency_key,
+                    status,
+                    delivery_count: i32::try_from(published.deliveries).unwrap_or(i32::MAX),
+                    message: Some(Message(published.message)),
+                    error: None,
+                }
+            }
+            Err(error) => {
+                payload.failed += 1;
+                PublishEventResult {
+                    index,
+                    idempotency_key,
+                    status: PublishStatus::Failed,
+                    message: None,
+                    delivery_count: 0,
+                    error: Some(PublishError {
+                        code: error.code().as_str().to_owned(),
+                        message: error.public_message(),
+                    }),
+                }
+            }
+        };
+        payload.results.push(result);
+    }
+    payload
 }
