@@ -9,7 +9,7 @@
 //! Each phase runs on a fresh database and a fresh `junction serve`:
 //! - `saturated`: SATURATE events (default 20,000) published as fast as 4 publishers can,
 //!   deliveries per second from the first publish to the last arrival;
-//! - `paced`: RATES events per second (default 100,500,1000) for SECONDS (default 20) each,
+//! - `paced`: RATES events per second (default 100,500,1000) for BENCH_SECONDS (default 20) each,
 //!   publish-to-receive latency per delivery (from just before the publish request was sent
 //!   to the receiver's arrival), p50/p99/max, and how long the backlog took to drain after the
 //!   last publish.
@@ -61,7 +61,7 @@ async fn run() {
     };
     let endpoints = env_usize("ENDPOINTS", 4);
     let saturate = env_usize("SATURATE", 20_000);
-    let seconds = env_usize("SECONDS", 20);
+    let seconds = env_usize("BENCH_SECONDS", 20);
     let rates: Vec<usize> = std::env::var("RATES")
         .unwrap_or_else(|_| "100,500,1000".into())
         .split(',')

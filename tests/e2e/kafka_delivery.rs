@@ -407,6 +407,96 @@ async fn two_dispatchers_share_the_partitions_and_one_stopping_loses_nothing() {
     assert!(status.success(), "{status}");
 }
 
+/// Member churn: two dispatchers with static membership (`instance_id`) and cooperative
+/// rebalancing, one of them killed (SIGKILL) and started again under the same id every few
+/// seconds while events flow. Every delivery arrives; how long it took is printed, for the
+/// README, not asserted. CHURN_EVENTS (default 2,000) sizes the run.
+///
+/// Ignored in the suite for now: it passed once in 112 s and once ran past nextest's 240 s
+/// limit, both while release builds took the machine's 2 cores; run it alone with
+/// `cargo nextest run -p junction --test kafka_delivery --run-ignored only killed_every`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow and not yet reliable under CPU contention on Tansu 0.6.0; see the comment"]
+async fn dispatchers_killed_every_few_seconds_lose_nothing() {
+    let events: usize = std::env::var("CHURN_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let broker = Broker::start();
+    let db = TestDatabase::postgres().await;
+    let setup = Setup::new(&db).await;
+    let receiver = Receiver::ok().await;
+    for n in 0..4 {
+        setup
+            .endpoint(&format!("{}?endpoint={n}", receiver.url()))
+            .await;
+    }
+    let config = broker.config("churn");
+    let env = settings(&broker, &config);
+    let with_id = |id: &str| {
+        let mut env = env.clone();
+        env.push(("JUNCTION_QUEUE__KAFKA__INSTANCE_ID".into(), id.into()));
+        env
+    };
+    let (one_env, two_env) = (with_id("dispatcher-1"), with_id("dispatcher-2"));
+    let mut one = Some(Junction::dispatcher(
+        db.dir.path(),
+        &db.url,
+        &borrowed(&one_env),
+    ));
+    let mut two = Some(Junction::dispatcher(
+        db.dir.path(),
+        &db.url,
+        &borrowed(&two_env),
+    ));
+    let started = Instant::now();
+    let mut published = 0;
+    let mut kills = 0;
+    let mut last_kill = Instant::now();
+    while published < events {
+        let upto = (published + 100).min(events);
+        for n in published..upto {
+            setup.publish(n).await;
+        }
+        published = upto;
+        if last_kill.elapsed() >= Duration::from_secs(3) {
+            // Alternately, one dispatcher dies and comes back under its own id.
+            let (slot, env) = if kills % 2 == 0 {
+                (&mut one, &one_env)
+            } else {
+                (&mut two, &two_env)
+            };
+            if let Some(process) = slot.take() {
+                process.kill();
+            }
+            *slot = Some(Junction::dispatcher(db.dir.path(), &db.url, &borrowed(env)));
+            kills += 1;
+            last_kill = Instant::now();
+        }
+    }
+    let publishing = started.elapsed();
+    let delivered_then = receiver.webhook_ids().len();
+    let expected = setup.deliveries().await;
+    assert_eq!(expected.len(), events * 4);
+    let arrived = arrivals(&setup, &receiver, &expected, Duration::from_secs(300)).await;
+    let total = started.elapsed();
+    eprintln!(
+        "churn: {events} events x 4 endpoints, {kills} kills; {delivered_then} deliveries had          arrived when publishing ended after {:.1} s; all {} by {:.1} s ({:.0} deliveries/s)",
+        publishing.as_secs_f64(),
+        expected.len(),
+        total.as_secs_f64(),
+        expected.len() as f64 / total.as_secs_f64()
+    );
+    let mut logs = Vec::new();
+    for process in [one, two].into_iter().flatten() {
+        let (_, lines) = process.stop_with("TERM");
+        logs.extend(lines);
+    }
+    if let Err(missing) = arrived {
+        panic!("{missing}; the dispatchers logged:\n{}", logs.join("\n"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_nothing() {
     let mut broker = Broker::persistent();
