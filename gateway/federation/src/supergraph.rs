@@ -82,10 +82,11 @@ pub struct Supergraph {
     pub access: crate::authorization::Access,
     /// `@cost` and `@listSize`, for the operation cost estimate.
     pub cost: crate::cost::CostModel,
-    /// The SDL this was read from (the Hive planner builds its own state from it).
+    /// The SDL this was read from (a planner may build its own state from it).
     sdl: String,
-    /// The Hive planner's state, built on first use.
-    hive: std::sync::OnceLock<Result<crate::hive_plan::HivePlanner, String>>,
+    /// What a planner builds once per supergraph (Hive's query graph), on first use. Kept
+    /// here, untyped, so that the supergraph knows no planner.
+    planner_state: std::sync::OnceLock<Result<Box<dyn std::any::Any + Send + Sync>, String>>,
 }
 
 const FEDERATION_PREFIXES: &[&str] = &["join__", "link__", "requiresScopes__", "policy__"];
@@ -171,16 +172,25 @@ impl Supergraph {
             access,
             cost,
             sdl: sdl.to_owned(),
-            hive: std::sync::OnceLock::new(),
+            planner_state: std::sync::OnceLock::new(),
         })
     }
 
-    /// The Hive planner's state for this supergraph, built the first time it is asked for.
-    pub fn hive_planner(&self) -> Result<&crate::hive_plan::HivePlanner, String> {
-        self.hive
-            .get_or_init(|| crate::hive_plan::HivePlanner::new(&self.sdl))
-            .as_ref()
-            .map_err(Clone::clone)
+    /// A planner's state for this supergraph, built from its SDL by `build` the first time
+    /// it is asked for. One planner's state per supergraph: another type is an error.
+    pub fn planner_state<T: std::any::Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<&T, String> {
+        let state = self.planner_state.get_or_init(|| {
+            build(&self.sdl).map(|state| Box::new(state) as Box<dyn std::any::Any + Send + Sync>)
+        });
+        match state {
+            Ok(state) => state
+                .downcast_ref::<T>()
+                .ok_or_else(|| "this supergraph holds another planner's state".to_owned()),
+            Err(why) => Err(why.clone()),
+        }
     }
 
     pub fn graph_name<'a>(&'a self, graph: &'a Name) -> &'a str {

@@ -9,6 +9,8 @@
 //! after it. Root fields of a query group by subgraph and run in parallel; mutation root
 //! fields run in order.
 
+pub mod hive;
+
 use apollo_compiler::ast::{OperationType, Type};
 use apollo_compiler::{Name, Node, name};
 
@@ -46,7 +48,7 @@ pub enum PlanError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlannerKind {
-    /// Hive Router's planner ([`crate::hive_plan`]): a search over a query graph.
+    /// Hive Router's planner ([`hive`]): a search over a query graph.
     #[default]
     Hive,
     /// Junction's own greedy planner (this module).
@@ -61,7 +63,7 @@ pub fn plan_using(
     labels: &Labels,
 ) -> Result<QueryPlan, PlanError> {
     match kind {
-        PlannerKind::Hive => crate::hive_plan::plan_with(supergraph, operation, labels),
+        PlannerKind::Hive => hive::plan_with(supergraph, operation, labels),
         PlannerKind::Junction => plan_with(supergraph, operation, labels),
     }
 }

@@ -32,11 +32,11 @@ use hive_router_query_planner::state::supergraph_state::OperationKind;
 use hive_router_query_planner::utils::cancellation::CancellationToken;
 use hive_router_query_planner::utils::parsing::{safe_parse_operation, safe_parse_schema};
 
+use super::PlanError;
 use crate::operation::Operation;
 use crate::plan::{
     BatchFetch, EntityBatch, Fetch, PathElement, PlanNode, QueryPlan, Rewrite, RewriteStep,
 };
-use crate::planner::PlanError;
 use crate::selection::{Field, Fragment, Selection, write_selections};
 use crate::supergraph::{Labels, Supergraph};
 
@@ -69,6 +69,11 @@ impl HivePlanner {
     }
 }
 
+/// The Hive planner's state for `supergraph`, built once and kept with it.
+pub fn state(supergraph: &Supergraph) -> Result<&HivePlanner, String> {
+    supergraph.planner_state(HivePlanner::new)
+}
+
 /// Plans `operation` with the Hive planner, the given progressive-override labels active.
 pub fn plan_with(
     supergraph: &Supergraph,
@@ -78,7 +83,7 @@ pub fn plan_with(
     if !operation.selections.iter().any(needs_subgraph) {
         return Ok(QueryPlan { root: None });
     }
-    let hive = supergraph.hive_planner().map_err(PlanError::Hive)?;
+    let hive = state(supergraph).map_err(PlanError::Hive)?;
     let text = operation_text(operation);
     let flags = labels
         .iter()
