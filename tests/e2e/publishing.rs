@@ -335,6 +335,10 @@ async fn a_database_outage_mid_publish_is_unavailable_and_retries_deliver_each_e
     let mut settings = SETTINGS.to_vec();
     // A publish waits this long for a connection before it is answered UNAVAILABLE.
     settings.push(("JUNCTION_DATABASE_CONNECT_TIMEOUT", "2s"));
+    // A delivery leased when the database stopped cannot be settled; it is sent again when its
+    // lease runs out, so the lease is made short enough to end within the wait below.
+    settings.push(("JUNCTION_DISPATCHER_REQUEST_TIMEOUT", "2s"));
+    settings.push(("JUNCTION_DISPATCHER_LEASE", "5s"));
     let dir = tempfile::TempDir::new().unwrap();
     let url = server.url();
     let junction = Junction::serve_with(dir.path(), Some(&url), &settings);

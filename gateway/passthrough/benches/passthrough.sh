@@ -36,7 +36,10 @@ trap cleanup EXIT
 
 # JUNCTION_BINARY: measure that build instead (for before/after runs side by side).
 [ -n "${JUNCTION_BINARY:-}" ] || cargo build --release --quiet --bin junction
-cargo bench -p junction-passthrough --bench paced_load --no-run --quiet 2>/dev/null
+# The load tool is built with the tree; with JUNCTION_BINARY, one built before will do.
+if [ -z "${JUNCTION_BINARY:-}" ] || ! ls "$CARGO_TARGET_DIR"/release/deps/paced_load-* >/dev/null 2>&1; then
+  cargo bench -p junction-passthrough --bench paced_load --no-run --quiet 2>/dev/null
+fi
 paced=$(ls -t "$CARGO_TARGET_DIR"/release/deps/paced_load-* | grep -v '\.d$' | sed -n 1p)
 junction="${JUNCTION_BINARY:-$CARGO_TARGET_DIR/release/junction}"
 

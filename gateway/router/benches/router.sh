@@ -24,7 +24,10 @@ trap cleanup EXIT
 
 # JUNCTION_BINARY: measure that build instead (for before/after runs side by side).
 [ -n "${JUNCTION_BINARY:-}" ] || cargo build --release --quiet --bin junction
-cargo bench -p junction-router --bench subgraphs --no-run --quiet 2>/dev/null
+# The load tool is built with the tree; with JUNCTION_BINARY, one built before will do.
+if [ -z "${JUNCTION_BINARY:-}" ] || ! ls "$CARGO_TARGET_DIR"/release/deps/subgraphs-* >/dev/null 2>&1; then
+  cargo bench -p junction-router --bench subgraphs --no-run --quiet 2>/dev/null
+fi
 subgraphs_bin=$(ls -t "$CARGO_TARGET_DIR"/release/deps/subgraphs-* | grep -v '\.d$' | sed -n 1p)
 "$subgraphs_bin" 4201 > "$work/subgraphs.log" &
 pids+=($!)
