@@ -728,7 +728,9 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let urls = [format!("http://{address}/a"), format!("http://{address}/b")];
         let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-        let (_, url) = published_on_postgres_at(&urls, 200).await;
+        let (publisher, url) = published_on_postgres_at(&urls, 200).await;
+        // The publisher's connections end, and with them their statistics are flushed.
+        publisher.close().await.unwrap();
         let one = junction_schema::database::connect(&DatabaseConfig {
             url: DatabaseUrl::parse(&url).unwrap(),
             max_connections: 1,
@@ -747,7 +749,16 @@ mod tests {
             EmbeddedQueue::new(one.clone(), config.lease)
                 .with_per_endpoint_limit(config.per_endpoint_concurrency),
         );
-        let (inserted, updated_before, _) = writes(&one, "deliveries").await;
+        // Another backend's counts arrive when it flushes them: waited for, at most 15 s.
+        let mut counted = writes(&one, "deliveries").await;
+        for _ in 0..150 {
+            if counted.0 >= 400 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            counted = writes(&one, "deliveries").await;
+        }
+        let (inserted, updated_before, _) = counted;
         assert_eq!(inserted, 400);
         let dispatcher = Dispatcher::new(one.clone(), queue, config).unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
