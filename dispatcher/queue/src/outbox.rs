@@ -136,24 +136,9 @@ async fn store_in_transaction(
     }
     let now = message.created_at;
     for chunk in endpoints.chunks(DELIVERIES_PER_STATEMENT) {
-        delivery::Entity::insert_many(chunk.iter().map(|endpoint| delivery::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            tenant_id: Set(message.tenant_id.clone()),
-            message_id: Set(message.id.clone()),
-            endpoint_id: Set(endpoint.clone()),
-            status: Set(delivery::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            lease_token: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            delivered_at: Set(None),
-            dead_at: Set(None),
-            earlier_attempts: Set(0),
-        }))
-        .exec_without_returning(&txn)
-        .await?;
+        delivery::Entity::insert_many(chunk.iter().map(|endpoint| pending(message, endpoint)))
+            .exec_without_returning(&txn)
+            .await?;
     }
     if !endpoints.is_empty() {
         // For the Kafka relay: one row names all of the message's deliveries.
@@ -228,22 +213,7 @@ pub async fn store_many(
             continue;
         }
         let now = message.created_at;
-        deliveries.extend(endpoints.iter().map(|endpoint| delivery::ActiveModel {
-            id: Set(uuid::Uuid::now_v7().to_string()),
-            tenant_id: Set(message.tenant_id.clone()),
-            message_id: Set(message.id.clone()),
-            endpoint_id: Set(endpoint.clone()),
-            status: Set(delivery::PENDING.to_owned()),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            lease_token: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            delivered_at: Set(None),
-            dead_at: Set(None),
-            earlier_attempts: Set(0),
-        }));
+        deliveries.extend(endpoints.iter().map(|endpoint| pending(message, endpoint)));
         // For the Kafka relay: one row names all of the message's deliveries.
         named.push(outbox::ActiveModel {
             message_id: Set(message.id.clone()),
@@ -272,6 +242,27 @@ pub async fn store_many(
         .iter()
         .map(|(message, _)| stored.contains(&message.id))
         .collect())
+}
+
+/// A new delivery of `message` to `endpoint`, due at once.
+fn pending(message: &message::Model, endpoint: &str) -> delivery::ActiveModel {
+    let now = message.created_at;
+    delivery::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        tenant_id: Set(message.tenant_id.clone()),
+        message_id: Set(message.id.clone()),
+        endpoint_id: Set(endpoint.to_owned()),
+        status: Set(delivery::PENDING.to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        lease_token: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        delivered_at: Set(None),
+        dead_at: Set(None),
+        earlier_attempts: Set(0),
+    }
 }
 
 /// Makes settled deliveries due again (a replay), keeping their ids, each named in an outbox

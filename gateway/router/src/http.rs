@@ -32,9 +32,8 @@ pub fn routes(router: Arc<GraphRouter>) -> axum::Router {
 }
 
 /// The peer's address, which the server puts on every request.
-fn peer(request: &Request) -> Option<IpAddr> {
-    request
-        .extensions()
+fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip())
 }
@@ -123,10 +122,7 @@ async fn graphql_post(
     parts: Parts,
     body: Bytes,
 ) -> Response {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
+    let peer = peer(&parts.extensions);
     let request: GraphQLRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -138,8 +134,8 @@ async fn graphql_post(
 }
 
 async fn graphql_get(State(router): State<Arc<GraphRouter>>, request: Request) -> Response {
-    let peer = peer(&request);
     let (mut parts, _) = request.into_parts();
+    let peer = peer(&parts.extensions);
     let upgrading = parts
         .headers
         .get(axum::http::header::UPGRADE)

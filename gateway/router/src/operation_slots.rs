@@ -60,7 +60,7 @@ pub fn client_key(identity: Option<&Identity>, connection: &str) -> String {
 }
 
 /// The errors refusing an operation over the per-client maximum.
-pub fn too_many(max: usize) -> Vec<Value> {
+pub fn too_many_operations(max: usize) -> Vec<Value> {
     vec![json!({
         "message": format!("this client already runs {max} operations at once; stop one first"),
         "extensions": {"code": "RATE_LIMITED"},

@@ -19,7 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use super::{Event, OperationId, Outgoing};
 use crate::error::Rejection;
-use crate::operation_slots::{client_key, too_many};
+use crate::operation_slots::{client_key, too_many_operations};
 use crate::pipeline::{Caller, Planned};
 use crate::router::GraphRouter;
 
@@ -32,7 +32,7 @@ pub fn respond(router: Arc<GraphRouter>, planned: Planned, caller: Caller) -> Re
     let Some(slot) = router.slots.acquire(&client, settings.max_per_client) else {
         return Rejection {
             status: StatusCode::TOO_MANY_REQUESTS,
-            errors: too_many(settings.max_per_client),
+            errors: too_many_operations(settings.max_per_client),
         }
         .into_response();
     };

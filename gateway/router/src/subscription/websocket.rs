@@ -21,7 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
 use super::{Event, OperationId, Outgoing};
 use crate::executor::Forwarded;
-use crate::operation_slots::{client_key, too_many};
+use crate::operation_slots::{client_key, too_many_operations};
 use crate::pipeline::{self, Caller, GraphQLRequest};
 use crate::router::GraphRouter;
 
@@ -282,7 +282,7 @@ impl Connection {
         let max = self.router.subscriptions.max_per_client;
         let client = client_key(caller.identity.as_ref(), &self.number.to_string());
         let Some(slot) = self.router.slots.acquire(&client, max) else {
-            return self.refuse(&id, too_many(max));
+            return self.refuse(&id, too_many_operations(max));
         };
         self.serial += 1;
         let serial = self.serial;
