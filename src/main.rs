@@ -48,20 +48,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let config = cli.load_config()?;
     logging::init(&config.log);
+    // `gateway` and `serve` reload their configuration on SIGHUP or when a file changes: the
+    // same files, read again.
+    let config_file = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| config::DEFAULT_FILE.into());
     if let Command::Gateway { supergraph, .. } = &cli.command {
-        // The router reloads its configuration on SIGHUP or when a file changes: the same
-        // files, read again.
         let supergraph = supergraph.clone();
-        let config_file = cli
-            .config
-            .clone()
-            .unwrap_or_else(|| config::DEFAULT_FILE.into());
         return commands::gateway::run(config, supergraph, config_file, move || cli.load_config())
             .await;
     }
+    if let Command::Serve { .. } = &cli.command {
+        return commands::serve::run(config, config_file, move || cli.load_config()).await;
+    }
     match &cli.command {
-        Command::Serve { .. } => commands::serve::run(config).await,
-        Command::Gateway { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Gateway { .. } => unreachable!("handled above"),
         Command::Subgraph { name, listen } => commands::subgraph::run(config, *name, *listen).await,
         Command::Dispatcher => commands::dispatcher::run(config).await,
         Command::Migrate { action } => commands::migrate::run(&config, action).await,

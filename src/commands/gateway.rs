@@ -11,6 +11,7 @@ use junction_schema::identity::IdentitySigner;
 use tokio::net::TcpListener;
 
 use crate::commands::Failure;
+use crate::commands::reload::{Watch, reload_when_asked};
 use crate::config::Config;
 use crate::roles::router::{Authentication, site};
 use crate::shutdown::Shutdown;
@@ -34,12 +35,15 @@ pub async fn run(
     );
     tokio::spawn(reload_when_asked(
         current.clone(),
-        supergraph,
         config.gateway.listen,
-        reload,
         Watch {
             files: watched,
             every: config.gateway.watch_interval,
+        },
+        reload,
+        move |config| {
+            let (site, subgraphs) = build(config, supergraph.as_deref())?;
+            Ok((site, format!("subgraphs {}", subgraphs.join(", "))))
         },
     ));
     let listen = config.gateway.listen;
@@ -106,78 +110,6 @@ fn warn_of_serve_only_settings(config_file: &Path) {
                 setting = %key,
                 "read by `junction {role}` only: the stand-alone router has no database, so no API keys and no tokens of its own"
             );
-        }
-    }
-}
-
-/// Files whose change reloads the router, looked at every `every` (never when zero).
-struct Watch {
-    files: Vec<PathBuf>,
-    every: std::time::Duration,
-}
-
-/// What identifies a file's content cheaply: its length and modification time.
-fn fingerprint(files: &[PathBuf]) -> Vec<Option<(u64, std::time::SystemTime)>> {
-    files
-        .iter()
-        .map(|file| {
-            let meta = std::fs::metadata(file).ok()?;
-            Some((meta.len(), meta.modified().ok()?))
-        })
-        .collect()
-}
-
-/// On SIGHUP, or when a watched file changes: the configuration and the supergraph read
-/// again, and the router rebuilt from them; anything wrong keeps the running router. (The
-/// listening address stays as started.)
-async fn reload_when_asked(
-    current: CurrentSite<Passthrough>,
-    supergraph: Option<PathBuf>,
-    listen: std::net::SocketAddr,
-    reload: impl Fn() -> Result<Config, Failure>,
-    watch: Watch,
-) {
-    let (asked, mut asks) = tokio::sync::mpsc::channel::<&'static str>(1);
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(mut hangups) => {
-            let asked = asked.clone();
-            tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    let _ = asked.try_send("SIGHUP");
-                }
-            });
-        }
-        Err(_) => tracing::warn!("cannot listen for SIGHUP; reloads come from file changes only"),
-    }
-    if !watch.every.is_zero() {
-        tokio::spawn(async move {
-            let mut last = fingerprint(&watch.files);
-            loop {
-                tokio::time::sleep(watch.every).await;
-                let now = fingerprint(&watch.files);
-                if now != last {
-                    last = now;
-                    if asked.send("a file changed").await.is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-    }
-    while let Some(why) = asks.recv().await {
-        match reload().and_then(|config| {
-            if config.gateway.listen != listen {
-                tracing::warn!(listen = %config.gateway.listen, "a new listening address needs a restart");
-            }
-            build(&config, supergraph.as_deref())
-        }) {
-            Ok((site, subgraphs)) => {
-                current.replace(site);
-                tracing::info!(subgraphs = %subgraphs.join(", "), trigger = why, "configuration reloaded");
-            }
-            Err(failure) => {
-                tracing::warn!(error = %failure, trigger = why, "configuration reload failed; the running configuration stays");
-            }
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dispatcher;
 pub mod gateway;
 
 pub mod migrate;
+pub mod reload;
 pub mod serve;
 pub mod subgraph;
 pub mod tenant;

@@ -1,24 +1,31 @@
 //! `junction serve`: every part of Junction in one process, on the configured backends
 //! (embedded SQLite by default).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use junction_edge::auth::api_keys::ApiKeys;
+use junction_edge::server::{CurrentSite, Site};
 use junction_federation::compose::{self, SubgraphSource};
 use junction_federation::supergraph::Supergraph;
-use junction_passthrough::RouteConfig;
+use junction_passthrough::{Passthrough, RouteConfig};
 use junction_schema::identity::{IdentityKey, IdentitySigner, IdentityVerifier};
 use junction_schema::tenants;
 use tokio::net::TcpListener;
 
+use crate::commands::reload::{Watch, reload_when_asked};
 use crate::commands::{Failure, connect, dispatcher};
 use crate::config::Config;
 use crate::roles::router::Authentication;
 use crate::roles::subgraphs::{database_probe, deliveries_router, webhooks_router};
 use crate::shutdown::Shutdown;
 
-pub async fn run(config: Config) -> Result<(), Failure> {
+pub async fn run(
+    config: Config,
+    config_file: PathBuf,
+    reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
+) -> Result<(), Failure> {
     // The router's port first: a start that cannot listen stops here, before it migrates,
     // creates the default tenant or prints (and so spends) the admin key, which the next,
     // successful start prints instead. Connections made meanwhile wait in the backlog.
@@ -102,32 +109,54 @@ pub async fn run(config: Config) -> Result<(), Failure> {
             sdl,
         });
     }
-    let supergraph = compose::compose(&sources)
+    // Composed once: the subgraphs are this process's own. A reload rebuilds the router from
+    // the new configuration over the same supergraph.
+    let supergraph_sdl = compose::compose(&sources)
         .map_err(|e| anyhow::anyhow!("composing Junction's own subgraphs: {e}"))?;
-    let supergraph = Supergraph::parse(&supergraph)
-        .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
-    let signer = IdentitySigner::new(key);
     let api_keys = Arc::new(ApiKeys::new(
         db.clone(),
         config.gateway.api_key_cache_ttl,
         config.gateway.caches.api_keys_bytes,
     ));
-    let authentication = Authentication::from_config(&config, Some(api_keys))?;
-    // The webhooks subgraph's REST routes, on the router's address like everything else.
-    let mut with_routes = config.clone();
-    if let Some(base) = &webhooks_base {
-        with_routes
-            .gateway
-            .routes
-            .extend(webhooks_rest_routes(base, &config)?);
-    }
-    let app = crate::roles::router::site(
-        &with_routes,
-        supergraph,
-        Some(signer),
-        &authentication,
-        vec![database_probe(db.clone())],
-    )?;
+    let build = {
+        let db = db.clone();
+        move |config: &Config| -> Result<Site<Passthrough>, Failure> {
+            let supergraph = Supergraph::parse(&supergraph_sdl)
+                .map_err(|e| anyhow::anyhow!("loading the composed supergraph: {e}"))?;
+            let authentication = Authentication::from_config(config, Some(Arc::clone(&api_keys)))?;
+            // The webhooks subgraph's REST routes, on the router's address like everything else.
+            let mut with_routes = config.clone();
+            if let Some(base) = &webhooks_base {
+                with_routes
+                    .gateway
+                    .routes
+                    .extend(webhooks_rest_routes(base, config)?);
+            }
+            crate::roles::router::site(
+                &with_routes,
+                supergraph,
+                Some(IdentitySigner::new(key.clone())),
+                &authentication,
+                vec![database_probe(db.clone())],
+            )
+        }
+    };
+    let current = CurrentSite::new(build(&config)?);
+    tokio::spawn(reload_when_asked(
+        current.clone(),
+        listen,
+        Watch {
+            files: vec![config_file],
+            every: config.gateway.watch_interval,
+        },
+        reload,
+        move |config| {
+            Ok((
+                build(config)?,
+                "routes, authentication and limits".to_owned(),
+            ))
+        },
+    ));
     tracing::info!(
         address = %listener.local_addr().context("listener address")?,
         database = %config.database.url,
@@ -135,7 +164,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     );
     junction_edge::server::serve(
         listener,
-        app,
+        current,
         shutdown.wait(),
         config.gateway.shutdown_grace,
     )

@@ -20,8 +20,8 @@ pub struct GatewayConfig {
     /// The supergraph SDL `junction gateway` serves (`--supergraph` overrides it).
     #[serde(default)]
     pub supergraph: Option<std::path::PathBuf>,
-    /// How often `junction gateway` looks whether its configuration or supergraph file
-    /// changed, to reload them (as SIGHUP does); `0s` for SIGHUP only.
+    /// How often `junction gateway` and `junction serve` look whether their configuration file
+    /// (or the gateway's supergraph) changed, to reload it as SIGHUP does; `0s` for SIGHUP only.
     #[serde(default = "default_watch_interval", with = "humantime_serde")]
     pub watch_interval: Duration,
     /// How long one subgraph request may take.

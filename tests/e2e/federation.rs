@@ -595,7 +595,10 @@ async fn an_unavailable_subgraph_leaves_the_rest_of_the_answer() {
         body["errors"][0]["message"],
         "the inventory service is unreachable"
     );
-    assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+    assert_eq!(
+        body["errors"][0]["extensions"],
+        json!({"code": "SUBREQUEST_HTTP_ERROR", "service": "inventory"})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

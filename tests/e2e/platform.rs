@@ -962,3 +962,63 @@ async fn oauth2_client_credentials_through_the_router(db: TestDatabase) {
     let (status, _) = junction.stop_with("TERM");
     assert!(status.success());
 }
+
+/// `junction serve` reloads its `[gateway]` settings on SIGHUP, as `junction gateway` does: a
+/// broken file keeps the running configuration (and the process), a good one applies to the
+/// next request, and the same key keeps working throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reloads_its_configuration_on_sighup() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = dir.path().join("junction.toml");
+    let settings = |max_depth: u32| {
+        format!("[gateway]\nwatch_interval = \"0s\"\n\n[gateway.limits]\nmax_depth = {max_depth}\n")
+    };
+    std::fs::write(&config, settings(20)).unwrap();
+    let junction = Junction::serve(dir.path(), None);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let deep = "{ endpoints { edges { node { id url } } } }";
+    let hangup = |junction: &Junction| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &junction.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    let (status, _) = client.call(Some(&key), deep, json!({}), &[]).await;
+    assert_eq!(status, 200);
+
+    // A broken file: the running configuration stays, and so does the process.
+    std::fs::write(&config, "[gateway.limits]\nmax_depth = \"deep\"\n").unwrap();
+    hangup(&junction);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = client.call(Some(&key), deep, json!({}), &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A good one: the new depth limit refuses the same query, and the key still works.
+    std::fs::write(&config, settings(4)).unwrap();
+    hangup(&junction);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let (status, body) = client.call(Some(&key), deep, json!({}), &[]).await;
+        if status == 400 || std::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+    let (status, body) = client
+        .call(
+            Some(&key),
+            "{ endpoints { edges { cursor } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (exit, _) = junction.stop_with("TERM");
+    assert!(exit.success(), "{exit:?}");
+}

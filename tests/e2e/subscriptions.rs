@@ -488,7 +488,7 @@ async fn an_unreachable_subgraph_is_an_error_for_the_operation() {
         error,
         json!({"id": "1", "type": "error", "payload": [{
             "message": "the reviews service is unreachable",
-            "extensions": {"code": "INTERNAL", "service": "reviews"},
+            "extensions": {"code": "SUBREQUEST_HTTP_ERROR", "service": "reviews"},
         }]})
     );
 }

@@ -33,6 +33,10 @@ pub trait SubgraphExecutor: Send + Sync {
     ) -> BoxFuture<'a, Result<Value, SubgraphError>>;
 }
 
+/// The code of an error that says a subgraph gave no GraphQL answer at all (Apollo Router's
+/// name for it), apart from `DOWNSTREAM_SERVICE_ERROR`, an error the subgraph itself answered.
+pub const SUBREQUEST_HTTP_ERROR: &str = "SUBREQUEST_HTTP_ERROR";
+
 /// Why a subgraph gave no GraphQL answer, as the client is told it (after the service name).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubgraphError {
@@ -201,7 +205,7 @@ fn request_body(operation_json: &str, variables: &Map<String, Value>) -> String 
 fn unavailable(service: &str, why: &SubgraphError) -> Value {
     json!({
         "message": format!("the {service} service {why}"),
-        "extensions": {"code": "INTERNAL", "service": service},
+        "extensions": {"code": SUBREQUEST_HTTP_ERROR, "service": service},
     })
 }
 

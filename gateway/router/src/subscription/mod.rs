@@ -19,7 +19,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::executor::websocket::{Upstream, UpstreamEvent};
-use crate::executor::{Downstream, RequestContext, execute_from, tag_service};
+use crate::executor::{
+    Downstream, RequestContext, SUBREQUEST_HTTP_ERROR, execute_from, tag_service,
+};
 use crate::operation_slots::Slot;
 use crate::pipeline::{Caller, Planned, limits};
 use crate::router::GraphRouter;
@@ -99,7 +101,7 @@ pub async fn run(
     let Some((primary, rest)) = prepared.plan.split_subscription() else {
         send(Event::Error(vec![json!({
             "message": "this subscription cannot be planned",
-            "extensions": {"code": "INTERNAL"},
+            "extensions": {"code": "QUERY_PLANNING_FAILED"},
         })]))
         .await;
         return;
@@ -141,7 +143,7 @@ pub async fn run(
             tracing::warn!(service = %primary.service, error = %why, "cannot open a subscription upstream");
             send(Event::Error(vec![json!({
                 "message": format!("the {} service {}", primary.service, why.for_client()),
-                "extensions": {"code": "INTERNAL", "service": primary.service},
+                "extensions": {"code": SUBREQUEST_HTTP_ERROR, "service": primary.service},
             })]))
             .await;
             return;
@@ -212,7 +214,7 @@ pub async fn run(
                 tracing::warn!(service = %primary.service, error = %why, "a subscription upstream was lost");
                 send(Event::Error(vec![json!({
                     "message": format!("the {} service ended the subscription", primary.service),
-                    "extensions": {"code": "INTERNAL", "service": primary.service},
+                    "extensions": {"code": SUBREQUEST_HTTP_ERROR, "service": primary.service},
                 })]))
                 .await;
                 break;
