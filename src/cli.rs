@@ -146,7 +146,7 @@ pub enum ApikeyAction {
         #[arg(long)]
         tenant: String,
         /// Scopes, space- or comma-separated (for example "admin")
-        #[arg(long, default_value = "")]
+        #[arg(long, default_value = "", long_help = scopes_help())]
         scopes: String,
         #[arg(long, default_value = "cli")]
         name: String,
@@ -202,4 +202,12 @@ impl Cli {
         }
         Ok(config)
     }
+}
+
+/// `--scopes`'s long help: every scope a key may hold and what it allows.
+fn scopes_help() -> String {
+    format!(
+        "Scopes, space- or comma-separated; one of:\n{}",
+        junction_schema::identity::known_scopes()
+    )
 }

@@ -53,6 +53,8 @@ impl fmt::Debug for IssuedApiKey {
 pub enum ApiKeyError {
     #[error("invalid API key name: use 1 to 100 characters")]
     InvalidName,
+    #[error("unknown scope {0:?}; the scopes are:\n{list}", list = crate::identity::known_scopes())]
+    UnknownScope(String),
     #[error("no API key {0:?}")]
     NotFound(String),
     #[error("database error: {0}")]
@@ -122,6 +124,9 @@ pub async fn create(
 ) -> Result<IssuedApiKey, ApiKeyError> {
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiKeyError::InvalidName);
+    }
+    if let Some(unknown) = scopes.unknown() {
+        return Err(ApiKeyError::UnknownScope(unknown.to_owned()));
     }
     let id = random_alphanumeric(ID_LEN, true);
     let secret = format!(

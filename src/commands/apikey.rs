@@ -14,7 +14,7 @@ impl From<ApiKeyError> for Failure {
     fn from(error: ApiKeyError) -> Self {
         match error {
             ApiKeyError::Database(_) => Failure::Runtime(anyhow::Error::new(error)),
-            ApiKeyError::InvalidName | ApiKeyError::NotFound(_) => {
+            ApiKeyError::InvalidName | ApiKeyError::UnknownScope(_) | ApiKeyError::NotFound(_) => {
                 Failure::Usage(error.to_string())
             }
         }

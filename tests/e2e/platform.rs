@@ -172,6 +172,10 @@ async fn api_keys_are_managed_through_graphql(db: TestDatabase) {
         (json!({"name": "", "scopes": ["webhooks:read"]}), "name"),
         (json!({"name": "x", "scopes": []}), "at least one scope"),
         (
+            json!({"name": "x", "scopes": ["admn"]}),
+            "unknown scope \"admn\"",
+        ),
+        (
             json!({"name": "x", "scopes": ["has space"]}),
             "invalid scope",
         ),
@@ -950,6 +954,43 @@ async fn oauth2_client_credentials_through_the_router(db: TestDatabase) {
         let body: Value = refused.json().await.unwrap();
         assert_eq!(body["error"], error, "{form}");
     }
+
+    // An admin key may ask for any narrower scope Junction knows, and for no unknown one.
+    let admin = printed_key(&junction.stdout);
+    let admin_id = admin.split('_').nth(2).unwrap().to_owned();
+    let narrowed = ask(
+        &admin_id,
+        &admin,
+        "grant_type=client_credentials&scope=webhooks%3Awrite",
+    )
+    .await
+    .unwrap();
+    assert_eq!(narrowed.status(), 200);
+    let narrowed: Value = narrowed.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "webhooks:write");
+    let refused = ask(
+        &admin_id,
+        &admin,
+        "grant_type=client_credentials&scope=admn",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"], "invalid_scope");
+
+    // A key with a misspelt scope is not created: the CLI names the scopes there are.
+    let typo = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &["apikey", "create", "--tenant", &tenant, "--scopes", "admn"],
+    );
+    assert_eq!(typo.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        said.contains("unknown scope \"admn\"") && said.contains("webhooks:write"),
+        "{said}"
+    );
     let (status, _) = client
         .call(
             Some("eyJhbGciOiJFZERTQSJ9.e30.AAAA"),

@@ -4,6 +4,25 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+/// The scopes Junction's subgraphs check, with what each allows: the only ones an API key may
+/// hold. (Tokens from an identity provider may carry others; they are ignored.)
+pub const KNOWN_SCOPES: &[(&str, &str)] = &[
+    (ADMIN, "everything in the tenant, API keys included"),
+    ("webhooks:read", "read endpoints, event types and messages"),
+    (
+        "webhooks:write",
+        "create, change and delete endpoints and event types; publish events",
+    ),
+    (
+        "deliveries:read",
+        "read delivery attempts, statistics and dead letters; watch deliveries live",
+    ),
+    ("deliveries:write", "replay deliveries and dead letters"),
+];
+
+/// The scope that may do everything, and ask `/oauth/token` for any narrower scope.
+pub const ADMIN: &str = "admin";
+
 /// Scope tokens, kept sorted so that their encoding is canonical.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<String>);
@@ -42,6 +61,28 @@ impl Scopes {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The first scope that is not one of [`KNOWN_SCOPES`] (a typo such as `admn`), if any.
+    pub fn unknown(&self) -> Option<&str> {
+        self.iter()
+            .find(|scope| !KNOWN_SCOPES.iter().any(|(known, _)| known == scope))
+    }
+
+    /// Whether a holder of these scopes may be given `scope`: it holds it, or it holds
+    /// [`ADMIN`] and `scope` is known.
+    pub fn grants(&self, scope: &str) -> bool {
+        self.contains(scope)
+            || (self.contains(ADMIN) && KNOWN_SCOPES.iter().any(|(known, _)| *known == scope))
+    }
+}
+
+/// The known scopes, one per line with what each allows: for help texts and error messages.
+pub fn known_scopes() -> String {
+    KNOWN_SCOPES
+        .iter()
+        .map(|(scope, allows)| format!("{scope}: {allows}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`
@@ -84,8 +125,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn admin_grants_every_known_scope_and_nothing_else() {
+        let admin: Scopes = "admin".parse().unwrap();
+        assert!(KNOWN_SCOPES.iter().all(|(scope, _)| admin.grants(scope)));
+        assert!(!admin.grants("billing:write"));
+        let reader: Scopes = "webhooks:read".parse().unwrap();
+        assert!(reader.grants("webhooks:read"));
+        assert!(!reader.grants("webhooks:write"));
+    }
+
+    #[test]
     fn parses_sorted_and_deduplicated() {
         let scopes: Scopes = "webhooks:write admin,webhooks:write".parse().unwrap();
+        assert_eq!(scopes.unknown(), None);
+        let typo: Scopes = "admn webhooks:read".parse().unwrap();
+        assert_eq!(typo.unknown(), Some("admn"));
         assert_eq!(scopes.to_string(), "admin webhooks:write");
         assert!(scopes.contains("admin"));
         assert!(!scopes.contains("webhooks"));

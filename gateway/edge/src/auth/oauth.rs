@@ -284,7 +284,8 @@ async fn token(
             "unknown client or wrong secret",
         );
     };
-    // A subset of the client's scopes may be asked for; none asked means all of them.
+    // A subset of the client's scopes may be asked for (an admin client may ask for any
+    // known scope: admin holds them all); none asked means all of them.
     let scopes = match field("scope").filter(|s| !s.trim().is_empty()) {
         None => identity.scopes.clone(),
         Some(asked) => {
@@ -298,7 +299,7 @@ async fn token(
                     );
                 }
             };
-            if !asked.iter().all(|s| identity.scopes.contains(s)) {
+            if !asked.iter().all(|s| identity.scopes.grants(s)) {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_scope",

@@ -135,7 +135,9 @@ pub async fn revoke(ctx: &Context<'_>, id: ID) -> Result<RevokeApiKeyPayload> {
 
 fn api_error(failure: &ApiKeyError) -> async_graphql::Error {
     match failure {
-        ApiKeyError::InvalidName => error(ErrorCode::BadUserInput, failure.to_string()),
+        ApiKeyError::InvalidName | ApiKeyError::UnknownScope(_) => {
+            error(ErrorCode::BadUserInput, failure.to_string())
+        }
         ApiKeyError::NotFound(_) => error(ErrorCode::NotFound, failure.to_string()),
         ApiKeyError::Database(_) => database(failure),
     }
