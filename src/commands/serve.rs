@@ -157,8 +157,10 @@ pub async fn run(
             ))
         },
     ));
+    let address = listener.local_addr().context("listener address")?;
+    print_playground(address);
     tracing::info!(
-        address = %listener.local_addr().context("listener address")?,
+        address = %address,
         database = %config.database.url,
         "Junction is serving"
     );
@@ -212,6 +214,25 @@ fn webhooks_rest_routes(base: &str, config: &Config) -> Result<Vec<RouteConfig>,
 fn route(toml_text: &str) -> Result<RouteConfig, Failure> {
     toml::from_str(toml_text)
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("a built-in REST route is invalid: {e}")))
+}
+
+/// Where to try the API, on every start: the first thing a newcomer looks for.
+fn print_playground(address: std::net::SocketAddr) {
+    let host = if address.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        address.ip().to_string()
+    };
+    let host = if address.is_ipv6() && host != "localhost" {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    println!(
+        "Playground: http://{host}:{port}/playground\n\
+         Put {{\"Authorization\": \"Bearer <your API key>\"}} in its Headers tab, then run the query.\n",
+        port = address.port(),
+    );
 }
 
 fn print_bootstrap(bootstrap: &tenants::Bootstrap) {

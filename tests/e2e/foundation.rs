@@ -30,6 +30,18 @@ async fn serve_on_embedded_defaults_creates_the_database_and_stops_cleanly() {
     let junction = Junction::serve(dir.path(), None);
     assert!(dir.path().join("data/junction.db").is_file());
     printed_key(&junction.stdout);
+    // Where to try it, and how to authenticate there, on every start.
+    let playground = junction.url("/playground");
+    assert!(
+        junction
+            .stdout
+            .contains(&format!("Playground: {playground}"))
+            && junction.stdout.contains("Bearer <your API key>"),
+        "{}",
+        junction.stdout
+    );
+    let page = support::http_get(playground).await.unwrap();
+    assert_eq!(page.status(), 200);
 
     let ready = support::http_get(junction.url("/health/ready"))
         .await
@@ -57,6 +69,7 @@ async fn serve_on_embedded_defaults_creates_the_database_and_stops_cleanly() {
         "{}",
         again.stdout
     );
+    assert!(again.stdout.contains("Playground: "), "{}", again.stdout);
     let (status, _) = again.stop_with("TERM");
     assert!(status.success());
 }
