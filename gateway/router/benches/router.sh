@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Router overhead benchmark: the classic four subgraphs, a deep query (products, their reviews,
-# the reviews' authors and their reviews' products) at 50 connections and a one-fetch query at
+# Router overhead benchmark: the classic four subgraphs; a deep query (products, their reviews,
+# the reviews' authors and their reviews' products), a heavy one (@requires fields, fragments,
+# aliases) and two written without tuning, each at 50 connections, and a one-fetch query at
 # one connection; Junction's router, Hive Router when installed, and the subgraph called
-# directly, measured side by side in one run. Reports requests/s, latency p50/p99 (wrk), the
+# directly, measured side by side in one run, after checking that both routers answer each
+# operation alike, and counting the subgraph fetches each operation takes in each. Reports requests/s, latency p50/p99 (wrk), the
 # router's CPU time per request (from /proc, steadier than requests/s on a shared machine)
 # and its resident memory. Needs `wrk` (apt) and, for the comparison, Hive Router:
 #   cargo install hive-router --version 0.0.84 --locked --features graphiql --root /var/tmp/anchors
@@ -65,13 +67,26 @@ YAML
 fi
 sleep 1
 
+# The operations: `one` (one fetch) and `deep` were tuned for; `heavy` (@requires fields,
+# fragments, aliases) and `reviewer` and `user` were written after, and not tuned for.
 deep='{ topProducts { name reviews { body author { name reviews { product { name } } } } } }'
 one='{ topProducts { name price } }'
+heavy='query Heavy { top: topProducts(first: 5) { ...Card reviews { body author { handle: username name reviews { product { ...Card ... on Product { inStock stockLevel } } } } } } me { id name } } fragment Card on Product { upc title: name price shippingEstimate cost: price }'
+reviewer='{ me { username reviews { body product { name inStock shippingEstimate } } } }'
+user='{ user(id: "1") { name reviews { author { name } product { upc stockLevel reviews { body } } } } }'
 lua() { # body file for wrk
   python3 -c 'import json,sys; q=sys.argv[1]; print("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = " + json.dumps(json.dumps({"query": q})))' "$1" > "$2"
 }
-lua "$deep" "$work/deep.lua"
-lua "$one" "$work/one.lua"
+for name in deep one heavy reviewer user; do lua "${!name}" "$work/$name.lua"; done
+body() { python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$1"; }
+# Subgraph requests one operation takes through a router (the subgraphs count what they serve).
+fetches() { # url query
+  local before after
+  before=$(curl -s 127.0.0.1:4205/requests)
+  curl -s -o /dev/null "$1" -H 'content-type: application/json' -d "$(body "$2")"
+  after=$(curl -s 127.0.0.1:4205/requests)
+  echo $((after - before))
+}
 ticks=$(getconf CLK_TCK)
 cpu() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 rss() { [ -n "$1" ] && awk '/VmRSS/ {printf "%d MB", $2/1024}' "/proc/$1/status" || echo -; }
@@ -96,15 +111,34 @@ run() { # name url pid script connections
   printf '| %-28s | %9s | %8s | %8s | %10s | %7s | %s\n' "$1" "$rps" "$p50" "$p99" "$cpu_ms" "$(rss "$3")" "$errors"
 }
 
-# Each router must answer right before it is timed.
-expected=$(curl -s 127.0.0.1:4300/graphql -H 'content-type: application/json' -d "$(python3 -c 'import json,sys; print(json.dumps({"query": sys.argv[1]}))' "$deep")")
+# Each router must answer right before it is timed, and answer as the other does.
+expected=$(curl -s 127.0.0.1:4300/graphql -H 'content-type: application/json' -d "$(body "$deep")")
 echo "$expected" | grep -q '"Love it!"' || { echo "Junction's answer is wrong: $expected" >&2; exit 1; }
+if [ -n "$hive_pid" ]; then
+  for name in deep one heavy reviewer user; do
+    ours=$(curl -s 127.0.0.1:4300/graphql -H 'content-type: application/json' -d "$(body "${!name}")")
+    theirs=$(curl -s 127.0.0.1:4400/graphql -H 'content-type: application/json' -d "$(body "${!name}")")
+    python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); sys.exit(a!=b or "errors" in a)' "$ours" "$theirs" \
+      || { echo "$name: the routers answer differently:\n  Junction: $ours\n  Hive:     $theirs" >&2; exit 1; }
+  done
+fi
 
 echo "date: $(date -u +%F), $(nproc) cores, wrk -t1 -d$DURATION"
+echo
+echo "| operation | Junction's subgraph fetches | Hive Router's |"
+echo "|---|---|---|"
+for name in deep one heavy reviewer user; do
+  hive_fetches=-
+  [ -n "$hive_pid" ] && hive_fetches=$(fetches http://127.0.0.1:4400/graphql "${!name}")
+  echo "| $name | $(fetches http://127.0.0.1:4300/graphql "${!name}") | $hive_fetches |"
+done
+echo
 echo "| run                          | requests/s |   p50    |   p99    | CPU ms/req |   RSS   |"
 echo "|---|---|---|---|---|---|"
-run "Junction, deep, c=$CONNECTIONS" http://127.0.0.1:4300/graphql "$junction_pid" "$work/deep.lua" "$CONNECTIONS"
-[ -n "$hive_pid" ] && run "Hive Router, deep, c=$CONNECTIONS" http://127.0.0.1:4400/graphql "$hive_pid" "$work/deep.lua" "$CONNECTIONS"
+for name in deep heavy reviewer user; do
+  run "Junction, $name, c=$CONNECTIONS" http://127.0.0.1:4300/graphql "$junction_pid" "$work/$name.lua" "$CONNECTIONS"
+  [ -n "$hive_pid" ] && run "Hive Router, $name, c=$CONNECTIONS" http://127.0.0.1:4400/graphql "$hive_pid" "$work/$name.lua" "$CONNECTIONS"
+done
 run "products directly, one, c=1" http://127.0.0.1:4202/graphql "" "$work/one.lua" 1
 run "Junction, one fetch, c=1" http://127.0.0.1:4300/graphql "$junction_pid" "$work/one.lua" 1
 [ -n "$hive_pid" ] && run "Hive Router, one fetch, c=1" http://127.0.0.1:4400/graphql "$hive_pid" "$work/one.lua" 1
