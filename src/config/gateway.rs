@@ -34,9 +34,6 @@ pub struct GatewayConfig {
     pub limits: junction_federation::operation::Limits,
     #[serde(default)]
     pub cost: junction_federation::cost::CostConfig,
-    /// Which query planner plans operations: `hive` (the default) or `junction`.
-    #[serde(default)]
-    pub planner: junction_federation::planner::PlannerKind,
     /// Progressive-override labels to switch on (`percent(N)` labels are drawn per request).
     #[serde(default)]
     pub override_labels: Vec<String>,
@@ -108,7 +105,6 @@ impl Default for GatewayConfig {
             subgraphs: std::collections::BTreeMap::new(),
             limits: junction_federation::operation::Limits::default(),
             cost: junction_federation::cost::CostConfig::default(),
-            planner: Default::default(),
             override_labels: Vec::new(),
             subscriptions: junction_router::SubscriptionConfig::default(),
             jwt: None,

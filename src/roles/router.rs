@@ -145,7 +145,6 @@ fn graph_router(
             authenticator,
         )
         .with_active_labels(config.gateway.override_labels.iter().cloned().collect())
-        .with_planner(config.gateway.planner)
         .with_cost(config.gateway.cost.clone())
         .with_subscriptions(config.gateway.subscriptions.clone())
         .with_rate_limit(

@@ -5,7 +5,7 @@
 use crate::support;
 
 use junction_federation::operation::{self, Limits};
-use junction_federation::planner::{self, PlannerKind};
+use junction_federation::planner;
 use junction_federation::supergraph::Supergraph;
 use serde_json::{Value, json};
 use support::Junction;
@@ -121,23 +121,14 @@ fn assert_plan_snapshot(name: &str, printed: &str) {
     );
 }
 
-/// Both planners' plans for `operation` against their snapshots: `NAME.plan` (Junction's
-/// planner; its refusal, when it cannot plan, is the snapshot) and `NAME.hive.plan` (Hive's,
-/// the router's default, which must plan it).
-fn assert_plan_snapshots(
+/// The plan for `operation` against its snapshot `NAME.plan`.
+fn assert_plan_snapshot_of(
     supergraph: &Supergraph,
     operation: &junction_federation::operation::Operation,
     name: &str,
 ) {
-    let labels = Default::default();
-    let junction = match planner::plan_using(PlannerKind::Junction, supergraph, operation, &labels)
-    {
-        Ok(plan) => plan.to_string(),
-        Err(error) => format!("cannot plan: {error}\n"),
-    };
-    assert_plan_snapshot(name, &junction);
-    let hive = planner::plan_using(PlannerKind::Hive, supergraph, operation, &labels).unwrap();
-    assert_plan_snapshot(&format!("{name}.hive"), &hive.to_string());
+    let plan = planner::plan(supergraph, operation).unwrap();
+    assert_plan_snapshot(name, &plan.to_string());
 }
 
 /// Composes `sources`, checks the plan for `query` against its snapshot `name`, serves the
@@ -152,7 +143,7 @@ async fn compose_plan_and_answer(
     let document = operation::parse(&parsed.api, query, &Limits::default()).unwrap();
     let (normalized, _) =
         operation::normalize(&document, None, &Default::default(), &Limits::default()).unwrap();
-    assert_plan_snapshots(&parsed, &normalized, name);
+    assert_plan_snapshot_of(&parsed, &normalized, name);
 
     let (process, _dir) = gateway(&supergraph);
     let body: Value = reqwest::Client::new()

@@ -4,8 +4,8 @@
 //! A [`supergraph`] is read from its SDL (or [`compose`]d from subgraph SDLs); an operation
 //! is parsed, validated and normalized against its API schema ([`operation`], into the
 //! [`selection`] tree), filtered by the [`authorization`] directives, priced by the [`cost`]
-//! directives, and planned ([`planner`], ours, or [`planner::hive`], Hive Router's) into a [`plan`]: plain data the router's executor
-//! runs, printed in Apollo's shape and kept as snapshots. No tokio, no HTTP: this crate
+//! directives, and planned ([`planner`]: Hive Router's planner behind our types) into a
+//! [`plan`]: plain data the router's executor runs, printed in Apollo's shape and kept as snapshots. No tokio, no HTTP: this crate
 //! builds and tests alone.
 
 pub mod authorization;

@@ -1,12 +1,12 @@
-//! Plans kept as snapshots, so a change in plan quality shows in review: the classic
-//! four-subgraph supergraph planned as the router plans it, by both planners (`NAME.plan` is
-//! Junction's own planner, `NAME.hive.plan` Hive Router's). (Plans of supergraphs composed
-//! from running subgraphs are checked against the same folder by the end-to-end tests.)
+//! Plans kept as snapshots (`plans/NAME.plan`), so a change in plan quality shows in review:
+//! the classic four-subgraph supergraph planned as the router plans it. (Plans of supergraphs
+//! composed from running subgraphs are checked against the same folder by the end-to-end
+//! tests.)
 
 use std::time::Instant;
 
 use junction_federation::operation::{self, Limits, Operation};
-use junction_federation::planner::{self, PlannerKind};
+use junction_federation::planner;
 use junction_federation::supergraph::{Labels, Supergraph};
 
 fn classic() -> Supergraph {
@@ -21,15 +21,11 @@ fn normalize(supergraph: &Supergraph, query: &str) -> Operation {
 }
 
 /// The plan for `query` against the checked-in supergraph, printed, and its fetch count.
-fn plan_by(kind: PlannerKind, query: &str) -> (String, usize) {
+fn plan(query: &str) -> (String, usize) {
     let supergraph = classic();
     let normalized = normalize(&supergraph, query);
-    let plan = planner::plan_using(kind, &supergraph, &normalized, &Labels::new()).unwrap();
+    let plan = planner::plan(&supergraph, &normalized).unwrap();
     (plan.to_string(), plan.fetch_count())
-}
-
-fn plan(query: &str) -> (String, usize) {
-    plan_by(PlannerKind::Junction, query)
 }
 
 /// Compares with `plans/NAME.plan`; `UPDATE_SNAPSHOTS=1` rewrites it.
@@ -85,54 +81,38 @@ fragment ProductCard on Product {
 fn deep_query_plan_snapshot() {
     let (printed, fetches) = plan(DEEP);
     assert_plan_snapshot("deep", &printed);
-    // Hive Router plans this shape in 7 fetches, Apollo Router in 16.
     assert_eq!(fetches, 4, "{printed}");
 }
 
 #[test]
-fn deep_query_hive_plan_snapshot() {
-    let (printed, fetches) = plan_by(PlannerKind::Hive, DEEP);
-    assert_plan_snapshot("deep.hive", &printed);
-    println!("deep query: {fetches} fetches with the Hive planner");
-}
-
-#[test]
-fn heavy_query_plan_snapshots() {
-    let (junction, junction_fetches) = plan(HEAVY);
-    assert_plan_snapshot("heavy", &junction);
-    let (hive, hive_fetches) = plan_by(PlannerKind::Hive, HEAVY);
-    assert_plan_snapshot("heavy.hive", &hive);
-    println!(
-        "heavy query: {junction_fetches} fetches with Junction's planner, {hive_fetches} with Hive's"
-    );
+fn heavy_query_plan_snapshot() {
+    let (printed, fetches) = plan(HEAVY);
+    assert_plan_snapshot("heavy", &printed);
+    // Junction's first planner took 8.
+    assert!(fetches <= 7, "{printed}");
 }
 
 #[test]
 fn requires_and_provides_plan_snapshot() {
-    let query = "{ topProducts { name shippingEstimate reviews { author { username } } } }";
-    for (kind, name) in [
-        (PlannerKind::Junction, "requires_provides"),
-        (PlannerKind::Hive, "requires_provides.hive"),
-    ] {
-        let (printed, _) = plan_by(kind, query);
-        assert_plan_snapshot(name, &printed);
-        assert!(
-            !printed.contains("\"accounts\""),
-            "@provides saves the accounts fetch:\n{printed}"
-        );
-    }
+    let (printed, _) =
+        plan("{ topProducts { name shippingEstimate reviews { author { username } } } }");
+    assert_plan_snapshot("requires_provides", &printed);
+    assert!(
+        !printed.contains("\"accounts\""),
+        "@provides saves the accounts fetch:\n{printed}"
+    );
 }
 
-/// Planning time of both planners on the classic supergraph's queries (printed, never
+/// Planning time on the classic supergraph's queries (printed, never
 /// asserted: `cargo test -p junction-federation --release --test plans -- --nocapture
 /// planning_time`). Plans are cached by the router, so this is paid once per operation.
 #[test]
 fn planning_time() {
     let supergraph = classic();
-    // Build the Hive planner's state before timing: the router does it once per supergraph.
+    // Build the planner's state before timing: the router does it once per supergraph.
     let started = Instant::now();
     planner::hive::state(&supergraph).unwrap();
-    println!("Hive planner state built in {:?}", started.elapsed());
+    println!("planner state built in {:?}", started.elapsed());
     let queries = [
         ("one fetch", "{ topProducts { upc name } }"),
         ("deep", DEEP),
@@ -149,18 +129,14 @@ fn planning_time() {
     let rounds = if cfg!(debug_assertions) { 20 } else { 500 };
     for (name, query) in queries {
         let operation = normalize(&supergraph, query);
-        let mut line = format!("{name:>18}:");
-        for kind in [PlannerKind::Junction, PlannerKind::Hive] {
-            let started = Instant::now();
-            let mut fetches = 0;
-            for _ in 0..rounds {
-                fetches = planner::plan_using(kind, &supergraph, &operation, &Labels::new())
-                    .unwrap()
-                    .fetch_count();
-            }
-            let each = started.elapsed() / rounds;
-            line.push_str(&format!("  {kind:?} {each:>10.1?} ({fetches} fetches)"));
+        let started = Instant::now();
+        let mut fetches = 0;
+        for _ in 0..rounds {
+            fetches = planner::plan_with(&supergraph, &operation, &Labels::new())
+                .unwrap()
+                .fetch_count();
         }
-        println!("{line}");
+        let each = started.elapsed() / rounds;
+        println!("{name:>18}: {each:>10.1?} ({fetches} fetches)");
     }
 }

@@ -33,5 +33,7 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", first + 4))
         .await
         .expect("the request counter's port");
-    axum::serve(listener, counter).await.expect("serve the request counter");
+    axum::serve(listener, counter)
+        .await
+        .expect("serve the request counter");
 }

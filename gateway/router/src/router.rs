@@ -14,7 +14,6 @@ use junction_edge::cache::{BoundedCache, CacheConfig};
 use junction_edge::rate_limit::RateLimiter;
 use junction_federation::operation::Limits;
 use junction_federation::plan::QueryPlan;
-use junction_federation::planner::PlannerKind;
 use junction_federation::supergraph::{Labels, Supergraph};
 
 use crate::config::SubscriptionConfig;
@@ -33,8 +32,6 @@ pub struct GraphRouter {
     /// Every progressive-override label of the supergraph.
     pub(crate) override_labels: Labels,
     pub(crate) active_labels: Labels,
-    /// Which planner plans operations (`[gateway] planner`).
-    pub(crate) planner: PlannerKind,
     pub(crate) subscriptions: SubscriptionConfig,
     pub(crate) slots: Arc<OperationSlots>,
     /// Proxies whose `X-Forwarded-For` names the client (rate limits by address).
@@ -66,7 +63,6 @@ impl GraphRouter {
         Self {
             override_labels: supergraph.override_labels(),
             active_labels: Labels::new(),
-            planner: PlannerKind::default(),
             supergraph,
             client,
             limits,
@@ -140,12 +136,6 @@ impl GraphRouter {
         peer: Option<IpAddr>,
     ) -> Option<IpAddr> {
         junction_edge::layers::client_ip(headers, peer, &self.trusted_proxies)
-    }
-
-    /// The planner that plans this router's operations.
-    pub fn with_planner(mut self, planner: PlannerKind) -> Self {
-        self.planner = planner;
-        self
     }
 
     /// Progressive-override labels always on (besides `percent(N)` labels, drawn per request).

@@ -1,7 +1,5 @@
 //! The Hive planner (`hive-router-query-planner`, MIT, the planner of Hive Router) behind our
-//! plan type: it searches a query graph of every subgraph's types and fields (keys, requires,
-//! root fields and interface objects as edges) for the cheapest covering plan, where
-//! [`crate::planner`] walks the operation greedily from one subgraph.
+//! plan type.
 //!
 //! Its state is built once per supergraph (on first use, kept in [`Supergraph`]). An
 //! operation reaches it as our normalized [`Operation`] printed back to GraphQL: fragments
@@ -10,7 +8,7 @@
 //! into [`QueryPlan`]; its input and output rewrites and batched entity fetches become ours.
 //!
 //! The crate panics on some inputs (`unwrap`s in its planning code); every call into it runs
-//! under `catch_unwind`, and a panic is a [`PlanError::Hive`] like any other planning failure.
+//! under `catch_unwind`, and a panic is a [`PlanError`] like any other planning failure.
 
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -83,7 +81,7 @@ pub fn plan_with(
     if !operation.selections.iter().any(needs_subgraph) {
         return Ok(QueryPlan { root: None });
     }
-    let hive = state(supergraph).map_err(PlanError::Hive)?;
+    let hive = state(supergraph).map_err(PlanError)?;
     let text = operation_text(operation);
     let flags = labels
         .iter()
@@ -109,8 +107,8 @@ pub fn plan_with(
     }));
     let plan = match planned {
         Ok(Ok(plan)) => plan,
-        Ok(Err(error)) => return Err(PlanError::Hive(error)),
-        Err(panic) => return Err(PlanError::Hive(panic_message(&panic))),
+        Ok(Err(error)) => return Err(PlanError(error)),
+        Err(panic) => return Err(PlanError(panic_message(&panic))),
     };
     let root = match plan.node {
         Some(node) => Some(convert_node(supergraph, node)?),
@@ -193,7 +191,7 @@ fn graph_of(supergraph: &Supergraph, service: &str) -> Result<Name, PlanError> {
         .iter()
         .find(|(value, graph)| graph.name == service || value.as_str() == service)
         .map(|(value, _)| value.clone())
-        .ok_or_else(|| PlanError::Hive(format!("the plan names an unknown subgraph {service}")))
+        .ok_or_else(|| PlanError(format!("the plan names an unknown subgraph {service}")))
 }
 
 fn convert_node(supergraph: &Supergraph, node: HiveNode) -> Result<PlanNode, PlanError> {
@@ -260,11 +258,11 @@ fn convert_node(supergraph: &Supergraph, node: HiveNode) -> Result<PlanNode, Pla
             })
         }
         HiveNode::Condition(_) => {
-            return Err(PlanError::Hive(
+            return Err(PlanError(
                 "a condition node in a plan of an operation without conditions".into(),
             ));
         }
-        HiveNode::Defer(_) => return Err(PlanError::Hive("@defer is not supported".into())),
+        HiveNode::Defer(_) => return Err(PlanError("@defer is not supported".into())),
     })
 }
 

@@ -63,12 +63,7 @@ pub fn plan(router: &GraphRouter, costed: Costed, caller: &Caller) -> Result<Pla
     let plan = match router.plans.get(&key) {
         Some(plan) => plan,
         None => {
-            let plan = planner::plan_using(
-                router.planner,
-                &router.supergraph,
-                &normalized.operation,
-                &labels,
-            )
+            let plan = planner::plan_with(&router.supergraph, &normalized.operation, &labels)
                 .map_err(|error| {
                     let request_id = caller
                         .forwarded
