@@ -55,7 +55,7 @@ async fn run(
     };
     let allowance = limits::per_request(router, &caller).await;
     limits::spend(allowance, async {
-        let planned = match pipeline::prepare(router, request, &caller) {
+        let planned = match pipeline::prepare(router, request, &caller).await {
             Ok(planned) => planned,
             Err(rejection) => return rejection.into_response(),
         };

@@ -27,6 +27,10 @@ pub struct GraphRouter {
     pub(crate) limits: Limits,
     pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
     pub(crate) plans: BoundedCache<[u8; 32], Arc<QueryPlan>>,
+    /// Plans made at once, on the blocking pool: planning is CPU work that can take long on a
+    /// hostile operation, so it never runs on the threads that serve connections, and no more
+    /// of it runs at once than there are cores.
+    pub(crate) planning: Arc<tokio::sync::Semaphore>,
     /// Validated documents by query text: parsing and validation run once per distinct query.
     pub(crate) documents: BoundedCache<Arc<str>, Arc<Valid<ExecutableDocument>>>,
     /// Every progressive-override label of the supergraph.
@@ -68,6 +72,9 @@ impl GraphRouter {
             limits,
             authenticator,
             plans: BoundedCache::new(CacheConfig::default().plans_bytes, 8 * 1024),
+            planning: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            )),
             documents: BoundedCache::new(CacheConfig::default().documents_bytes, 32 * 1024),
             subscriptions: SubscriptionConfig::default(),
             slots: Arc::default(),

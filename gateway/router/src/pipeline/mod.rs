@@ -55,7 +55,7 @@ pub struct Caller {
 pub use self::plan::Planned;
 
 /// Every step from the request to its plan, in order, for `caller`.
-pub fn prepare(
+pub async fn prepare(
     router: &GraphRouter,
     request: GraphQLRequest,
     caller: &Caller,
@@ -65,5 +65,5 @@ pub fn prepare(
     let normalized = normalize::normalize(router, parsed)?;
     let authorized = authorize::authorize(router, normalized, caller.identity.as_ref());
     let costed = cost::estimate(router, authorized)?;
-    plan::plan(router, costed, caller)
+    plan::plan(router, costed, caller).await
 }

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use junction_federation::authorization::Denial;
 use junction_federation::operation::Operation;
 use junction_federation::plan::QueryPlan;
-use junction_federation::planner;
+use junction_federation::planner::{self, PlanError};
+use junction_federation::supergraph::Labels;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -31,7 +32,11 @@ pub struct Planned {
     pub cost: u64,
 }
 
-pub fn plan(router: &GraphRouter, costed: Costed, caller: &Caller) -> Result<Planned, Rejection> {
+pub async fn plan(
+    router: &GraphRouter,
+    costed: Costed,
+    caller: &Caller,
+) -> Result<Planned, Rejection> {
     let Costed { authorized, cost } = costed;
     let normalized = authorized.normalized;
     let labels = router.labels_for_request();
@@ -60,17 +65,19 @@ pub fn plan(router: &GraphRouter, costed: Costed, caller: &Caller) -> Result<Pla
         .conditions
         .write_key(&mut |bytes| hasher.update(bytes));
     let key: [u8; 32] = hasher.finalize().into();
-    let plan = match router.plans.get(&key) {
-        Some(plan) => plan,
+    let (plan, operation) = match router.plans.get(&key) {
+        Some(plan) => (plan, normalized.operation),
         None => {
-            let plan = planner::plan_with(&router.supergraph, &normalized.operation, &labels)
+            let name = normalized.operation.name.clone();
+            let (plan, operation) = plan_apart(router, normalized.operation, labels)
+                .await
                 .map_err(|error| {
                     let request_id = caller
                         .forwarded
                         .request_id
                         .as_ref()
                         .and_then(|v| v.to_str().ok());
-                    tracing::warn!(%error, operation = ?normalized.operation.name, ?request_id, "cannot plan an operation");
+                    tracing::warn!(%error, operation = ?name, ?request_id, "cannot plan an operation");
                     Rejection::new(
                         StatusCode::OK,
                         "QUERY_PLANNING_FAILED",
@@ -81,15 +88,32 @@ pub fn plan(router: &GraphRouter, costed: Costed, caller: &Caller) -> Result<Pla
             router
                 .plans
                 .insert(key, Arc::clone(&plan), plan.heap_bytes());
-            plan
+            (plan, operation)
         }
     };
     Ok(Planned {
-        operation: normalized.operation,
+        operation,
         variables: normalized.variables,
         plan,
         introspection: normalized.introspection,
         denial: authorized.denial,
         cost,
     })
+}
+
+/// Plans `operation` on the blocking pool, once a planning slot is free; gives the operation
+/// back with its plan.
+async fn plan_apart(
+    router: &GraphRouter,
+    operation: Operation,
+    labels: Labels,
+) -> Result<(QueryPlan, Operation), PlanError> {
+    // The semaphore is never closed, so a permit always comes.
+    let _slot = router.planning.acquire().await;
+    let supergraph = Arc::clone(&router.supergraph);
+    tokio::task::spawn_blocking(move || {
+        planner::plan_with(&supergraph, &operation, &labels).map(|plan| (plan, operation))
+    })
+    .await
+    .unwrap_or_else(|failed| Err(PlanError(format!("the planning task failed: {failed}"))))
 }

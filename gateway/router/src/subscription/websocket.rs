@@ -197,7 +197,7 @@ impl Connection {
                 let Some(id) = id else {
                     return Next::Close(BAD_REQUEST, "An operation needs an id".into());
                 };
-                self.start(id, payload, out)
+                self.start(id, payload, out).await
             }
             (Protocol::TransportWs, "complete") | (Protocol::Legacy, "stop") => {
                 if let Some(id) = id {
@@ -245,7 +245,12 @@ impl Connection {
         }
     }
 
-    fn start(&mut self, id: String, payload: Option<Value>, out: &mpsc::Sender<Outgoing>) -> Next {
+    async fn start(
+        &mut self,
+        id: String,
+        payload: Option<Value>,
+        out: &mpsc::Sender<Outgoing>,
+    ) -> Next {
         let Some(caller) = self.caller.clone() else {
             return Next::Close(UNAUTHORIZED, "Unauthorized".into());
         };
@@ -275,7 +280,7 @@ impl Connection {
                 );
             }
         };
-        let prepared = match pipeline::prepare(&self.router, request, &caller) {
+        let prepared = match pipeline::prepare(&self.router, request, &caller).await {
             Ok(prepared) => prepared,
             Err(rejection) => return self.refuse(&id, rejection.errors),
         };
