@@ -4,10 +4,12 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::tenants::ADMIN_SCOPE;
+
 /// The scopes Junction's subgraphs check, with what each allows: the only ones an API key may
 /// hold. (Tokens from an identity provider may carry others; they are ignored.)
 pub const KNOWN_SCOPES: &[(&str, &str)] = &[
-    (ADMIN, "everything in the tenant, API keys included"),
+    (ADMIN_SCOPE, "everything in the tenant, API keys included"),
     ("webhooks:read", "read endpoints, event types and messages"),
     (
         "webhooks:write",
@@ -19,9 +21,6 @@ pub const KNOWN_SCOPES: &[(&str, &str)] = &[
     ),
     ("deliveries:write", "replay deliveries and dead letters"),
 ];
-
-/// The scope that may do everything, and ask `/oauth/token` for any narrower scope.
-pub const ADMIN: &str = "admin";
 
 /// Scope tokens, kept sorted so that their encoding is canonical.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,10 +68,10 @@ impl Scopes {
     }
 
     /// Whether a holder of these scopes may be given `scope`: it holds it, or it holds
-    /// [`ADMIN`] and `scope` is known.
+    /// `admin` (which may do everything) and `scope` is known.
     pub fn grants(&self, scope: &str) -> bool {
         self.contains(scope)
-            || (self.contains(ADMIN) && KNOWN_SCOPES.iter().any(|(known, _)| *known == scope))
+            || (self.contains(ADMIN_SCOPE) && KNOWN_SCOPES.iter().any(|(known, _)| *known == scope))
     }
 }
 

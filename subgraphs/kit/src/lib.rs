@@ -5,8 +5,13 @@ use async_graphql::{Context, Error, ErrorExtensions, Result};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use junction_schema::Identity;
+use junction_schema::database::is_unavailable;
 use junction_schema::error_code::ErrorCode;
 use junction_schema::tenants::ADMIN_SCOPE;
+
+/// What a client is told to wait before sending a request again that met an unavailable
+/// database: about what a PostgreSQL restart or failover takes.
+pub const RETRY_AFTER_SECS: u64 = 2;
 
 pub const DEFAULT_PAGE: i32 = 20;
 pub const MAX_PAGE: i32 = 100;
@@ -14,6 +19,25 @@ pub const MAX_PAGE: i32 = 100;
 /// A GraphQL error with one of the API's codes.
 pub fn error(code: ErrorCode, message: impl Into<String>) -> Error {
     Error::new(message).extend_with(|_, extensions| extensions.set("code", code.as_str()))
+}
+
+/// A database failure as an API error. One that could not reach the database is
+/// `UNAVAILABLE` with `retryAfter` (seconds): the request changed nothing and may be sent
+/// again; any other is `INTERNAL`. The details go to the log (naming `subgraph`), never to the
+/// client.
+pub fn database_error(subgraph: &str, failure: &sea_orm::DbErr) -> Error {
+    if is_unavailable(failure) {
+        tracing::warn!(error = %failure, subgraph, "the database is unavailable");
+        error(
+            ErrorCode::Unavailable,
+            "the database cannot be reached right now and nothing was changed; send the same \
+             request again after retryAfter seconds",
+        )
+        .extend_with(|_, extensions| extensions.set("retryAfter", RETRY_AFTER_SECS))
+    } else {
+        tracing::error!(error = %failure, subgraph, "database error");
+        error(ErrorCode::Internal, "internal error")
+    }
 }
 
 /// The caller, if it holds `admin` or one of `allowed`.

@@ -16,9 +16,7 @@ pub enum WebhookError {
     Database(#[from] DbErr),
 }
 
-/// What a client is told to wait before sending a request again that met an unavailable
-/// database: about what a PostgreSQL restart or failover takes.
-pub const RETRY_AFTER_SECS: u64 = 2;
+pub use junction_subgraph_kit::RETRY_AFTER_SECS;
 
 impl WebhookError {
     pub fn code(&self) -> ErrorCode {

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Result};
 use junction_schema::Identity;
-use junction_schema::error_code::ErrorCode;
-use junction_subgraph_kit::{caller, error};
+use junction_subgraph_kit::{caller, database_error};
 use sea_orm::DbErr;
 
 use super::DeliveriesState;
@@ -19,12 +18,10 @@ pub const READ: &[&str] = &[
 ];
 pub const WRITE: &[&str] = &["deliveries:write", "webhooks:write"];
 
-/// Database errors as INTERNAL, with the details in the logs only.
+/// Database errors as API errors: `UNAVAILABLE` (with `retryAfter`) when the database
+/// cannot be reached, else `INTERNAL`; the details in the logs only.
 pub fn api<T>(result: Result<T, DbErr>) -> Result<T> {
-    result.map_err(|db| {
-        tracing::error!(error = %db, "deliveries subgraph database error");
-        error(ErrorCode::Internal, "internal error")
-    })
+    result.map_err(|db| database_error(crate::SUBGRAPH_NAME, &db))
 }
 
 pub struct Access<'a> {

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use junction_queue::replay;
 use junction_schema::entities::{delivery, replay_job};
 use junction_schema::error_code::ErrorCode;
-use junction_subgraph_kit::{error, page_limit};
+use junction_subgraph_kit::{database_error, error, page_limit};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::access::{Access, WRITE, access, allowed, api};
@@ -148,10 +148,7 @@ async fn start_replay_job(
     let state = access.state;
     let job = match replay::start_replay(&state.db, access.tenant(), &filter).await {
         Ok(job) => job,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start a replay");
-            return Err(error(ErrorCode::Internal, "internal error"));
-        }
+        Err(e) => return Err(replay_error(&e)),
     };
     let (db, running) = (state.db.clone(), job.clone());
     tokio::spawn(async move {
@@ -173,9 +170,21 @@ fn replayed(result: Result<usize, replay::ReplayError>) -> Result<ReplayPayload>
         Ok(n) => Ok(ReplayPayload {
             requeued: i32::try_from(n).unwrap_or(i32::MAX),
         }),
-        Err(e) => {
-            tracing::error!(error = %e, "replay failed");
-            Err(error(ErrorCode::Internal, "internal error"))
+        Err(e) => Err(replay_error(&e)),
+    }
+}
+
+/// A replay that could not be recorded or queued: `UNAVAILABLE` when the database cannot be
+/// reached (nothing was queued; the same replay may be asked again), else `INTERNAL`.
+fn replay_error(failure: &replay::ReplayError) -> async_graphql::Error {
+    match failure {
+        replay::ReplayError::Database(db)
+        | replay::ReplayError::Queue(junction_queue::QueueError::Database(db)) => {
+            database_error(crate::SUBGRAPH_NAME, db)
+        }
+        replay::ReplayError::Queue(other) => {
+            tracing::error!(error = %other, "replay failed");
+            error(ErrorCode::Internal, "internal error")
         }
     }
 }
