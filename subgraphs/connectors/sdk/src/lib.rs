@@ -12,9 +12,11 @@
 mod connector;
 mod error;
 pub mod http;
+pub mod manifest;
 
 pub use connector::{
     AuthKind, BoxFuture, Connection, Connector, Credentials, Message, MessageStream, Record, Spec,
     State, StreamSpec, SyncMode,
 };
 pub use error::{ConnectorError, ErrorKind};
+pub use manifest::{Manifest, ManifestConnector, ManifestError};
