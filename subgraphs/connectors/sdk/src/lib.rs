@@ -9,6 +9,7 @@
 //!   `Retry-After`, a per-connection rate cap, and the SSRF guard.
 //! - [`conformance`]: the checks every connector's tests run against a test source.
 
+pub mod conformance;
 mod connector;
 mod error;
 pub mod http;
