@@ -135,8 +135,8 @@ impl Source {
 
 type Params = Query<HashMap<String, String>>;
 
-/// Counts the request, and answers with chaos or an auth refusal instead when due.
-fn gate(shared: &Shared, route: &str, authorized: bool) -> Result<(), Response> {
+/// Counts the request; the answer to send instead (chaos or an auth refusal), when due.
+fn gate(shared: &Shared, route: &str, authorized: bool) -> Option<Response> {
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let chaos = shared.chaos;
     let mut seen = Seen {
@@ -152,7 +152,7 @@ fn gate(shared: &Shared, route: &str, authorized: bool) -> Result<(), Response> 
             HeaderMap::new(),
             r#"{"error":"invalid credentials"}"#,
         ))
-    } else if chaos.limit_every > 0 && number % chaos.limit_every == 0 {
+    } else if chaos.limit_every > 0 && number.is_multiple_of(chaos.limit_every) {
         let mut headers = HeaderMap::new();
         let value = if (number / chaos.limit_every) % 2 == 1 {
             seen.retry_after = Some(Duration::from_secs(1));
@@ -169,7 +169,7 @@ fn gate(shared: &Shared, route: &str, authorized: bool) -> Result<(), Response> 
             headers,
             r#"{"error":"slow down"}"#,
         ))
-    } else if chaos.error_every > 0 && number % chaos.error_every == 0 {
+    } else if chaos.error_every > 0 && number.is_multiple_of(chaos.error_every) {
         seen.status = 500;
         Some((
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -180,10 +180,7 @@ fn gate(shared: &Shared, route: &str, authorized: bool) -> Result<(), Response> 
         None
     };
     shared.seen.lock().unwrap().push(seen);
-    match refusal {
-        Some((status, headers, body)) => Err((status, headers, body).into_response()),
-        None => Ok(()),
-    }
+    refusal.map(|(status, headers, body)| (status, headers, body).into_response())
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, expected: &str) -> bool {
@@ -224,7 +221,7 @@ async fn cursor(
     Query(params): Params,
 ) -> Response {
     let authorized = header_is(&headers, header::AUTHORIZATION, &format!("Bearer {BEARER}"));
-    if let Err(refusal) = gate(&shared, "cursor", authorized) {
+    if let Some(refusal) = gate(&shared, "cursor", authorized) {
         return refusal;
     }
     let records = filtered(&shared, &params);
@@ -244,7 +241,7 @@ async fn cursor(
 /// API key header; GitHub-style `Link` header; a bare array body.
 async fn link(State(shared): State<Shared>, headers: HeaderMap, Query(params): Params) -> Response {
     let authorized = headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY);
-    if let Err(refusal) = gate(&shared, "link", authorized) {
+    if let Some(refusal) = gate(&shared, "link", authorized) {
         return refusal;
     }
     let records = filtered(&shared, &params);
@@ -291,7 +288,7 @@ async fn offset(
         header::AUTHORIZATION,
         &format!("Basic {expected}"),
     );
-    if let Err(refusal) = gate(&shared, "offset", authorized) {
+    if let Some(refusal) = gate(&shared, "offset", authorized) {
         return refusal;
     }
     let mut all = params.clone();
@@ -307,7 +304,7 @@ async fn offset(
 async fn page(State(shared): State<Shared>, headers: HeaderMap, Query(params): Params) -> Response {
     let _ = headers;
     let authorized = params.get("api_key").map(String::as_str) == Some(API_KEY);
-    if let Err(refusal) = gate(&shared, "page", authorized) {
+    if let Some(refusal) = gate(&shared, "page", authorized) {
         return refusal;
     }
     let records = filtered(&shared, &params);
@@ -329,7 +326,7 @@ async fn next_url(
     Query(params): Params,
 ) -> Response {
     let authorized = header_is(&headers, header::AUTHORIZATION, &format!("Bearer {BEARER}"));
-    if let Err(refusal) = gate(&shared, "next", authorized) {
+    if let Some(refusal) = gate(&shared, "next", authorized) {
         return refusal;
     }
     let records = filtered(&shared, &params);
@@ -347,7 +344,7 @@ async fn next_url(
 
 /// Not JSON at all.
 async fn garbage(State(shared): State<Shared>) -> Response {
-    if let Err(refusal) = gate(&shared, "garbage", true) {
+    if let Some(refusal) = gate(&shared, "garbage", true) {
         return refusal;
     }
     (StatusCode::OK, "<html>surprise</html>").into_response()
