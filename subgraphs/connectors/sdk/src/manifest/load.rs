@@ -195,6 +195,17 @@ streams:
 ";
 
     #[test]
+    fn the_example_in_manifest_md_reads() {
+        let doc = include_str!("../../MANIFEST.md");
+        let start = doc.find("```yaml\n").map(|at| at + 8).unwrap();
+        let end = start + doc[start..].find("```").unwrap();
+        let manifest =
+            Manifest::parse("MANIFEST.md", &doc[start..end]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(manifest.streams.len(), 5);
+        assert_eq!(manifest.errors.len(), 4);
+    }
+
+    #[test]
     fn a_minimal_manifest_reads() {
         let manifest = Manifest::parse("tiny.yaml", MINIMAL).unwrap();
         assert_eq!(manifest.streams[0].name, "items");
