@@ -8,14 +8,12 @@
 //!
 //! - [`worker`]: the delivery loop, with per-endpoint isolation; attempts are recorded with
 //!   group commit (`recorder`).
-//! - [`ssrf`]: the HTTP client's resolver that enforces the address policy at connect time.
 //! - [`retry`]: the back-off schedule.
 
 mod config;
 mod recorder;
 pub mod retry;
 mod sender;
-pub mod ssrf;
 #[cfg(test)]
 #[path = "../../queue/src/test_database.rs"]
 mod test_database;

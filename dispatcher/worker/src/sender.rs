@@ -10,8 +10,7 @@ use url::Url;
 
 use crate::config::DispatcherConfig;
 use crate::retry::parse_retry_after;
-use crate::ssrf::GuardedResolver;
-use junction_schema::webhook_url::AddressPolicy;
+use junction_outbound::{AddressPolicy, GuardedResolver};
 
 /// Why an attempt did not succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

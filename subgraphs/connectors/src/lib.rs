@@ -1,4 +1,5 @@
-//! The connectors subgraph and the connector SDK: the connector catalog, connections made through
-//! OAuth2 flows, incremental sync jobs, and the `Connector` trait with its declarative manifests.
+//! The connectors subgraph: the connector catalog, connections made through OAuth2 flows, and
+//! incremental sync jobs. The `Connector` trait and its declarative manifests live in the SDK
+//! crate beside it (`sdk/`, `junction-connector-sdk`).
 //!
 //! Empty until the connectors issue lands; `junction subgraph connectors` says so.
