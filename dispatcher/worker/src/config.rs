@@ -38,8 +38,10 @@ pub struct DispatcherConfig {
     pub disable_failing_endpoint_after: Duration,
     /// How much of a response body an attempt keeps.
     pub response_excerpt_bytes: usize,
-    /// Networks webhooks may reach although they are private, loopback or link-local
-    /// (for example `["10.1.0.0/16"]`). Empty by default: only public addresses.
+    /// Networks webhooks may reach although they are private, loopback or link-local:
+    /// ranges or single addresses (for example `["10.1.0.0/16", "127.0.0.1"]`). Empty by
+    /// default: only public addresses.
+    #[serde(deserialize_with = "junction_outbound::deserialize_networks")]
     pub allowed_networks: Vec<IpNet>,
 }
 
@@ -114,6 +116,28 @@ impl DispatcherConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_networks_take_addresses_and_ranges() {
+        let config: DispatcherConfig = serde_json::from_value(serde_json::json!({
+            "allowed_networks": ["127.0.0.1", "10.1.0.0/16", "::1"]
+        }))
+        .unwrap();
+        let listed: Vec<String> = config
+            .allowed_networks
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(listed, ["127.0.0.1/32", "10.1.0.0/16", "::1/128"]);
+        let refused = serde_json::from_value::<DispatcherConfig>(serde_json::json!({
+            "allowed_networks": ["localhost"]
+        }))
+        .unwrap_err();
+        assert!(
+            refused.to_string().contains("neither an IP address"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn the_default_schedule_outlasts_the_72_hour_window() {

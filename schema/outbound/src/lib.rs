@@ -5,8 +5,10 @@
 //! A crate of its own so that connector authors get the guard without the database layer
 //! `junction-schema` carries.
 
+mod networks;
 mod policy;
 mod resolver;
 
+pub use networks::{InvalidNetwork, deserialize_networks, parse_network};
 pub use policy::{AddressPolicy, UrlError};
 pub use resolver::{GuardedResolver, Refused};

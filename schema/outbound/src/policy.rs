@@ -37,7 +37,7 @@ pub enum UrlError {
     #[error("cannot resolve {0}")]
     Unresolvable(String),
     #[error(
-        "{host} resolves to {address}, a {kind} address ({reference}), which Junction may not reach"
+        "{host} resolves to {address}, a {kind} address ({reference}), which Junction may not reach; to allow it, add it to `allowed_networks` in `[dispatcher]` (for example `allowed_networks = [\"{address}\"]`, or a range such as \"127.0.0.0/8\")"
     )]
     Forbidden {
         host: String,
@@ -705,12 +705,14 @@ mod tests {
             policy.check_url("not a url").await,
             Err(UrlError::Invalid(_))
         ));
-        // The refusal says what the address is and where that is set aside.
+        // The refusal says what the address is, where that is set aside, and how to allow it.
         let refused = policy.check_url("http://[::7f00:1]/").await.unwrap_err();
         assert_eq!(
             refused.to_string(),
             "[::7f00:1] resolves to ::7f00:1, a loopback address (RFC 1122, section 3.2.1.3), \
-             which Junction may not reach"
+             which Junction may not reach; to allow it, add it to `allowed_networks` in \
+             `[dispatcher]` (for example `allowed_networks = [\"::7f00:1\"]`, or a range such \
+             as \"127.0.0.0/8\")"
         );
         let allowed = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
         assert!(allowed.check_url("http://127.0.0.1:9/hook").await.is_ok());
