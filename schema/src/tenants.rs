@@ -9,11 +9,10 @@ use uuid::Uuid;
 
 use crate::apikeys::{self, ApiKeyError, IssuedApiKey};
 use crate::entities::tenant;
+pub use crate::identity::ADMIN_SCOPE;
 use crate::identity::Scopes;
 
 pub const DEFAULT_TENANT: &str = "default";
-/// The scope that grants everything within a tenant.
-pub const ADMIN_SCOPE: &str = "admin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {

@@ -29,7 +29,7 @@ mod scopes;
 mod signing;
 
 pub use layer::{RequireIdentity, RequireIdentityLayer};
-pub use scopes::{InvalidScope, KNOWN_SCOPES, Scopes, known_scopes};
+pub use scopes::{ADMIN_SCOPE, InvalidScope, KNOWN_SCOPES, Scopes, known_scopes};
 pub use signing::{
     Audience, Binding, BodyToCheck, IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityConfig,
     IdentityError, IdentityKey, IdentitySigner, IdentityVerifier, InvalidIdentityKey,

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::tenants::ADMIN_SCOPE;
+/// The scope that may do everything in its tenant.
+pub const ADMIN_SCOPE: &str = "admin";
 
 /// The scopes Junction's subgraphs check, with what each allows: the only ones an API key may
 /// hold. (Tokens from an identity provider may carry others; they are ignored.)
