@@ -713,7 +713,10 @@ fn represent(
 }
 
 /// What `selections` pick of `value`, nulls left out (a representation holds only what is
-/// known). A field is found by its response key, else by its name.
+/// known). A field is read under its name and written under its response key: the planner
+/// writes a required field it fetched under an internal alias as `comments:
+/// _internal_qp_alias_0`, so that the client's own `comments` (other arguments) is not taken
+/// for it.
 fn project(selections: &[Selection], value: &Value) -> Value {
     match value {
         Value::Array(items) => {
@@ -725,10 +728,7 @@ fn project(selections: &[Selection], value: &Value) -> Value {
                 match selection {
                     Selection::Field(field) => {
                         let key = field.response_key().as_str();
-                        let Some(inner) = object
-                            .get(key)
-                            .or_else(|| object.get(field.name.as_str()))
-                            .filter(|v| !v.is_null())
+                        let Some(inner) = object.get(field.name.as_str()).filter(|v| !v.is_null())
                         else {
                             continue;
                         };
@@ -972,4 +972,36 @@ fn error_at_or_below(error: &Value, path: &[Value]) -> bool {
         return false;
     };
     error_path.len() >= path.len() && error_path.iter().zip(path).all(|(a, b)| a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use apollo_compiler::name;
+    use junction_federation::selection::{Field, Selection};
+    use serde_json::json;
+
+    use super::project;
+
+    /// `comments: _internal_qp_alias_0 { authorId }`: the planner's form of a required field
+    /// fetched under an internal alias beside the client's own `comments` (other arguments).
+    #[test]
+    fn a_required_field_is_read_under_its_name_and_sent_under_its_alias() {
+        let author_id = Field::new(name!("authorId"));
+        let mut comments = Field::new(name!("_internal_qp_alias_0"));
+        comments.alias = Some(name!("comments"));
+        comments.selections = vec![Selection::Field(author_id)];
+        let post = json!({
+            "id": "p1",
+            "comments": [{"id": "c1"}],
+            "_internal_qp_alias_0": [
+                {"id": "c1", "authorId": "a2"},
+                {"id": "c2", "authorId": "a1"},
+                {"id": "c3", "authorId": "a2"},
+            ],
+        });
+        assert_eq!(
+            project(&[Selection::Field(comments)], &post),
+            json!({"comments": [{"authorId": "a2"}, {"authorId": "a1"}, {"authorId": "a2"}]})
+        );
+    }
 }
