@@ -924,6 +924,12 @@ fn complete(
             })
         }
         Type::Named(name) | Type::NonNullNamed(name) => {
+            // What the API schema hides (`@inaccessible` enum values, and objects of
+            // `@inaccessible` types behind an abstract field) is answered as null, as Apollo
+            // Gateway and Hive Router answer it: for the client it does not exist.
+            if hidden_from_api(supergraph, name, raw) {
+                return complete(supergraph, ty, &Value::Null, selections, path, errors);
+            }
             if selections.is_empty() {
                 // An object whose every field was skipped is `{}`, as the spec collects it.
                 return Ok(
@@ -942,6 +948,19 @@ fn complete(
             nullable_result(result)
         }
     }
+}
+
+/// Whether `raw`, a value of the type `name`, is one the API schema does not have: a value of
+/// an enum that is not among the API's values, or an object whose `__typename` the API lacks.
+fn hidden_from_api(supergraph: &Supergraph, name: &Name, raw: &Value) -> bool {
+    if let Some(values) = supergraph.api.get_enum(name) {
+        return raw
+            .as_str()
+            .is_some_and(|value| !values.values.keys().any(|known| known.as_str() == value));
+    }
+    raw.get("__typename")
+        .and_then(Value::as_str)
+        .is_some_and(|typename| !supergraph.api.types.contains_key(typename))
 }
 
 /// `more` shaped for the same response key as `existing`, joined into it (the first
@@ -977,10 +996,12 @@ fn error_at_or_below(error: &Value, path: &[Value]) -> bool {
 #[cfg(test)]
 mod tests {
     use apollo_compiler::name;
+    use junction_federation::compose::{SubgraphSource, compose};
     use junction_federation::selection::{Field, Selection};
+    use junction_federation::supergraph::Supergraph;
     use serde_json::json;
 
-    use super::project;
+    use super::{hidden_from_api, project};
 
     /// `comments: _internal_qp_alias_0 { authorId }`: the planner's form of a required field
     /// fetched under an internal alias beside the client's own `comments` (other arguments).
@@ -1003,5 +1024,28 @@ mod tests {
             project(&[Selection::Field(comments)], &post),
             json!({"comments": [{"authorId": "a2"}, {"authorId": "a1"}, {"authorId": "a2"}]})
         );
+    }
+
+    #[test]
+    fn inaccessible_enum_values_and_types_are_hidden() {
+        let sdl = "extend schema @link(url: \"https://specs.apollo.dev/federation/v2.5\", import: [\"@key\", \"@inaccessible\"])\n\
+            type Query { pet: Pet animal: Animal }\n\
+            enum Pet { CAT DOG ROBOT @inaccessible }\n\
+            interface Animal { id: ID! }\n\
+            type Cat implements Animal { id: ID! }\n\
+            type Ghost implements Animal @inaccessible { id: ID! }\n";
+        let composed = compose(&[SubgraphSource {
+            name: "a".into(),
+            url: "http://a.local/graphql".into(),
+            sdl: sdl.into(),
+        }])
+        .unwrap();
+        let supergraph = Supergraph::parse(&composed).unwrap();
+        assert!(!hidden_from_api(&supergraph, &name!("Pet"), &json!("CAT")));
+        assert!(hidden_from_api(&supergraph, &name!("Pet"), &json!("ROBOT")));
+        let cat = json!({"__typename": "Cat", "id": "1"});
+        let ghost = json!({"__typename": "Ghost", "id": "2"});
+        assert!(!hidden_from_api(&supergraph, &name!("Animal"), &cat));
+        assert!(hidden_from_api(&supergraph, &name!("Animal"), &ghost));
     }
 }
