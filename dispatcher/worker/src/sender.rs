@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::config::DispatcherConfig;
 use crate::retry::parse_retry_after;
-use junction_outbound::{AddressPolicy, GuardedResolver};
+use junction_outbound::{AddressPolicy, GuardedResolver, Refused};
 
 /// Why an attempt did not succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl Sender {
             Err(error) => {
                 let kind = if error.is_timeout() {
                     ErrorKind::Timeout
-                } else if format!("{error:?}").contains("ssrf:") {
+                } else if Refused::is_cause_of(&error) {
                     ErrorKind::Forbidden
                 } else if error.is_connect() {
                     ErrorKind::Connect
