@@ -1420,6 +1420,57 @@ async fn a_value_type_field_is_reached_through_its_parent_entity() {
     );
 }
 
+/// #22, `@requires` with arguments: `author` needs `comments(limit: 3) { authorId }` while the
+/// client selects `comments(limit: 1)` (written out, through a variable, and through two
+/// fragments); the subgraph gets the three it requires, the client its one. And an
+/// `@inaccessible` enum value answers null: the API has no such value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requires_with_arguments_and_inaccessible_enum_values() {
+    let feed = support::scenarios::Feed::start().await;
+    let expected = json!({"feed": [
+        {"author": {"id": "a2"}, "comments": [{"id": "c1"}]},
+        {"author": {"id": "a1"}, "comments": [{"id": "c5"}]},
+    ]});
+    let data = compose_plan_and_answer(
+        &feed.sources(),
+        "{ feed { author { id } comments(limit: 1) { id } } }",
+        "requires_with_arguments",
+    )
+    .await;
+    assert_eq!(data, expected);
+    let supergraph = junction_federation::compose::compose(&feed.sources()).unwrap();
+    let (process, _dir) = gateway(&supergraph);
+    let client = reqwest::Client::new();
+    let answer = |query: &'static str, variables: Value| {
+        let request = client
+            .post(process.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let through_variable = answer(
+        "query($limit: Int = 1) { feed { author { id } comments(limit: $limit) { id } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(through_variable, json!({"data": expected}));
+    let through_fragments = answer(
+        "query($limit: Int = 1) { feed { author { id } ...Foo ...Bar } } \
+         fragment Foo on Post { comments(limit: $limit) { id } } \
+         fragment Bar on Post { comments(limit: $limit) { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(through_fragments, json!({"data": expected}));
+    let visibility = answer("{ feed { id visibility } }", json!({})).await;
+    assert_eq!(
+        visibility,
+        json!({"data": {"feed": [
+            {"id": "p1", "visibility": "PUBLIC"},
+            {"id": "p2", "visibility": null},
+        ]}})
+    );
+}
+
 /// The response map is ordered by the selection set (GraphQL spec, "Serialization Format"):
 /// fields answer in the order selected, through fragments, aliases and nested selections,
 /// whichever subgraph answered each.

@@ -210,12 +210,19 @@ fn field_set_names(set: &str) -> Vec<String> {
                 flush(&mut word, &mut names, top);
                 braces += 1;
             }
-            '}' => braces = braces.saturating_sub(1),
+            // A word just inside the closing bracket is nested, never top-level.
+            '}' => {
+                word.clear();
+                braces = braces.saturating_sub(1);
+            }
             '(' => {
                 flush(&mut word, &mut names, top);
                 parens += 1;
             }
-            ')' => parens = parens.saturating_sub(1),
+            ')' => {
+                word.clear();
+                parens = parens.saturating_sub(1);
+            }
             ':' if top => word.clear(), // an alias: the field name follows
             c if c.is_alphanumeric() || c == '_' => word.push(c),
             _ => flush(&mut word, &mut names, top),
@@ -1082,6 +1089,12 @@ mod tests {
             ["weight", "price"]
         );
         assert_eq!(field_set_names("a: id"), ["id"]);
+        // The last word inside brackets is nested too (was taken for a top-level field).
+        assert_eq!(
+            field_set_names("comments(limit: 3) { authorId }"),
+            ["comments"]
+        );
+        assert_eq!(field_set_names("variation{id} upc"), ["variation", "upc"]);
     }
 
     #[test]

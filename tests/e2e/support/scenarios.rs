@@ -10,8 +10,16 @@
 //! holding only `id` there); `details` knows the same category type with `details` too, and
 //! reaches it only through `Product`'s key, so `category.details` needs a hop through the
 //! parent entity.
+//!
+//! `Feed` (@requires with arguments, @inaccessible): `posts` lists posts with their comments
+//! (`comments(limit:)`) and a visibility whose value `DRAFT` is `@inaccessible`; `authors`
+//! answers a post's `author` from `comments(limit: 3) { authorId }` (`@requires` with an
+//! argument), refusing any other number of comments, so a client's own `comments(limit: 1)` in
+//! the same selection must not be taken for the required one.
 
-use async_graphql::{EmptyMutation, EmptySubscription, ID, Object, Schema, SimpleObject};
+use async_graphql::{
+    EmptyMutation, EmptySubscription, Enum, ID, InputObject, Object, Schema, SimpleObject,
+};
 
 use super::federation::{Subgraph, federation_sdl, serve, sources};
 
@@ -335,6 +343,193 @@ pub mod details {
                     details: details.into(),
                 },
             })
+        }
+    }
+}
+
+pub struct Feed {
+    pub posts: Subgraph,
+    pub authors: Subgraph,
+}
+
+fn posts_schema() -> Schema<posts::Query, EmptyMutation, EmptySubscription> {
+    Schema::build(posts::Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+}
+
+fn authors_schema() -> Schema<authors::Query, EmptyMutation, EmptySubscription> {
+    Schema::build(authors::Query, EmptyMutation, EmptySubscription)
+        .enable_federation()
+        .finish()
+}
+
+impl Feed {
+    pub async fn start() -> Self {
+        Self {
+            posts: serve(posts_schema(), 0).await,
+            authors: serve(authors_schema(), 0).await,
+        }
+    }
+
+    pub fn sources(&self) -> Vec<junction_federation::compose::SubgraphSource> {
+        sources(vec![
+            ("posts", &self.posts, federation_sdl(&posts_schema())),
+            ("authors", &self.authors, federation_sdl(&authors_schema())),
+        ])
+    }
+}
+
+pub mod posts {
+    use super::*;
+
+    #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+    pub enum Visibility {
+        Public,
+        /// Internal to the posts service: hidden from the API.
+        #[graphql(inaccessible)]
+        Draft,
+    }
+
+    #[derive(SimpleObject, Clone)]
+    #[graphql(shareable)]
+    pub struct Comment {
+        pub id: ID,
+        pub author_id: ID,
+    }
+
+    #[derive(Clone)]
+    pub struct Post {
+        pub id: ID,
+        pub visibility: Visibility,
+        pub comments: Vec<Comment>,
+    }
+
+    #[Object]
+    impl Post {
+        async fn id(&self) -> &ID {
+            &self.id
+        }
+
+        async fn visibility(&self) -> Option<Visibility> {
+            Some(self.visibility)
+        }
+
+        #[graphql(shareable)]
+        async fn comments(&self, limit: i32) -> Vec<Comment> {
+            let limit = usize::try_from(limit).unwrap_or(0);
+            self.comments.iter().take(limit).cloned().collect()
+        }
+    }
+
+    fn comment(id: &str, author: &str) -> Comment {
+        Comment {
+            id: id.into(),
+            author_id: author.into(),
+        }
+    }
+
+    pub fn all() -> Vec<Post> {
+        vec![
+            Post {
+                id: "p1".into(),
+                visibility: Visibility::Public,
+                comments: vec![
+                    comment("c1", "a2"),
+                    comment("c2", "a1"),
+                    comment("c3", "a2"),
+                    comment("c4", "a1"),
+                ],
+            },
+            Post {
+                id: "p2".into(),
+                visibility: Visibility::Draft,
+                comments: vec![
+                    comment("c5", "a1"),
+                    comment("c6", "a1"),
+                    comment("c7", "a2"),
+                ],
+            },
+        ]
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        async fn feed(&self) -> Vec<Post> {
+            all()
+        }
+
+        #[graphql(entity)]
+        async fn find_post_by_id(&self, id: ID) -> Option<Post> {
+            all().into_iter().find(|p| p.id == id)
+        }
+    }
+}
+
+pub mod authors {
+    use super::*;
+
+    #[derive(SimpleObject, Clone)]
+    pub struct Author {
+        pub id: ID,
+    }
+
+    #[derive(SimpleObject, Clone)]
+    #[graphql(shareable)]
+    pub struct Comment {
+        pub id: ID,
+        pub author_id: ID,
+    }
+
+    /// A required comment as the router sends it: only what the requires field set names.
+    #[derive(InputObject, Clone)]
+    pub struct RequiredComment {
+        pub author_id: ID,
+    }
+
+    pub struct Post {
+        id: ID,
+        comments: Option<Vec<RequiredComment>>,
+    }
+
+    #[Object]
+    impl Post {
+        async fn id(&self) -> &ID {
+            &self.id
+        }
+
+        #[graphql(external)]
+        async fn comments(&self, limit: i32) -> Vec<Comment> {
+            let _ = limit;
+            Vec::new()
+        }
+
+        /// The post's author is whoever wrote most of its first three comments.
+        #[graphql(requires = "comments(limit: 3) { authorId }")]
+        async fn author(&self) -> async_graphql::Result<Author> {
+            let comments = self.comments.as_deref().unwrap_or_default();
+            if comments.len() != 3 {
+                return Err(format!("expected 3 comments, got {}", comments.len()).into());
+            }
+            let a1 = comments.iter().filter(|c| c.author_id == "a1").count();
+            let id = if a1 >= 2 { "a1" } else { "a2" };
+            Ok(Author { id: id.into() })
+        }
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        #[graphql(entity)]
+        async fn find_post_by_id(
+            &self,
+            #[graphql(key)] id: ID,
+            comments: Option<Vec<RequiredComment>>,
+        ) -> Post {
+            Post { id, comments }
         }
     }
 }
