@@ -6,6 +6,9 @@
   "use strict";
 
   var endpoint = new URL("/graphql", window.location.href).href;
+  var MAX_EVENTS = 100;
+  var HEADERS_KEY = "graphiql:headers";
+  var PLACEHOLDER = "<your API key>";
   var socketEndpoint = endpoint.replace(/^http/, "ws");
 
   function isSubscription(params) {
@@ -30,7 +33,15 @@
     var finished = false;
     var socket = new WebSocket(socketEndpoint, "graphql-transport-ws");
 
+    // Every event so far stays on screen, newest first (GraphiQL shows the latest value
+    // only): at most MAX_EVENTS of them.
+    var events = [];
     function push(item) {
+      if (!item.done && item.value && !item.value.errors) {
+        events.unshift(item.value);
+        events.length = Math.min(events.length, MAX_EVENTS);
+        item = { value: { events: events.slice() } };
+      }
       queue.push(item);
       if (wake) {
         wake();
@@ -127,21 +138,75 @@
     });
   }
 
+  // One operation, so the run button runs it at once. (Live deliveries: replace it with
+  // `subscription { deliveryAttempts { status attempt { statusCode endpoint { url } } } }`.)
   var defaultQuery =
-    "# Junction's GraphQL API: put your API key in the Headers tab below,\n" +
-    "# then run this query (Ctrl-Enter).\n" +
-    "query Endpoints {\n  endpoints(first: 10) {\n    edges { node { id url } }\n  }\n}\n\n" +
-    "# Live: every delivery attempt as it happens.\n" +
-    "subscription Attempts {\n  deliveryAttempts {\n    status\n    attempt { statusCode durationMs endpoint { url } }\n  }\n}\n";
+    "# Junction's GraphQL API, with the key you entered (Headers tab below).\n" +
+    "# Run it with the button or Ctrl-Enter. For live deliveries, run:\n" +
+    "#   subscription { deliveryAttempts { status attempt { statusCode endpoint { url } } } }\n" +
+    "{\n  endpoints(first: 10) {\n    edges { node { id url } }\n  }\n}\n";
 
-  ReactDOM.createRoot(document.getElementById("graphiql")).render(
-    React.createElement(GraphiQL, {
-      fetcher: fetcher,
-      defaultQuery: defaultQuery,
-      defaultHeaders: '{\n  "Authorization": "Bearer <your API key>"\n}',
-      shouldPersistHeaders: true,
-      isHeadersEditorEnabled: true,
-      defaultEditorToolsVisibility: "headers",
-    })
-  );
+  // A key the headers already carry (GraphiQL keeps them in local storage), else none.
+  function storedKey() {
+    try {
+      var headers = JSON.parse(window.localStorage.getItem(HEADERS_KEY) || "{}");
+      var value = headers.Authorization || headers.authorization || "";
+      return value && value.indexOf(PLACEHOLDER) === -1 ? value : "";
+    } catch (e) {
+      return "";
+    }
+  }
+
+  function renderGraphiQL() {
+    ReactDOM.createRoot(document.getElementById("graphiql")).render(
+      React.createElement(GraphiQL, {
+        fetcher: fetcher,
+        defaultQuery: defaultQuery,
+        shouldPersistHeaders: true,
+        isHeadersEditorEnabled: true,
+        defaultEditorToolsVisibility: "headers",
+      })
+    );
+  }
+
+  // No key yet: ask for one first, so the first thing a person sees is not an error from a
+  // request sent with a placeholder. With it, GraphiQL starts and fetches the schema at once.
+  function askForKey() {
+    var root = document.getElementById("graphiql");
+    root.innerHTML = "";
+    var form = document.createElement("form");
+    form.className = "key-form";
+    form.innerHTML =
+      "<h1>Junction playground</h1>" +
+      "<p>Paste an API key: <code>junction serve</code> prints the first one when it starts " +
+      "(<code>jk_live_...</code>); <code>junction apikey create</code> makes more.</p>";
+    var input = document.createElement("input");
+    input.type = "password";
+    input.name = "key";
+    input.placeholder = "jk_live_...";
+    input.autocomplete = "off";
+    input.setAttribute("aria-label", "API key");
+    var button = document.createElement("button");
+    button.type = "submit";
+    button.textContent = "Open the playground";
+    form.appendChild(input);
+    form.appendChild(button);
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var key = input.value.trim();
+      if (!key) return;
+      var bearer = /^bearer /i.test(key) ? key : "Bearer " + key;
+      window.localStorage.setItem(HEADERS_KEY, JSON.stringify({ Authorization: bearer }, null, 2));
+      root.innerHTML = "";
+      renderGraphiQL();
+    });
+    root.appendChild(form);
+    input.focus();
+  }
+
+  if (storedKey()) {
+    renderGraphiQL();
+  } else {
+    askForKey();
+  }
 })();

@@ -1,7 +1,8 @@
-//! The playground in a real headless Chromium against `junction serve`: the page loads from
-//! the binary alone, runs a query with the API key typed into its header editor, shows the
-//! result, streams a live subscription over WebSocket, and requests nothing from anywhere but
-//! this router.
+//! The playground in a real headless Chromium against `junction serve`, as a first visit: the
+//! page loads from the binary alone, asks for an API key before it sends anything, fetches the
+//! schema once it has one, runs its default document with one click, keeps a live
+//! subscription's events as a list over WebSocket, and requests nothing from anywhere but this
+//! router.
 
 use crate::support;
 
@@ -41,6 +42,16 @@ fn result_containing(needle: &str) -> String {
     )
 }
 
+/// The result pane's text once it lists at least `count` subscription events; "" until then.
+fn events_shown(count: usize) -> String {
+    format!(
+        "(() => {{ const pane = document.querySelector('.graphiql-response .CodeMirror'); \
+         const text = pane && pane.CodeMirror ? pane.CodeMirror.getValue() : ''; \
+         try {{ return (JSON.parse(text).events || []).length >= {count} ? text : ''; }} \
+         catch (e) {{ return ''; }} }})()"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_playground_runs_queries_and_subscriptions_offline() {
     let db = TestDatabase::sqlite().await;
@@ -70,29 +81,52 @@ async fn the_playground_runs_queries_and_subscriptions_offline() {
     .await;
 
     let mut browser = Browser::launch().await;
-    // A returning user: GraphiQL keeps the header editor and the query in local storage.
+    // A first visit: the page asks for a key and sends nothing before it has one.
+    browser.navigate(&junction.url("/playground")).await;
     browser
-        .navigate(&junction.url("/playground/assets/playground.css"))
+        .wait_for("!!document.querySelector('.key-form input')")
         .await;
+    let graphql_url = junction.url("/graphql");
+    assert!(
+        !browser
+            .requested_urls()
+            .iter()
+            .any(|u| u.starts_with(&graphql_url)),
+        "nothing is asked of the API without a key: {:?}",
+        browser.requested_urls()
+    );
     browser
         .evaluate(&format!(
-            "localStorage.setItem('graphiql:headers', {:?}); \
-             localStorage.setItem('graphiql:query', '{{ endpoints {{ edges {{ node {{ url }} }} }} }}'); true",
-            json!({"Authorization": format!("Bearer {key}")}).to_string()
+            "document.querySelector('.key-form input').value = {key:?}; \
+             document.querySelector('.key-form').requestSubmit(); true"
         ))
         .await;
-    browser.navigate(&junction.url("/playground")).await;
     browser
         .wait_for("!!document.querySelector('.graphiql-execute-button')")
         .await;
+    // The schema is fetched with the key as soon as it is entered: the docs explorer knows
+    // the API's types.
+    browser
+        .wait_for(&format!(
+            "performance.getEntriesByType('resource').some(e => e.name.startsWith({graphql_url:?}))"
+        ))
+        .await;
+    // The default document is one operation: one click runs it.
     browser
         .evaluate("document.querySelector('.graphiql-execute-button').click(); true")
         .await;
     let shown = browser.wait_for(&result_containing(&receiver.url())).await;
     let shown: Value = serde_json::from_str(shown.as_str().unwrap()).unwrap();
-    assert_eq!(
-        shown,
-        json!({"data": {"endpoints": {"edges": [{"node": {"url": receiver.url()}}]}}})
+    assert!(shown.get("errors").is_none(), "{shown}");
+    let edges = shown["data"]["endpoints"]["edges"]
+        .as_array()
+        .expect("edges");
+    assert_eq!(edges.len(), 1, "{shown}");
+    assert_eq!(edges[0]["node"]["url"], json!(receiver.url()));
+    assert!(
+        edges[0]["node"]["id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
     );
 
     // A subscription from the page: attempt events stream in over the router's WebSocket.
@@ -112,17 +146,26 @@ async fn the_playground_runs_queries_and_subscriptions_offline() {
         )
         .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        shown = browser.evaluate(&result_containing("SUCCEEDED")).await;
+        shown = browser.evaluate(&events_shown(2)).await;
         if shown != json!("") {
             break;
         }
     }
-    let shown: Value = serde_json::from_str(shown.as_str().expect("a live event shown"))
+    // Every event stays on screen, newest first, not only the latest.
+    if shown == json!("") {
+        let pane = browser.evaluate(&result_containing("")).await;
+        panic!("no two events shown; the pane holds: {pane}");
+    }
+    let shown: Value = serde_json::from_str(shown.as_str().expect("live events shown"))
         .expect("the result pane holds JSON");
-    assert_eq!(
-        shown["data"]["deliveryAttempts"],
-        json!({"status": "SUCCEEDED", "attempt": {"statusCode": 200, "endpoint": {"url": receiver.url()}}})
-    );
+    let events = shown["events"].as_array().expect("a list of events");
+    assert!(events.len() >= 2, "{shown}");
+    for event in events {
+        assert_eq!(
+            event["data"]["deliveryAttempts"],
+            json!({"status": "SUCCEEDED", "attempt": {"statusCode": 200, "endpoint": {"url": receiver.url()}}})
+        );
+    }
 
     // Nothing left the machine: every request went to this router.
     let origin = junction.url("");
