@@ -78,6 +78,22 @@ pub enum Command {
     },
     /// Run the webhook delivery worker alone
     Dispatcher,
+    /// Receive webhooks on this machine while developing: registers an endpoint on loopback
+    /// with a running Junction, verifies and prints every delivery, deletes it on Ctrl-C
+    Listen {
+        /// An API key with `webhooks:write` (or `admin`)
+        #[arg(long, env = "JUNCTION_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The running Junction's router
+        #[arg(long, default_value = "http://127.0.0.1:4000")]
+        router: String,
+        /// Port on 127.0.0.1 [default: any free port]
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Event types to receive, comma-separated [default: all]
+        #[arg(long, value_delimiter = ',')]
+        event_types: Vec<String>,
+    },
     /// Apply, roll back or list database migrations
     Migrate {
         #[command(subcommand)]

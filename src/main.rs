@@ -66,6 +66,20 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve { .. } | Command::Gateway { .. } => unreachable!("handled above"),
         Command::Subgraph { name, listen } => commands::subgraph::run(config, *name, *listen).await,
         Command::Dispatcher => commands::dispatcher::run(config).await,
+        Command::Listen {
+            key,
+            router,
+            port,
+            event_types,
+        } => {
+            commands::listen::run(commands::listen::Listen {
+                router: router.clone(),
+                key: key.clone(),
+                port: *port,
+                event_types: event_types.clone(),
+            })
+            .await
+        }
         Command::Migrate { action } => commands::migrate::run(&config, action).await,
         Command::Apikey { action } => commands::apikey::run(&config, action).await,
         Command::Tenant { action } => commands::tenant::run(&config, action).await,

@@ -8,6 +8,7 @@ pub mod dispatcher;
 
 pub mod gateway;
 
+pub mod listen;
 pub mod migrate;
 pub mod reload;
 pub mod serve;

@@ -229,8 +229,7 @@ fn print_playground(address: std::net::SocketAddr) {
         host
     };
     println!(
-        "Playground: http://{host}:{port}/playground\n\
-         Put {{\"Authorization\": \"Bearer <your API key>\"}} in its Headers tab, then run the query.\n",
+        "Playground: http://{host}:{port}/playground (it asks for your API key)\n",
         port = address.port(),
     );
 }

@@ -36,7 +36,7 @@ async fn serve_on_embedded_defaults_creates_the_database_and_stops_cleanly() {
         junction
             .stdout
             .contains(&format!("Playground: {playground}"))
-            && junction.stdout.contains("Bearer <your API key>"),
+            && junction.stdout.contains("it asks for your API key"),
         "{}",
         junction.stdout
     );

@@ -1063,3 +1063,69 @@ async fn serve_reloads_its_configuration_on_sighup() {
     let (exit, _) = junction.stop_with("TERM");
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `junction listen`, as a developer runs it beside `junction serve`: it registers an endpoint
+/// on loopback with the key given, prints each delivery with its event type, `webhook-id`
+/// and a verified signature, and deletes the endpoint on Ctrl-C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junction_listen_receives_verifies_and_prints_webhooks() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let junction = Junction::serve_with(dir.path(), None, SETTINGS);
+    let key = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    client.create_order_event_type(&key).await;
+
+    let mut command = support::process::command(dir.path());
+    command.args(["listen", "--key", &key, "--router", &junction.url("")]);
+    command.args(["--log-format", "json"]);
+    let mut listen = Junction::start(command, "listening for webhooks");
+    listen.stdout_until("Listening on http://127.0.0.1:", Duration::from_secs(5));
+    client
+        .data(
+            &key,
+            "mutation { publishEvent(input: {eventType: \"order.created\", payload: {id: 7}}) { deliveryCount } }",
+            json!({}),
+        )
+        .await;
+    // The event's line, then its body.
+    let printed = listen.stdout_until(r#""data":{"id":7}"#, Duration::from_secs(20));
+    let line = printed
+        .lines()
+        .find(|line| line.starts_with("order.created"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("webhook-id ") && line.ends_with("signature valid"),
+        "{printed}"
+    );
+
+    let (exit, _) = listen.stop_with("INT");
+    assert!(exit.success(), "{exit:?}");
+    let data = client
+        .data(&key, "{ endpoints { edges { node { id } } } }", json!({}))
+        .await;
+    assert_eq!(
+        data["endpoints"]["edges"],
+        json!([]),
+        "the endpoint is deleted"
+    );
+}
+
+/// Without the allowance for loopback, `junction listen` stops at once with the router's
+/// refusal, which names the setting to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junction_listen_names_the_setting_loopback_needs() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let junction = Junction::serve(dir.path(), None);
+    let key = printed_key(&junction.stdout);
+    let refused = cli(
+        dir.path(),
+        None,
+        &["listen", "--key", &key, "--router", &junction.url("")],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("allowed_networks") && said.contains("[dispatcher]"),
+        "{said}"
+    );
+}

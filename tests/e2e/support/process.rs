@@ -41,6 +41,8 @@ pub struct Junction {
     pub address: String,
     /// Everything it printed on stdout before it was ready.
     pub stdout: String,
+    /// Everything printed on stdout so far, each time a line arrives.
+    printed: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -150,8 +152,24 @@ impl Junction {
             child,
             address,
             stdout,
+            printed: out_rx,
             stderr: lines,
         }
+    }
+
+    /// Everything printed on stdout, once it holds `needle` (panics after `timeout`).
+    pub fn stdout_until(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.stdout.clone();
+        while !text.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.printed.recv_timeout(left) {
+                Ok(more) => text = more,
+                Err(_) => panic!("{needle:?} was not printed within {timeout:?}; stdout:\n{text}"),
+            }
+        }
+        self.stdout = text.clone();
+        text
     }
 
     pub fn url(&self, path: &str) -> String {
