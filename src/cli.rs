@@ -169,6 +169,10 @@ pub enum ApikeyAction {
         /// Lifetime such as 90d or 12h [default: never expires]
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
+        /// Also `platform:admin`: the key manages tenants (createTenant, tenants, updateTenant,
+        /// deleteTenant) and issues keys for any of them
+        #[arg(long)]
+        platform: bool,
     },
     /// List a tenant's keys (never their secrets)
     List {

@@ -81,6 +81,77 @@ pub async fn find(
         .ok_or_else(|| TenantError::NotFound(id_or_name.to_owned()))
 }
 
+/// Renames a tenant (its id stays).
+pub async fn rename(
+    db: &impl ConnectionTrait,
+    id: &str,
+    name: &str,
+) -> Result<tenant::Model, TenantError> {
+    if !valid_name(name) {
+        return Err(TenantError::InvalidName(name.to_owned()));
+    }
+    let found = tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(id.to_owned()))?;
+    if found.name == name {
+        return Ok(found);
+    }
+    if find_by_name(db, name).await?.is_some() {
+        return Err(TenantError::NameTaken(name.to_owned()));
+    }
+    let mut changed: tenant::ActiveModel = found.into();
+    changed.name = Set(name.to_owned());
+    changed.updated_at = Set(Utc::now());
+    Ok(changed.update(db).await?)
+}
+
+/// Rows deleted per statement when a tenant goes: a tenant's history may be millions of rows,
+/// which one statement would hold locked (and in one transaction's memory) all at once.
+const DELETE_BATCH: u64 = 1_000;
+
+/// Deletes a tenant and everything of it: its keys first (so nothing new arrives), then its
+/// delivery history and messages in batches, then the tenant row, whose foreign keys take
+/// the rest (endpoints and their secrets, event types, replay jobs).
+pub async fn delete(db: &DatabaseConnection, id: &str) -> Result<tenant::Model, TenantError> {
+    use crate::entities::{api_key, delivery, delivery_attempt, message};
+    use sea_orm::sea_query::Query;
+
+    let found = tenant::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| TenantError::NotFound(id.to_owned()))?;
+    api_key::Entity::delete_many()
+        .filter(api_key::Column::TenantId.eq(id))
+        .exec(db)
+        .await?;
+    macro_rules! delete_in_batches {
+        ($entity:ident) => {
+            loop {
+                let batch = Query::select()
+                    .column($entity::Column::Id)
+                    .from($entity::Entity)
+                    .and_where($entity::Column::TenantId.eq(id))
+                    .limit(DELETE_BATCH)
+                    .to_owned();
+                let deleted = $entity::Entity::delete_many()
+                    .filter($entity::Column::Id.in_subquery(batch))
+                    .exec(db)
+                    .await?
+                    .rows_affected;
+                if deleted == 0 {
+                    break;
+                }
+            }
+        };
+    }
+    delete_in_batches!(delivery_attempt);
+    delete_in_batches!(delivery);
+    delete_in_batches!(message);
+    tenant::Entity::delete_by_id(id).exec(db).await?;
+    Ok(found)
+}
+
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<tenant::Model>, DbErr> {
     tenant::Entity::find()
         .order_by_asc(tenant::Column::Name)

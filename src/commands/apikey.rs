@@ -29,7 +29,13 @@ pub async fn run(config: &Config, action: &ApikeyAction) -> Result<(), Failure> 
             scopes,
             name,
             expires_in,
+            platform,
         } => {
+            let mut scopes = scopes.clone();
+            if *platform {
+                scopes.push(' ');
+                scopes.push_str(junction_schema::identity::PLATFORM_ADMIN_SCOPE);
+            }
             let scopes: Scopes =
                 scopes
                     .parse()

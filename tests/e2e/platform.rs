@@ -100,6 +100,7 @@ on_both_databases!(
     jwt_bearer_tokens_through_the_router,
     oauth2_client_credentials_through_the_router,
     api_keys_are_managed_through_graphql,
+    tenants_are_managed_through_graphql_by_a_platform_key,
 );
 
 /// An admin creates a key with `createApiKey` (the secret shown once), lists keys without
@@ -1128,4 +1129,166 @@ async fn junction_listen_names_the_setting_loopback_needs() {
         said.contains("allowed_networks") && said.contains("[dispatcher]"),
         "{said}"
     );
+}
+
+/// A platform embedding Junction manages its customers from code: a `platform:admin` key
+/// (`apikey create --platform`) creates, lists, renames and deletes tenants and issues their
+/// keys; a tenant's `admin` can do none of it; a deleted tenant's data and keys go with it.
+async fn tenants_are_managed_through_graphql_by_a_platform_key(db: TestDatabase) {
+    // Every request checks its key in the database, so a deleted tenant's key stops at once.
+    let mut settings = SETTINGS.to_vec();
+    settings.push(("JUNCTION_GATEWAY__API_KEY_CACHE_TTL", "0s"));
+    let junction = Junction::serve_with(db.dir.path(), Some(&db.url), &settings);
+    let admin = printed_key(&junction.stdout);
+    let client = Client::new(&junction);
+    let issued = cli(
+        db.dir.path(),
+        Some(&db.url),
+        &["apikey", "create", "--tenant", "default", "--platform"],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let platform = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
+
+    // A tenant's admin may not manage tenants, nor mint a platform key.
+    for (query, variables) in [
+        ("{ tenants { id } }", json!({})),
+        (
+            "mutation { createTenant(input: {name: \"acme\"}) { tenant { id } } }",
+            json!({}),
+        ),
+        (
+            "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret } }",
+            json!({"i": {"name": "x", "scopes": ["platform:admin"]}}),
+        ),
+    ] {
+        let (_, body) = client.call(Some(&admin), query, variables, &[]).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{query}: {body}"
+        );
+        assert_eq!(
+            body["errors"][0]["message"],
+            "this needs the scope platform:admin"
+        );
+    }
+
+    let created = client
+        .data(
+            &platform,
+            "mutation { createTenant(input: {name: \"acme\"}) { tenant { id name } } }",
+            json!({}),
+        )
+        .await;
+    let acme = created["createTenant"]["tenant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(created["createTenant"]["tenant"]["name"], "acme");
+    // Names are validated and unique; ids are opaque.
+    for (name, code) in [("Acme Corp", "BAD_USER_INPUT"), ("acme", "CONFLICT")] {
+        let (_, body) = client
+            .call(
+                Some(&platform),
+                "mutation($n: String!) { createTenant(input: {name: $n}) { tenant { id } } }",
+                json!({"n": name}),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], code,
+            "{name}: {body}"
+        );
+    }
+    let renamed = client
+        .data(
+            &platform,
+            "mutation($id: ID!) { updateTenant(input: {id: $id, name: \"acme-corp\"}) { tenant { id name } } }",
+            json!({"id": acme}),
+        )
+        .await;
+    assert_eq!(
+        renamed["updateTenant"]["tenant"],
+        json!({"id": acme, "name": "acme-corp"})
+    );
+    let listed = client
+        .data(&platform, "{ tenants { name } }", json!({}))
+        .await;
+    assert_eq!(
+        listed["tenants"],
+        json!([{"name": "acme-corp"}, {"name": "default"}])
+    );
+
+    // A key for the new tenant works there, and sees only that tenant.
+    let key = client
+        .data(
+            &platform,
+            "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret } }",
+            json!({"i": {"name": "acme admin", "scopes": ["admin"], "tenant": acme}}),
+        )
+        .await["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.create_order_event_type(&key).await;
+    client
+        .create_endpoint(&key, "http://127.0.0.1:9/acme")
+        .await;
+    let theirs = client
+        .data(&key, "{ endpoints { edges { node { url } } } }", json!({}))
+        .await;
+    assert_eq!(theirs["endpoints"]["edges"].as_array().unwrap().len(), 1);
+    let ours = client
+        .data(
+            &admin,
+            "{ endpoints { edges { node { url } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(ours["endpoints"]["edges"], json!([]));
+
+    // Deleting it takes its endpoints, event types and keys; its own tenant it may not delete.
+    let (_, body) = client
+        .call(Some(&platform), "{ tenants { id name } }", json!({}), &[])
+        .await;
+    let default_id = body["data"]["tenants"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, refused) = client
+        .call(
+            Some(&platform),
+            "mutation($id: ID!) { deleteTenant(input: {id: $id}) { deletedId } }",
+            json!({"id": default_id}),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+    let deleted = client
+        .data(
+            &platform,
+            "mutation($id: ID!) { deleteTenant(input: {id: $id}) { deletedId } }",
+            json!({"id": acme}),
+        )
+        .await;
+    assert_eq!(deleted["deleteTenant"]["deletedId"], json!(acme));
+    let listed = client
+        .data(&platform, "{ tenants { name } }", json!({}))
+        .await;
+    assert_eq!(listed["tenants"], json!([{"name": "default"}]));
+    let (status, _) = client
+        .call(
+            Some(&key),
+            "{ endpoints { edges { cursor } } }",
+            json!({}),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 401);
 }

@@ -29,7 +29,9 @@ mod scopes;
 mod signing;
 
 pub use layer::{RequireIdentity, RequireIdentityLayer};
-pub use scopes::{ADMIN_SCOPE, InvalidScope, KNOWN_SCOPES, Scopes, known_scopes};
+pub use scopes::{
+    ADMIN_SCOPE, InvalidScope, KNOWN_SCOPES, PLATFORM_ADMIN_SCOPE, Scopes, known_scopes,
+};
 pub use signing::{
     Audience, Binding, BodyToCheck, IDENTITY_HEADER, IDENTITY_SIGNATURE_HEADER, IdentityConfig,
     IdentityError, IdentityKey, IdentitySigner, IdentityVerifier, InvalidIdentityKey,

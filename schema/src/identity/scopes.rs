@@ -6,6 +6,9 @@ use std::str::FromStr;
 
 /// The scope that may do everything in its tenant.
 pub const ADMIN_SCOPE: &str = "admin";
+/// The scope that manages tenants (create, list, rename, delete, issue their keys): held by a
+/// platform embedding Junction for its customers, never implied by `admin`.
+pub const PLATFORM_ADMIN_SCOPE: &str = "platform:admin";
 
 /// The scopes Junction's subgraphs check, with what each allows: the only ones an API key may
 /// hold. (Tokens from an identity provider may carry others; they are ignored.)
@@ -21,6 +24,10 @@ pub const KNOWN_SCOPES: &[(&str, &str)] = &[
         "read delivery attempts, statistics and dead letters; watch deliveries live",
     ),
     ("deliveries:write", "replay deliveries and dead letters"),
+    (
+        PLATFORM_ADMIN_SCOPE,
+        "create, list, rename and delete tenants, and issue keys for any of them (not implied by admin)",
+    ),
 ];
 
 /// Scope tokens, kept sorted so that their encoding is canonical.
@@ -69,10 +76,12 @@ impl Scopes {
     }
 
     /// Whether a holder of these scopes may be given `scope`: it holds it, or it holds
-    /// `admin` (which may do everything) and `scope` is known.
+    /// `admin` (which may do everything in its tenant) and `scope` is a known tenant scope.
     pub fn grants(&self, scope: &str) -> bool {
         self.contains(scope)
-            || (self.contains(ADMIN_SCOPE) && KNOWN_SCOPES.iter().any(|(known, _)| *known == scope))
+            || (self.contains(ADMIN_SCOPE)
+                && scope != PLATFORM_ADMIN_SCOPE
+                && KNOWN_SCOPES.iter().any(|(known, _)| *known == scope))
     }
 }
 
@@ -127,8 +136,14 @@ mod tests {
     #[test]
     fn admin_grants_every_known_scope_and_nothing_else() {
         let admin: Scopes = "admin".parse().unwrap();
-        assert!(KNOWN_SCOPES.iter().all(|(scope, _)| admin.grants(scope)));
+        assert!(
+            KNOWN_SCOPES
+                .iter()
+                .filter(|(scope, _)| *scope != PLATFORM_ADMIN_SCOPE)
+                .all(|(scope, _)| admin.grants(scope))
+        );
         assert!(!admin.grants("billing:write"));
+        assert!(!admin.grants(PLATFORM_ADMIN_SCOPE));
         let reader: Scopes = "webhooks:read".parse().unwrap();
         assert!(reader.grants("webhooks:read"));
         assert!(!reader.grants("webhooks:write"));

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use junction_schema::apikeys::{self, ApiKeyError};
 use junction_schema::entities::api_key;
 use junction_schema::error_code::ErrorCode;
-use junction_schema::identity::Scopes;
+use junction_schema::identity::{PLATFORM_ADMIN_SCOPE, Scopes};
+use junction_schema::tenants;
 
 use super::access::{Access, admin, error};
 
@@ -58,6 +59,9 @@ pub struct CreateApiKeyInput {
     pub scopes: Vec<String>,
     /// When the key stops working; never when absent.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The tenant the key is for: the caller's own when absent; another one only for a caller
+    /// holding `platform:admin`.
+    pub tenant: Option<ID>,
 }
 
 #[derive(SimpleObject)]
@@ -81,7 +85,24 @@ pub async fn list(ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
 }
 
 pub async fn create(ctx: &Context<'_>, input: CreateApiKeyInput) -> Result<CreateApiKeyPayload> {
-    let access: Access<'_> = admin(ctx)?;
+    // A platform admin issues keys for any tenant (and platform keys); a tenant's admin, for
+    // its own tenant only and never a platform key.
+    let platform = input.tenant.is_some() || input.scopes.iter().any(|s| s == PLATFORM_ADMIN_SCOPE);
+    let (identity, state) = if platform {
+        super::tenants::platform_admin(ctx)?
+    } else {
+        let access: Access<'_> = admin(ctx)?;
+        (access.identity, access.state)
+    };
+    let tenant = match &input.tenant {
+        Some(id) => {
+            tenants::find(&state.db, id)
+                .await
+                .map_err(|e| super::tenants::tenant_error(&e))?
+                .id
+        }
+        None => identity.tenant.clone(),
+    };
     if input.scopes.is_empty() {
         return Err(error(
             ErrorCode::BadUserInput,
@@ -96,19 +117,13 @@ pub async fn create(ctx: &Context<'_>, input: CreateApiKeyInput) -> Result<Creat
             "`expiresAt` must be in the future",
         ));
     }
-    let issued = apikeys::create(
-        &access.state.db,
-        access.tenant(),
-        &input.name,
-        &scopes,
-        input.expires_at,
-    )
-    .await
-    .map_err(|e| api_error(&e))?;
+    let issued = apikeys::create(&state.db, &tenant, &input.name, &scopes, input.expires_at)
+        .await
+        .map_err(|e| api_error(&e))?;
     tracing::info!(
-        tenant = %access.tenant(),
+        tenant = %tenant,
         key = %issued.model.id,
-        by = %access.identity.subject,
+        by = %identity.subject,
         "API key created"
     );
     Ok(CreateApiKeyPayload {

@@ -6,6 +6,7 @@ mod api_keys;
 mod mutation;
 mod objects;
 mod query;
+mod tenants;
 
 use std::sync::Arc;
 use std::time::Duration;

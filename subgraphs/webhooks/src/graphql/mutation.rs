@@ -11,6 +11,7 @@ use junction_schema::error_code::ErrorCode;
 use super::access::{ApiResult, error, writer};
 use super::api_keys::{self, CreateApiKeyInput, CreateApiKeyPayload, RevokeApiKeyPayload};
 use super::objects::{Endpoint, EventType, Message, SigningAlgorithm};
+use super::tenants;
 use crate::endpoints::{self, EndpointPatch, NewEndpoint};
 use crate::event_types::{self, EventTypePatch, NewEventType};
 use crate::publish::{self, Outcome, PublishEvent};
@@ -254,6 +255,34 @@ impl Mutation {
     /// first time. Routers stop accepting it within their `api_key_cache_ttl`.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<RevokeApiKeyPayload> {
         api_keys::revoke(ctx, id).await
+    }
+
+    /// Creates a tenant (`platform:admin` only).
+    async fn create_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: tenants::CreateTenantInput,
+    ) -> Result<tenants::TenantPayload> {
+        tenants::create(ctx, input).await
+    }
+
+    /// Renames a tenant; its id stays (`platform:admin` only).
+    async fn update_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: tenants::UpdateTenantInput,
+    ) -> Result<tenants::TenantPayload> {
+        tenants::update(ctx, input).await
+    }
+
+    /// Deletes a tenant and everything of it: keys, endpoints, messages, deliveries
+    /// (`platform:admin` only; not the caller's own tenant).
+    async fn delete_tenant(
+        &self,
+        ctx: &Context<'_>,
+        input: tenants::DeleteTenantInput,
+    ) -> Result<tenants::DeleteTenantPayload> {
+        tenants::delete(ctx, input).await
     }
 
     /// Creates an endpoint and its first signing secret, shown only in this answer.

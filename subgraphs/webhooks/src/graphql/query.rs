@@ -150,6 +150,11 @@ impl Query {
         Ok(page(rows, limit, |row| row.id.clone(), Message))
     }
 
+    /// Every tenant, by name (`platform:admin` only).
+    async fn tenants(&self, ctx: &Context<'_>) -> Result<Vec<super::tenants::Tenant>> {
+        super::tenants::list(ctx).await
+    }
+
     /// The tenant's API keys, oldest first (`admin` only).
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKey>> {
         api_keys::list(ctx).await
