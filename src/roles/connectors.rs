@@ -8,8 +8,8 @@ use junction_connector_sdk::http::{AddressPolicy, HttpClient, HttpOptions};
 use junction_connector_sync::{Catalog, SyncRunner};
 use sea_orm::DatabaseConnection;
 
-use crate::commands::Failure;
 use crate::config::Config;
+use crate::failure::Failure;
 
 /// The catalog this process runs connectors from. A bad manifest in the folder stops the
 /// start, named with its file, line and key.
