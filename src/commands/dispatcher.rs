@@ -1,5 +1,6 @@
-//! `junction dispatcher`: the webhook delivery worker alone, for scale-out. Any number of
-//! them can share one database queue (PostgreSQL hands each a disjoint batch).
+//! `junction dispatcher`: the webhook delivery worker and the connector sync runner alone, for
+//! scale-out. Any number of them can share one database queue (PostgreSQL hands each a
+//! disjoint batch) and the sync runs (leased from the database).
 
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
     let db = connect_migrated(&config).await?;
+    // The connector sync runner too: runs are leased from the database, so every dispatcher
+    // shares them. Built first: a bad manifest in its folder stops the start here.
+    let syncs = crate::roles::connectors::sync_runner(&config, &db)?;
     let dispatcher = start(&config, &db).await?;
     let shutdown = Shutdown::on_signal();
     // Every dispatcher runs the retention cleanup too: its deletes are idempotent.
@@ -23,8 +27,10 @@ pub async fn run(config: Config) -> Result<(), Failure> {
         config.deliveries.clone(),
         shutdown.clone().wait(),
     ));
+    let syncs = tokio::spawn(syncs.run(shutdown.clone().wait()));
     dispatcher.run(shutdown.wait()).await;
     cleanup.await.context("the retention task failed")?;
+    syncs.await.context("the connector sync task failed")?;
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

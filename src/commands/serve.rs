@@ -47,6 +47,8 @@ pub async fn run(
         print_bootstrap(&bootstrap);
     }
 
+    // Before anything starts: a bad manifest in the connectors folder stops the start here.
+    let syncs = crate::roles::connectors::sync_runner(&config, &db)?;
     let shutdown = Shutdown::on_signal();
     let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
@@ -59,6 +61,7 @@ pub async fn run(
         let shutdown = shutdown.clone();
         async move { worker.run(shutdown.wait()).await }
     });
+    let syncs = tokio::spawn(syncs.run(shutdown.clone().wait()));
 
     // The subgraphs run in this process, each on a loopback port of its own, and the router
     // in front of them signs every caller's identity with a key only this process knows
@@ -173,6 +176,7 @@ pub async fn run(
     .await
     .context("serving HTTP")?;
     worker.await.context("the dispatcher task failed")?;
+    syncs.await.context("the connector sync task failed")?;
     cleanup.await.context("the retention task failed")?;
     for server in subgraph_servers {
         server

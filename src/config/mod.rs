@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use gateway::GatewayConfig;
+use junction_connector_sync::ConnectorsConfig;
 use junction_deliveries::retention::DeliveriesConfig;
 use junction_queue::{QueueBackend, QueueConfig};
 use junction_schema::database::DatabaseConfig;
@@ -46,6 +47,8 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     #[serde(default)]
     pub queue: QueueConfig,
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -180,6 +183,13 @@ pub fn parse(
         .map_err(|error| ConfigError::Invalid {
             origin: origin.clone(),
             message: error.to_string(),
+        })?;
+    config
+        .connectors
+        .validate()
+        .map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
         })?;
     config
         .gateway
@@ -359,6 +369,11 @@ mod tests {
             config.deliveries.cleanup_interval,
             deliveries.cleanup_interval
         );
+        let connectors = junction_connector_sync::ConnectorsConfig::default();
+        assert_eq!(config.connectors.manifests, None);
+        assert_eq!(config.connectors.poll_interval, connectors.poll_interval);
+        assert_eq!(config.connectors.concurrency, connectors.concurrency);
+        assert_eq!(config.connectors.lease, connectors.lease);
         let webhooks = junction_webhooks::WebhooksConfig::default();
         assert_eq!(config.webhooks.listen, webhooks.listen);
         assert_eq!(

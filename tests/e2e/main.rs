@@ -7,6 +7,7 @@
 mod support;
 
 mod auth_per_role;
+mod connectors;
 mod federation;
 mod foundation;
 mod identity;

@@ -9,6 +9,7 @@
 //! - [`outbox`]: a message, its deliveries and the outbox row stored in one transaction (what
 //!   publishing calls), and the relay that carries them to Kafka.
 //! - [`EmbeddedQueue`]: the deliveries table is the queue; [`KafkaQueue`]: Kafka topics.
+//! - [`subscribers`]: which endpoints a published message goes to.
 //! - [`replay`]: putting deliveries back on the queue: one message, or dead letters in bulk as
 //!   jobs with progress.
 
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod outbox;
 pub mod replay;
 pub mod statement_shapes;
+pub mod subscribers;
 #[cfg(test)]
 mod test_database;
 

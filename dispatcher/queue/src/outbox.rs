@@ -31,8 +31,26 @@ pub async fn published_here() {
     PUBLISHED.notified().await;
 }
 
-fn wake_local_dispatchers() {
+/// Tells dispatchers in this process that deliveries were committed (what [`store`] and
+/// [`store_many`] do themselves; a caller of [`store_many_in`] does it after its commit).
+pub fn wake_local_dispatchers() {
     PUBLISHED.notify_waiters();
+}
+
+/// The hex SHA-256 of a message's event type and encoded payload: what tells a retried
+/// publish (same key, same hash) from a conflicting one. Every publisher computes it here so
+/// that the stored hashes agree.
+pub fn payload_hash(event_type: &str, encoded_payload: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(event_type.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(encoded_payload);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deliveries per INSERT. A statement takes at most 65,535 parameters on PostgreSQL, which a
@@ -167,8 +185,32 @@ pub async fn store_many(
     db: &DatabaseConnection,
     batch: &[(message::Model, Vec<String>)],
 ) -> Result<Vec<bool>, sea_orm::DbErr> {
-    let backend = db.get_database_backend();
     let txn = db.begin().await?;
+    let stored = store_many_in(&txn, batch).await?;
+    txn.commit().await?;
+    if stored.deliveries > 0 {
+        wake_local_dispatchers();
+    }
+    Ok(stored.stored)
+}
+
+/// What [`store_many_in`] stored.
+#[derive(Debug, Default)]
+pub struct StoredBatch {
+    /// Message by message, whether it was stored (`false`: its idempotency key was taken).
+    pub stored: Vec<bool>,
+    /// Deliveries created.
+    pub deliveries: usize,
+}
+
+/// [`store_many`] in the caller's transaction, for a caller whose messages must commit with
+/// its own writes (a connector sync stores records, their events and its checkpoint at
+/// once). Call [`wake_local_dispatchers`] after committing when deliveries were created.
+pub async fn store_many_in(
+    txn: &impl ConnectionTrait,
+    batch: &[(message::Model, Vec<String>)],
+) -> Result<StoredBatch, sea_orm::DbErr> {
+    let backend = txn.get_database_backend();
     let mut stored: HashSet<String> = HashSet::with_capacity(batch.len());
     for run in power_of_two_runs(batch) {
         let mut values: Vec<Value> = Vec::with_capacity(run.len() * 9);
@@ -225,23 +267,22 @@ pub async fn store_many(
     for chunk in deliveries.chunks(DELIVERIES_PER_STATEMENT) {
         for run in power_of_two_runs(chunk) {
             delivery::Entity::insert_many(run.iter().cloned())
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
         }
     }
     for run in power_of_two_runs(&named) {
         outbox::Entity::insert_many(run.iter().cloned())
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
-    txn.commit().await?;
-    if !deliveries.is_empty() {
-        wake_local_dispatchers();
-    }
-    Ok(batch
-        .iter()
-        .map(|(message, _)| stored.contains(&message.id))
-        .collect())
+    Ok(StoredBatch {
+        stored: batch
+            .iter()
+            .map(|(message, _)| stored.contains(&message.id))
+            .collect(),
+        deliveries: deliveries.len(),
+    })
 }
 
 /// A new delivery of `message` to `endpoint`, due at once.

@@ -16,7 +16,6 @@ use chrono::{SubsecRound, Utc};
 use junction_queue::statement_shapes::padded;
 use junction_schema::entities::{event_type, message};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use sha2::{Digest, Sha256};
 
 use crate::endpoints::subscribers;
 use crate::error::check_channel;
@@ -65,11 +64,10 @@ fn checked(input: &PublishEvent, max_payload_bytes: usize) -> Result<String, Web
             "idempotencyKey must be 1 to 256 characters".into(),
         ));
     }
-    let mut hasher = Sha256::new();
-    hasher.update(input.event_type.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(&encoded);
-    Ok(hex(&hasher.finalize()))
+    Ok(junction_queue::outbox::payload_hash(
+        &input.event_type,
+        &encoded,
+    ))
 }
 
 /// The payload against the event type's schema, if it has one.
@@ -362,8 +360,4 @@ fn repeat_of(
         deliveries: 0,
         repeated: true,
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
