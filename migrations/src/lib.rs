@@ -17,7 +17,7 @@ mod m20261127_000009_dead_letter_indexes;
 mod m20261127_000010_attempts_without_delivery_key;
 mod m20261203_000011_per_endpoint_due_index;
 mod m20261203_000012_earlier_attempts;
-mod m20261210_000013_connectors;
+mod m20261203_000013_connectors;
 
 pub struct Migrator;
 
@@ -37,7 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000010_attempts_without_delivery_key::Migration),
             Box::new(m20261203_000011_per_endpoint_due_index::Migration),
             Box::new(m20261203_000012_earlier_attempts::Migration),
-            Box::new(m20261210_000013_connectors::Migration),
+            Box::new(m20261203_000013_connectors::Migration),
         ]
     }
 }
