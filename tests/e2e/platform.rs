@@ -598,6 +598,16 @@ async fn delivery_history_dead_letters_and_replay_through_the_router(db: TestDat
         "{}",
         bad.1
     );
+    // The log said so as it happened: a line per failed attempt, one per dead letter.
+    let (_, logs) = junction.stop_with("TERM");
+    let logged = |message: &str| {
+        logs.iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["fields"]["message"] == message || line["message"] == message)
+            .count()
+    };
+    assert!(logged("delivery attempt failed; retrying") >= 1, "{logs:?}");
+    assert!(logged("delivery dead-lettered") >= 1, "{logs:?}");
 }
 
 /// Subscriptions through the router over WebSocket: refused without credentials at

@@ -544,6 +544,33 @@ impl Inner {
             Decision::Dead(_) => (AttemptOutcome::DeadLettered, None),
         };
         tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
+        // What an operator looks for first, on by default; `[log] level = "info,delivery=off"`
+        // turns these lines off.
+        match &outcome {
+            Decision::Ack => {}
+            Decision::Retry(at) => tracing::info!(
+                target: "delivery",
+                delivery = %task.delivery_id,
+                endpoint = %task.endpoint_id,
+                tenant = %task.tenant_id,
+                attempt,
+                status = ?record.status_code,
+                error = ?record.error_kind,
+                next_attempt_at = %at,
+                "delivery attempt failed; retrying"
+            ),
+            Decision::Dead(reason) => tracing::warn!(
+                target: "delivery",
+                delivery = %task.delivery_id,
+                endpoint = %task.endpoint_id,
+                tenant = %task.tenant_id,
+                attempt,
+                status = ?record.status_code,
+                error = ?record.error_kind,
+                %reason,
+                "delivery dead-lettered"
+            ),
+        }
         // Recorded is what the event says: it goes out before the queue is settled.
         let event = DeliveryEvent {
             attempt_id: record.id,
