@@ -19,6 +19,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/junction-target}"
 command -v mold >/dev/null && export RUSTFLAGS="${RUSTFLAGS:--C link-arg=-fuse-ld=mold}"
 command -v wrk >/dev/null || { echo "router.sh: install wrk (apt-get install wrk)" >&2; exit 1; }
 
+# Another run (or anything else) on these ports would be measured instead: refuse.
+for port in 4201 4202 4203 4204 4205 4300 4400; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "router.sh: port $port is in use; is another benchmark running?" >&2
+    exit 1
+  fi
+done
+
 work=$(mktemp -d /tmp/junction-router-bench.XXXXXX)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
