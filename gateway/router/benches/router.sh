@@ -79,7 +79,7 @@ sleep 1
 # fragments, aliases) and `reviewer` and `user` were written after, and not tuned for.
 deep='{ topProducts { name reviews { body author { name reviews { product { name } } } } } }'
 one='{ topProducts { name price } }'
-heavy='query Heavy { top: topProducts(first: 5) { ...Card reviews { body author { handle: username name reviews { product { ...Card ... on Product { inStock stockLevel } } } } } } me { id name } } fragment Card on Product { upc title: name price shippingEstimate cost: price }'
+heavy='query Heavy { top: topProducts(first: 5) { ...Card reviews { body author { handle: username name reviews { product { ...Card ... on Product { weight } } } } } } me { id name } } fragment Card on Product { upc title: name price shippingEstimate cost: price }'
 reviewer='{ me { username reviews { body product { name inStock shippingEstimate } } } }'
 user='{ user(id: "1") { name reviews { author { name } product { upc stockLevel reviews { body } } } } }'
 lua() { # body file for wrk
