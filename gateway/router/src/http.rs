@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use apollo_compiler::ast::OperationType;
 use axum::Json;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use crate::error::Rejection;
 use crate::executor::Forwarded;
+use crate::metrics::{self, OperationLabel, Outcome};
 use crate::pipeline::{self, Caller, GraphQLRequest, Planned, limits};
 use crate::router::GraphRouter;
 use crate::subscription::{sse, websocket};
@@ -38,14 +40,47 @@ fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(address)| address.ip())
 }
 
-/// The pipeline for one HTTP request: authenticate, the per-request allowance, every step to
-/// the plan, the operation's allowances, then the answer.
+/// What a request's metrics say of it, filled in as the pipeline goes.
+struct Observed {
+    operation: OperationLabel,
+    outcome: Outcome,
+    /// Time spent waiting on subgraphs, when the operation ran.
+    waiting: Option<Duration>,
+}
+
+/// One HTTP request through [`pipeline`], counted and timed.
 async fn run(
     router: &Arc<GraphRouter>,
     headers: HeaderMap,
     peer: Option<IpAddr>,
     method: Method,
     request: GraphQLRequest,
+) -> Response {
+    let started = Instant::now();
+    let mut observed = Observed {
+        operation: OperationLabel::UNKNOWN,
+        outcome: Outcome::Refused,
+        waiting: None,
+    };
+    let response = steps(router, headers, peer, method, request, &mut observed).await;
+    metrics::global().request(
+        observed.operation,
+        observed.outcome,
+        started.elapsed(),
+        observed.waiting,
+    );
+    response
+}
+
+/// The pipeline for one HTTP request: authenticate, the per-request allowance, every step to
+/// the plan, the operation's allowances, then the answer.
+async fn steps(
+    router: &Arc<GraphRouter>,
+    headers: HeaderMap,
+    peer: Option<IpAddr>,
+    method: Method,
+    request: GraphQLRequest,
+    observed: &mut Observed,
 ) -> Response {
     let forwarded = Forwarded::from_headers(&headers);
     let caller = match pipeline::authenticate::authenticate(router, &headers, peer, forwarded).await
@@ -59,10 +94,14 @@ async fn run(
             Ok(planned) => planned,
             Err(rejection) => return rejection.into_response(),
         };
+        observed.operation = metrics::global().operation(
+            planned.operation.name.as_deref(),
+            planned.operation.kind.into(),
+        );
         let allowance = limits::per_operation(router, &caller, &planned, false).await;
         limits::spend(
             allowance,
-            respond(router, &headers, planned, &method, caller),
+            respond(router, &headers, planned, &method, caller, observed),
         )
         .await
     })
@@ -76,6 +115,7 @@ async fn respond(
     planned: Planned,
     method: &Method,
     caller: Caller,
+    observed: &mut Observed,
 ) -> Response {
     if method == Method::GET && planned.operation.kind != OperationType::Query {
         return Rejection::new(
@@ -86,6 +126,7 @@ async fn respond(
         .into_response();
     }
     if accepts_event_stream(headers) {
+        observed.outcome = Outcome::Ok;
         return sse::respond(Arc::clone(router), planned, caller);
     }
     if planned.operation.kind == OperationType::Subscription {
@@ -95,8 +136,13 @@ async fn respond(
         )
         .into_response();
     }
-    let body = pipeline::execute::execute(router, planned, &caller).await;
-    (StatusCode::OK, Json(body)).into_response()
+    let executed = pipeline::execute::execute(router, planned, &caller).await;
+    observed.outcome = match executed.body.get("errors") {
+        Some(Value::Array(errors)) if !errors.is_empty() => Outcome::Errors,
+        _ => Outcome::Ok,
+    };
+    observed.waiting = Some(executed.waiting);
+    (StatusCode::OK, Json(executed.body)).into_response()
 }
 
 /// graphql-sse: the client asks for a stream of results.

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use apollo_compiler::ast::OperationType;
 use chrono::Utc;
+use junction_edge::metrics::Door;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -63,6 +64,7 @@ pub async fn over_rate_limits(
     let refused = limits::per_operation(router, caller, planned, true)
         .await
         .filter(|d| !d.allowed)?;
+    junction_edge::metrics::rate_limited(Door::Graphql);
     let wait = refused.retry_after;
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Some(vec![json!({
@@ -90,7 +92,7 @@ pub async fn run(
     tokio::pin!(stop);
     if prepared.operation.kind != OperationType::Subscription {
         let body = tokio::select! {
-            body = crate::pipeline::execute::execute(&router, prepared, &caller) => body,
+            executed = crate::pipeline::execute::execute(&router, prepared, &caller) => executed.body,
             () = &mut stop => return,
         };
         if send(Event::Next(body)).await {
@@ -98,6 +100,7 @@ pub async fn run(
         }
         return;
     }
+    let _open = crate::metrics::global().subscription_opened();
     let Some((primary, rest)) = prepared.plan.split_subscription() else {
         send(Event::Error(vec![json!({
             "message": "this subscription cannot be planned",
