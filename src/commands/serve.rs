@@ -33,6 +33,7 @@ pub async fn run(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics = crate::roles::metrics::install(&config)?;
     let db = connect(&config).await?;
     let applied = junction_migrations::up(&db)
         .await
@@ -48,6 +49,9 @@ pub async fn run(
     }
 
     let shutdown = Shutdown::on_signal();
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
+    crate::roles::metrics::queue_gauges(metrics.as_ref(), &db);
     let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
@@ -138,6 +142,7 @@ pub async fn run(
                 Some(IdentitySigner::new(key.clone())),
                 &authentication,
                 vec![database_probe(db.clone())],
+                metrics.as_ref(),
             )
         }
     };
@@ -174,6 +179,12 @@ pub async fn run(
     .context("serving HTTP")?;
     worker.await.context("the dispatcher task failed")?;
     cleanup.await.context("the retention task failed")?;
+    if let Some(server) = own_metrics {
+        server
+            .await
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+    }
     for server in subgraph_servers {
         server
             .await

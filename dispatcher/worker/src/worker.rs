@@ -544,6 +544,7 @@ impl Inner {
             Decision::Dead(_) => (AttemptOutcome::DeadLettered, None),
         };
         tracing::debug!(delivery = %task.delivery_id, attempt, ?status, outcome = ?event_outcome, "attempt recorded");
+        crate::metrics::global().attempt(&task.endpoint_id, event_outcome, status, result.duration);
         // Recorded is what the event says: it goes out before the queue is settled.
         let event = DeliveryEvent {
             attempt_id: record.id,
@@ -624,6 +625,7 @@ impl Inner {
     }
 
     async fn settle_dead(&self, received: &Received, reason: &str) {
+        crate::metrics::global().dead_lettered_unsent();
         if let Err(error) = self.queue.dead_letter(received, reason).await {
             tracing::warn!(delivery = %received.task.delivery_id, %error, "cannot dead-letter task");
         }
