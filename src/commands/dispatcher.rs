@@ -21,7 +21,7 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     // Its only address: unset, a dispatcher serves no metrics.
     let own_metrics =
         crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
-    crate::roles::metrics::queue_gauges(metrics.as_ref(), &db);
+    crate::roles::metrics::queue_gauges(&config, metrics.as_ref(), &db);
     // Every dispatcher runs the retention cleanup too: its deletes are idempotent.
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
         db.clone(),

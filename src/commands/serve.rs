@@ -51,7 +51,7 @@ pub async fn run(
     let shutdown = Shutdown::on_signal();
     let own_metrics =
         crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
-    crate::roles::metrics::queue_gauges(metrics.as_ref(), &db);
+    crate::roles::metrics::queue_gauges(&config, metrics.as_ref(), &db);
     let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
     let cleanup = tokio::spawn(junction_deliveries::retention::run(

@@ -3,7 +3,6 @@
 //! `[metrics] listen`, and the queue gauges where a dispatcher runs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use junction_telemetry::Exporter;
@@ -15,10 +14,6 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::shutdown::Shutdown;
-
-/// How often the queue gauges are read from the database: often enough for a 15-second
-/// scrape, rarely enough that their three indexed counts cost nothing worth measuring.
-const QUEUE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Installs the recorder (when `[metrics] enabled`) and describes every metric. Once per
 /// process, before anything records.
@@ -78,9 +73,13 @@ pub async fn serve_own(
     ))))
 }
 
-/// Keeps the queue gauges current where a dispatcher runs (nothing when metrics are off).
-pub fn queue_gauges(exporter: Option<&Arc<Exporter>>, db: &DatabaseConnection) {
+/// Keeps the queue gauges current where a dispatcher runs (nothing when metrics are off),
+/// read every `[metrics] queue_refresh`.
+pub fn queue_gauges(config: &Config, exporter: Option<&Arc<Exporter>>, db: &DatabaseConnection) {
     if exporter.is_some() {
-        tokio::spawn(junction_worker::gauges::refresh(db.clone(), QUEUE_REFRESH));
+        tokio::spawn(junction_worker::gauges::refresh(
+            db.clone(),
+            config.metrics.queue_refresh,
+        ));
     }
 }

@@ -11,6 +11,7 @@ mod federation;
 mod foundation;
 mod identity;
 mod kafka_delivery;
+mod metrics;
 mod passthrough;
 mod platform;
 mod playground;

@@ -2,6 +2,7 @@
 //! bound on the values of labels that come from outside.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -28,6 +29,14 @@ pub struct MetricsConfig {
     /// values seen after that many are counted together as `other`.
     #[serde(default = "max_label_values")]
     pub max_label_values: usize,
+    /// How often a dispatcher reads the queue's state (depth, lag, retries, dead letters)
+    /// from the database for its gauges.
+    #[serde(default = "queue_refresh", with = "humantime_serde")]
+    pub queue_refresh: Duration,
+}
+
+fn queue_refresh() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn enabled() -> bool {
@@ -45,6 +54,7 @@ impl Default for MetricsConfig {
             listen: None,
             token: None,
             max_label_values: max_label_values(),
+            queue_refresh: queue_refresh(),
         }
     }
 }
@@ -54,6 +64,9 @@ impl MetricsConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_label_values == 0 {
             return Err("metrics.max_label_values must be at least 1".to_owned());
+        }
+        if self.queue_refresh.is_zero() {
+            return Err("metrics.queue_refresh must be longer than 0s".to_owned());
         }
         if self.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err("metrics.token is empty: remove it or set a token".to_owned());

@@ -25,7 +25,6 @@ pub enum MetricsError {
 /// The installed recorder.
 pub struct Exporter {
     handle: PrometheusHandle,
-    process: metrics_process::Collector,
 }
 
 impl Exporter {
@@ -46,8 +45,6 @@ impl Exporter {
             builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)?;
         }
         let handle = builder.install_recorder()?;
-        let process = metrics_process::Collector::default();
-        process.describe();
         metrics::describe_gauge!(
             "junction_build_info",
             "Always 1; its labels say which build of Junction is running."
@@ -61,12 +58,13 @@ impl Exporter {
                 upkeep.run_upkeep();
             }
         });
-        Ok(Some(Arc::new(Exporter { handle, process })))
+        Ok(Some(Arc::new(Exporter { handle })))
     }
 
-    /// Every metric in the Prometheus text format (0.0.4).
+    /// Every metric in the Prometheus text format (0.0.4), the process's own last.
     pub fn render(&self) -> String {
-        self.process.collect();
-        self.handle.render()
+        let mut text = self.handle.render();
+        crate::process::render(&mut text);
+        text
     }
 }

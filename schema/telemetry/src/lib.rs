@@ -1,7 +1,7 @@
 //! Junction's metrics, shared by every role: the `[metrics]` settings ([`MetricsConfig`]),
 //! labels whose values come from outside kept to a bounded number of series
-//! ([`BoundedLabel`], [`Handles`]), the process-wide Prometheus recorder with the process
-//! metrics ([`Exporter`]) and `GET /metrics` ([`endpoint`]).
+//! ([`BoundedLabel`], [`Handles`]), the process-wide Prometheus recorder ([`Exporter`]), the
+//! process metrics read from /proc at each scrape, and `GET /metrics` ([`endpoint`]).
 //!
 //! Crates record through the `metrics` facade and own the names of what they record (each has
 //! a `metrics` module with its names, help texts and histogram buckets); nothing is recorded,
@@ -11,6 +11,7 @@ mod bounded;
 mod config;
 pub mod endpoint;
 mod exporter;
+mod process;
 
 pub use bounded::{BoundedLabel, Handles, LabelId, OTHER, label_bound, set_label_bound};
 pub use config::{DEFAULT_MAX_LABEL_VALUES, MetricsConfig};
