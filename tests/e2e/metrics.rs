@@ -3,6 +3,7 @@
 //! that takes them and one that fails; `/metrics` on the router's port then holds the counts
 //! that run implies, and `promtool check metrics` passes on it. A `junction dispatcher` serves
 //! its metrics on an address of its own, behind a bearer token. On SQLite and PostgreSQL.
+//! `junction gateway` in front of subgraphs it did not write counts every fetch they saw.
 
 use crate::support;
 
@@ -26,6 +27,39 @@ on_both_databases!(
     a_scripted_run_shows_in_the_router_and_dispatcher_metrics,
     the_dispatcher_serves_metrics_on_its_own_address_behind_a_token,
 );
+
+/// The stand-alone router counts each fetch the subgraphs received, by subgraph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_counts_every_subgraph_fetch() {
+    let subgraphs = support::federation::Subgraphs::start().await;
+    let (gateway, _dir) = Junction::gateway(&subgraphs.supergraph(), &[]);
+    let query = "query Deep { topProducts { name reviews { body author { name } } } }";
+    for _ in 0..2 {
+        let (status, body) = graphql(&gateway, None, query, json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let text = scrape(&gateway.url("/metrics"), None).await;
+    expect(
+        &text,
+        "junction_router_requests_total{operation_name=\"Deep\",operation_type=\"query\",outcome=\"ok\"}",
+        2.0,
+    );
+    expect(&text, "junction_router_overhead_seconds_count", 2.0);
+    let fetched: f64 = ["accounts", "products", "inventory", "reviews"]
+        .iter()
+        .filter_map(|name| {
+            value(
+                &text,
+                &format!(
+                    "junction_router_subgraph_requests_total{{subgraph=\"{name}\",outcome=\"ok\"}}"
+                ),
+            )
+        })
+        .sum();
+    assert_eq!(fetched, subgraphs.total_requests() as f64, "{text}");
+    assert!(fetched >= 6.0, "three fetches a request: {text}");
+}
 
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
