@@ -34,6 +34,10 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let metrics = crate::roles::metrics::install(&config)?;
+    // `[metrics] listen` too, for the same reason.
+    let shutdown = Shutdown::on_signal();
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
     let db = connect(&config).await?;
     let applied = junction_migrations::up(&db)
         .await
@@ -48,9 +52,6 @@ pub async fn run(
         print_bootstrap(&bootstrap);
     }
 
-    let shutdown = Shutdown::on_signal();
-    let own_metrics =
-        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
     crate::roles::metrics::queue_gauges(&config, metrics.as_ref(), &db);
     let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
