@@ -28,22 +28,42 @@ on_both_databases!(
     the_dispatcher_serves_metrics_on_its_own_address_behind_a_token,
 );
 
-/// The stand-alone router counts each fetch the subgraphs received, by subgraph.
+/// The stand-alone router counts each fetch the subgraphs received, by subgraph, and the
+/// request its rate limit refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_counts_every_subgraph_fetch() {
+async fn the_gateway_counts_every_subgraph_fetch_and_rate_limit_refusal() {
     let subgraphs = support::federation::Subgraphs::start().await;
-    let (gateway, _dir) = Junction::gateway(&subgraphs.supergraph(), &[]);
+    let (gateway, _dir) = Junction::gateway(
+        &subgraphs.supergraph(),
+        &[
+            ("JUNCTION_GATEWAY__RATE_LIMIT__REQUESTS_PER_SECOND", "0.01"),
+            ("JUNCTION_GATEWAY__RATE_LIMIT__BURST", "2"),
+        ],
+    );
     let query = "query Deep { topProducts { name reviews { body author { name } } } }";
     for _ in 0..2 {
         let (status, body) = graphql(&gateway, None, query, json!({})).await;
         assert_eq!(status, 200, "{body}");
         assert!(body.get("errors").is_none(), "{body}");
     }
+    let (status, body) = graphql(&gateway, None, query, json!({})).await;
+    assert_eq!(status, 429, "{body}");
     let text = scrape(&gateway.url("/metrics"), None).await;
     expect(
         &text,
         "junction_router_requests_total{operation_name=\"Deep\",operation_type=\"query\",outcome=\"ok\"}",
         2.0,
+    );
+    // Refused before its operation was read.
+    expect(
+        &text,
+        "junction_router_requests_total{operation_name=\"\",operation_type=\"unknown\",outcome=\"refused\"}",
+        1.0,
+    );
+    expect(
+        &text,
+        "junction_router_rate_limited_total{door=\"graphql\"}",
+        1.0,
     );
     expect(&text, "junction_router_overhead_seconds_count", 2.0);
     let fetched: f64 = ["accounts", "products", "inventory", "reviews"]
