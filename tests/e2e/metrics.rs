@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::graphql_ws::{Received, TRANSPORT_WS, WsClient};
 use support::receiver::{Answer, Receiver};
 use support::{Junction, TestDatabase, cli};
 
@@ -243,7 +244,35 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
 
     taking.wait_for(2, Duration::from_secs(20)).await;
     failing.wait_for(1, Duration::from_secs(20)).await;
+
+    // Over a WebSocket: a query, a subscription left open, and an operation that is not GraphQL.
+    let auth = json!({"Authorization": format!("Bearer {key}")});
+    let mut socket = WsClient::connect(&junction.url("/graphql"), TRANSPORT_WS, auth).await;
+    socket
+        .subscribe(
+            "q",
+            "query Ws { endpoints(first: 1) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    match socket.receive().await {
+        Received::Message(m) => assert_eq!(m["type"], "next", "{m}"),
+        other => panic!("expected the query's result, got {other:?}"),
+    }
+    socket
+        .subscribe(
+            "s",
+            "subscription Live { deliveryAttempts { status } }",
+            json!({}),
+        )
+        .await;
+    socket.subscribe("bad", "query Broken {", json!({})).await;
+
     let text = scrape_until(&metrics, |text| {
+        value(text, "junction_router_subscriptions_open") == Some(1.0)
+            && value(text, "junction_router_requests_total{operation_name=\"Live\",operation_type=\"subscription\",outcome=\"ok\"}") == Some(1.0)
+            && value(text, "junction_router_requests_total{operation_name=\"\",operation_type=\"unknown\",outcome=\"refused\"}") == Some(3.0)
+            &&
         value(
             text,
             "junction_dispatcher_attempts_total{outcome=\"retrying\",status_class=\"5xx\"}",
@@ -267,14 +296,15 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
     expect(&text, &requests("Publish", "mutation", "ok"), 2.0);
     expect(&text, &requests("Publish", "mutation", "errors"), 1.0);
     expect(&text, &requests("Endpoints", "query", "ok"), 3.0);
-    expect(&text, &requests("", "unknown", "refused"), 2.0);
+    expect(&text, &requests("Ws", "query", "ok"), 1.0);
+    expect(&text, &requests("", "unknown", "refused"), 3.0);
     expect(
         &text,
         "junction_router_request_duration_seconds_count{operation_name=\"Publish\",operation_type=\"mutation\"}",
         3.0,
     );
-    // The overhead of every operation that ran: 1 + 2 + 3 + 3.
-    expect(&text, "junction_router_overhead_seconds_count", 9.0);
+    // The overhead of every query and mutation that ran: 1 + 2 + 3 + 3 + 1.
+    expect(&text, "junction_router_overhead_seconds_count", 10.0);
     let overhead = value(&text, "junction_router_overhead_seconds_sum").unwrap();
     let latency: f64 = text
         .lines()
@@ -285,12 +315,12 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
         overhead > 0.0 && overhead < latency,
         "{overhead} of {latency}"
     );
-    // Each operation that ran fetched once from the webhooks subgraph; the failed publish
-    // came back with an error.
+    // Each query and mutation that ran fetched once from the webhooks subgraph; the failed
+    // publish came back with an error. (The subscription's upstream is a WebSocket.)
     expect(
         &text,
         "junction_router_subgraph_requests_total{subgraph=\"webhooks\",outcome=\"ok\"}",
-        8.0,
+        9.0,
     );
     expect(
         &text,
@@ -300,13 +330,13 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
     expect(
         &text,
         "junction_router_subgraph_request_duration_seconds_count{subgraph=\"webhooks\"}",
-        9.0,
+        10.0,
     );
     // One plan per distinct operation; every repeat from the cache.
     expect(
         &text,
         "junction_router_plan_cache_lookups_total{result=\"miss\"}",
-        4.0,
+        6.0,
     );
     expect(
         &text,
@@ -338,6 +368,13 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
     expect(&text, "junction_dispatcher_dead_letters", 0.0);
     // Its retry is a minute away: not due, so nothing is late.
     expect(&text, "junction_dispatcher_queue_oldest_age_seconds", 0.0);
+
+    // Closing the socket ends its subscription.
+    socket.close().await;
+    scrape_until(&metrics, |text| {
+        value(text, "junction_router_subscriptions_open") == Some(0.0)
+    })
+    .await;
 
     // The process and the build.
     expect(&text, "junction_build_info{version=\"0.1.0\"}", 1.0);

@@ -46,6 +46,8 @@ struct Observed {
     outcome: Outcome,
     /// Time spent waiting on subgraphs, when the operation ran.
     waiting: Option<Duration>,
+    /// An event stream opened: the operation is counted where it runs.
+    streamed: bool,
 }
 
 /// One HTTP request through [`pipeline`], counted and timed.
@@ -61,14 +63,17 @@ async fn run(
         operation: OperationLabel::UNKNOWN,
         outcome: Outcome::Refused,
         waiting: None,
+        streamed: false,
     };
     let response = steps(router, headers, peer, method, request, &mut observed).await;
-    metrics::global().request(
-        observed.operation,
-        observed.outcome,
-        started.elapsed(),
-        observed.waiting,
-    );
+    if !observed.streamed {
+        metrics::global().request(
+            observed.operation,
+            observed.outcome,
+            started.elapsed(),
+            observed.waiting,
+        );
+    }
     response
 }
 
@@ -126,8 +131,10 @@ async fn respond(
         .into_response();
     }
     if accepts_event_stream(headers) {
-        observed.outcome = Outcome::Ok;
-        return sse::respond(Arc::clone(router), planned, caller);
+        let response = sse::respond(Arc::clone(router), planned, caller);
+        // Refused for the client's operations running at once, or counted where it runs.
+        observed.streamed = response.status().is_success();
+        return response;
     }
     if planned.operation.kind == OperationType::Subscription {
         return Rejection::bad_input(
@@ -137,10 +144,7 @@ async fn respond(
         .into_response();
     }
     let executed = pipeline::execute::execute(router, planned, &caller).await;
-    observed.outcome = match executed.body.get("errors") {
-        Some(Value::Array(errors)) if !errors.is_empty() => Outcome::Errors,
-        _ => Outcome::Ok,
-    };
+    observed.outcome = Outcome::of(&executed.body);
     observed.waiting = Some(executed.waiting);
     (StatusCode::OK, Json(executed.body)).into_response()
 }

@@ -44,13 +44,16 @@ pub fn describe() {
     describe_counter!(
         REQUESTS,
         Unit::Count,
-        "GraphQL requests by operation name (bounded; `other` past the bound, empty when \
-         anonymous or refused before parsing), operation type and outcome (ok, errors, refused)."
+        "GraphQL operations over HTTP, SSE and WebSocket by operation name (bounded; `other` \
+         past the bound, empty when anonymous or refused before parsing), operation type and \
+         outcome (ok, errors, refused)."
     );
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,
-        "GraphQL request latency, from the request to its answer, by operation name and type."
+        "GraphQL operation latency, by operation name and type: over HTTP from the request to \
+         its answer; over SSE and WebSocket from the start of execution (a subscription: until \
+         its upstream opened)."
     );
     describe_histogram!(
         OVERHEAD,
@@ -114,15 +117,24 @@ impl From<OperationType> for Kind {
 /// How a request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
-    /// Answered without errors (or its event stream opened).
+    /// Answered without errors (a subscription: its upstream opened).
     Ok,
-    /// Answered with GraphQL errors (partial data or none).
+    /// Answered with GraphQL errors (partial data or none; a subscription: its upstream did
+    /// not open).
     Errors,
     /// Refused before execution: credentials, limits, an invalid operation, no plan.
     Refused,
 }
 
 impl Outcome {
+    /// How an executed operation's response body went.
+    pub fn of(body: &serde_json::Value) -> Self {
+        match body.get("errors") {
+            Some(serde_json::Value::Array(errors)) if !errors.is_empty() => Outcome::Errors,
+            _ => Outcome::Ok,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
