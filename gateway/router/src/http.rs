@@ -70,7 +70,7 @@ async fn run(
         metrics::global().request(
             observed.operation,
             observed.outcome,
-            started.elapsed(),
+            Some(started.elapsed()),
             observed.waiting,
         );
     }

@@ -251,13 +251,15 @@ impl RouterMetrics {
             .unwrap_or_default()
     }
 
-    /// One request: its operation, outcome and latency; and the router's overhead when it
-    /// ran (`waiting`: the time subgraph fetches were in flight).
+    /// One request: its operation, outcome and latency (`None`: not timed, as for an
+    /// operation refused over a WebSocket, whose zero would skew the operation's latency);
+    /// and the router's overhead when it ran (`waiting`: the time subgraph fetches were in
+    /// flight).
     pub fn request(
         &self,
         operation: OperationLabel,
         outcome: Outcome,
-        latency: Duration,
+        latency: Option<Duration>,
         waiting: Option<Duration>,
     ) {
         self.requests
@@ -271,6 +273,9 @@ impl RouterMetrics {
                 ((operation, outcome), counter)
             })
             .increment(1);
+        let Some(latency) = latency else {
+            return;
+        };
         self.durations
             .get(&operation, || {
                 let histogram = metrics::histogram!(
@@ -356,12 +361,12 @@ mod tests {
             for i in 0..10_000u32 {
                 let name = format!("op{:08x}", i.wrapping_mul(2_654_435_761));
                 let operation = router.operation(Some(&name), Kind::Query);
-                router.request(operation, Outcome::Ok, Duration::from_millis(3), None);
+                router.request(operation, Outcome::Ok, Some(Duration::from_millis(3)), None);
             }
             router.request(
                 OperationLabel::UNKNOWN,
                 Outcome::Refused,
-                Duration::ZERO,
+                Some(Duration::ZERO),
                 None,
             );
         });
@@ -391,7 +396,7 @@ mod tests {
             router.request(
                 operation,
                 Outcome::Errors,
-                Duration::from_millis(30),
+                Some(Duration::from_millis(30)),
                 Some(Duration::from_millis(29)),
             );
             router.subgraph_fetch("webhooks", FetchOutcome::TimedOut, Duration::from_secs(1));

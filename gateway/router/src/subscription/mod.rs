@@ -82,7 +82,7 @@ pub(crate) fn refused_operation(planned: &Planned) {
         planned.operation.name.as_deref(),
         planned.operation.kind.into(),
     );
-    metrics.request(label, Outcome::Refused, std::time::Duration::ZERO, None);
+    metrics.request(label, Outcome::Refused, None, None);
 }
 
 /// Runs one prepared operation, sending its events to `out` as `operation`, until it ends or
@@ -109,7 +109,7 @@ pub async fn run(
         prepared.operation.kind.into(),
     );
     let count = |outcome: Outcome, waiting: Option<std::time::Duration>| {
-        metrics.request(label, outcome, started.elapsed(), waiting);
+        metrics.request(label, outcome, Some(started.elapsed()), waiting);
     };
     tokio::pin!(stop);
     if prepared.operation.kind != OperationType::Subscription {

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -288,7 +287,7 @@ impl Connection {
                 crate::metrics::global().request(
                     OperationLabel::UNKNOWN,
                     Outcome::Refused,
-                    Duration::ZERO,
+                    None,
                     None,
                 );
                 return self.refuse(&id, rejection.errors);
