@@ -230,6 +230,14 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
         )
         .await;
     }
+    // A REST route: the description of the events API, passed through to the webhooks
+    // subgraph.
+    let openapi = http()
+        .get(junction.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openapi.status(), 200);
     // Refused before parsing: no credentials, and not GraphQL.
     let (status, _) = graphql(
         &junction,
@@ -375,6 +383,14 @@ async fn a_scripted_run_shows_in_the_router_and_dispatcher_metrics(db: TestDatab
         value(text, "junction_router_subscriptions_open") == Some(0.0)
     })
     .await;
+
+    // The REST request, by route, upstream (the subgraph's loopback port) and status class.
+    let rest: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("junction_router_rest_requests_total{route=\"junction-openapi\",upstream=\"127.0.0.1:"))
+        .filter(|l| l.ends_with(",status_class=\"2xx\"} 1"))
+        .collect();
+    assert_eq!(rest.len(), 1, "{text}");
 
     // The process and the build.
     expect(&text, "junction_build_info{version=\"0.1.0\"}", 1.0);
