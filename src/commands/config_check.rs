@@ -153,6 +153,7 @@ fn shown(key: &str, value: &toml::Value) -> String {
     let secret = ["secret", "password", "signing_key", "keys"]
         .iter()
         .any(|word| key.contains(word))
+        || key.ends_with(".token")
         || key.ends_with("url") && value.as_str().is_some_and(|v| v.contains('@'));
     if secret {
         "(secret)".into()

@@ -15,12 +15,17 @@ use crate::config::Config;
 use crate::shutdown::Shutdown;
 
 pub async fn run(config: Config) -> Result<(), Failure> {
+    let metrics = crate::roles::metrics::install(&config)?;
     let db = connect_migrated(&config).await?;
     // The connector sync runner too: runs are leased from the database, so every dispatcher
     // shares them. Built first: a bad manifest in its folder stops the start here.
     let syncs = crate::roles::connectors::sync_runner(&config, &db)?;
     let dispatcher = start(&config, &db).await?;
     let shutdown = Shutdown::on_signal();
+    // Its only address: unset, a dispatcher serves no metrics.
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
+    crate::roles::metrics::queue_gauges(&config, metrics.as_ref(), &db);
     // Every dispatcher runs the retention cleanup too: its deletes are idempotent.
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
         db.clone(),
@@ -31,6 +36,12 @@ pub async fn run(config: Config) -> Result<(), Failure> {
     dispatcher.run(shutdown.wait()).await;
     cleanup.await.context("the retention task failed")?;
     syncs.await.context("the connector sync task failed")?;
+    if let Some(server) = own_metrics {
+        server
+            .await
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+    }
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

@@ -2,12 +2,14 @@
 //! Federation v2 subgraphs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use junction_edge::server::{CurrentSite, Site};
 use junction_federation::supergraph::Supergraph;
 use junction_passthrough::Passthrough;
 use junction_schema::identity::IdentitySigner;
+use junction_telemetry::Exporter;
 use tokio::net::TcpListener;
 
 use crate::commands::Failure;
@@ -23,7 +25,8 @@ pub async fn run(
     reload: impl Fn() -> Result<Config, Failure> + Send + Sync + 'static,
 ) -> Result<(), Failure> {
     warn_of_serve_only_settings(&config_file);
-    let (site, subgraphs) = build(&config, supergraph.as_deref())?;
+    let metrics = crate::roles::metrics::install(&config)?;
+    let (site, subgraphs) = build(&config, supergraph.as_deref(), metrics.as_ref())?;
     // Requests take the site current when they arrive and finish on it; a reload swaps in a
     // new one for the requests after.
     let current = CurrentSite::new(site);
@@ -41,9 +44,12 @@ pub async fn run(
             every: config.gateway.watch_interval,
         },
         reload,
-        move |config| {
-            let (site, subgraphs) = build(config, supergraph.as_deref())?;
-            Ok((site, format!("subgraphs {}", subgraphs.join(", "))))
+        {
+            let metrics = metrics.clone();
+            move |config| {
+                let (site, subgraphs) = build(config, supergraph.as_deref(), metrics.as_ref())?;
+                Ok((site, format!("subgraphs {}", subgraphs.join(", "))))
+            }
         },
     ));
     let listen = config.gateway.listen;
@@ -55,14 +61,23 @@ pub async fn run(
         subgraphs = %subgraphs.join(", "),
         "Junction is serving"
     );
+    let shutdown = Shutdown::on_signal();
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
     junction_edge::server::serve(
         listener,
         current,
-        Shutdown::on_signal().wait(),
+        shutdown.wait(),
         config.gateway.shutdown_grace,
     )
     .await
     .context("serving HTTP")?;
+    if let Some(server) = own_metrics {
+        server
+            .await
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -72,6 +87,7 @@ pub async fn run(
 fn build(
     config: &Config,
     supergraph: Option<&Path>,
+    metrics: Option<&Arc<Exporter>>,
 ) -> Result<(Site<Passthrough>, Vec<String>), Failure> {
     let Some(path) = supergraph
         .map(Path::to_path_buf)
@@ -94,7 +110,14 @@ fn build(
     let signer = config.identity.signing_key.clone().map(IdentitySigner::new);
     // No database: JWT and introspection, when configured; else the router is open.
     let authentication = Authentication::from_config(config, None)?;
-    let site = site(config, supergraph, signer, &authentication, Vec::new())?;
+    let site = site(
+        config,
+        supergraph,
+        signer,
+        &authentication,
+        Vec::new(),
+        metrics,
+    )?;
     Ok((site, subgraphs))
 }
 

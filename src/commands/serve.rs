@@ -33,6 +33,11 @@ pub async fn run(
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics = crate::roles::metrics::install(&config)?;
+    // `[metrics] listen` too, for the same reason.
+    let shutdown = Shutdown::on_signal();
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
     let db = connect(&config).await?;
     let applied = junction_migrations::up(&db)
         .await
@@ -49,7 +54,7 @@ pub async fn run(
 
     // Before anything starts: a bad manifest in the connectors folder stops the start here.
     let syncs = crate::roles::connectors::sync_runner(&config, &db)?;
-    let shutdown = Shutdown::on_signal();
+    crate::roles::metrics::queue_gauges(&config, metrics.as_ref(), &db);
     let worker = dispatcher::start(&config, &db).await?;
     let worker_events = worker.events();
     let cleanup = tokio::spawn(junction_deliveries::retention::run(
@@ -141,6 +146,7 @@ pub async fn run(
                 Some(IdentitySigner::new(key.clone())),
                 &authentication,
                 vec![database_probe(db.clone())],
+                metrics.as_ref(),
             )
         }
     };
@@ -178,6 +184,12 @@ pub async fn run(
     worker.await.context("the dispatcher task failed")?;
     syncs.await.context("the connector sync task failed")?;
     cleanup.await.context("the retention task failed")?;
+    if let Some(server) = own_metrics {
+        server
+            .await
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+    }
     for server in subgraph_servers {
         server
             .await

@@ -31,6 +31,7 @@ pub async fn run(
                 .into(),
         ));
     };
+    let metrics = crate::roles::metrics::install(&config)?;
     let db = connect_migrated(&config).await?;
     let verifier = Arc::new(verifier(key, &config));
     let app = match name {
@@ -49,6 +50,7 @@ pub async fn run(
         _ => webhooks_router(&config, &db, verifier),
     }
     .merge(health::routes(vec![database_probe(db.clone())]))
+    .merge(crate::roles::metrics::on_main_port(&config, metrics.as_ref()).unwrap_or_default())
     .layer(TraceLayer::new_for_http());
     let listen = listen.unwrap_or(match name {
         SubgraphName::Deliveries => std::net::SocketAddr::from(([127, 0, 0, 1], 4002)),
@@ -62,14 +64,23 @@ pub async fn run(
         subgraph = %name,
         "Junction is serving"
     );
+    let shutdown = Shutdown::on_signal();
+    let own_metrics =
+        crate::roles::metrics::serve_own(&config, metrics.as_ref(), shutdown.clone()).await?;
     junction_edge::server::serve(
         listener,
         app,
-        Shutdown::on_signal().wait(),
+        shutdown.wait(),
         config.gateway.shutdown_grace,
     )
     .await
     .context("serving HTTP")?;
+    if let Some(server) = own_metrics {
+        server
+            .await
+            .context("the metrics task failed")?
+            .context("serving metrics")?;
+    }
     db.close().await.context("closing the database")?;
     tracing::info!("stopped");
     Ok(())

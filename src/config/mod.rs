@@ -20,6 +20,7 @@ use junction_deliveries::retention::DeliveriesConfig;
 use junction_queue::{QueueBackend, QueueConfig};
 use junction_schema::database::DatabaseConfig;
 use junction_schema::identity::IdentityConfig;
+use junction_telemetry::MetricsConfig;
 use junction_webhooks::WebhooksConfig;
 use junction_worker::DispatcherConfig;
 use serde::Deserialize;
@@ -51,6 +52,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -193,6 +196,13 @@ pub fn parse(
         })?;
     config
         .gateway
+        .validate()
+        .map_err(|message| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        })?;
+    config
+        .metrics
         .validate()
         .map_err(|message| ConfigError::Invalid {
             origin: origin.clone(),
@@ -383,6 +393,30 @@ mod tests {
         assert_eq!(
             config.webhooks.secret_rotation_grace,
             webhooks.secret_rotation_grace
+        );
+        let metrics = MetricsConfig::default();
+        assert_eq!(config.metrics.enabled, metrics.enabled);
+        assert_eq!(config.metrics.listen, metrics.listen);
+        assert_eq!(config.metrics.max_label_values, metrics.max_label_values);
+    }
+
+    #[test]
+    fn metrics_settings_are_checked() {
+        let config = file("[metrics]\nlisten = \"127.0.0.1:9464\"\ntoken = \"t\"\n").unwrap();
+        assert_eq!(config.metrics.listen.map(|a| a.port()), Some(9464));
+        let error = file("[metrics]\nmax_label_values = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("metrics.max_label_values must be at least 1"),
+            "{error}"
+        );
+        let error = file("[metrics]\nlistn = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("junction.toml:2:1: key `metrics.listn`: unknown field"),
+            "{error}"
         );
     }
 

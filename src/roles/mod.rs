@@ -2,5 +2,6 @@
 //! same way; the commands only choose which parts run and where.
 
 pub mod connectors;
+pub mod metrics;
 pub mod router;
 pub mod subgraphs;

@@ -22,6 +22,7 @@ use junction_router::executor::http::SubgraphClient;
 use junction_router::persisted::PersistedQueries;
 use junction_router::router::GraphRouter;
 use junction_schema::identity::IdentitySigner;
+use junction_telemetry::Exporter;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -81,13 +82,15 @@ impl Authentication {
 }
 
 /// Everything the router's address serves over `supergraph`: GraphQL, the playground, health
-/// (ready when every probe is), the token endpoint when there is one, the REST routes.
+/// (ready when every probe is), the token endpoint when there is one, `/metrics` unless it
+/// has an address of its own, the REST routes.
 pub fn site(
     config: &Config,
     supergraph: Supergraph,
     signer: Option<IdentitySigner>,
     authentication: &Authentication,
     probes: Vec<ReadinessProbe>,
+    metrics: Option<&Arc<Exporter>>,
 ) -> Result<Site<Passthrough>, Failure> {
     let client = SubgraphClient::new(config.gateway.subgraph_timeout, signer.clone())
         .map_err(|e| anyhow::anyhow!("cannot build the subgraph HTTP client: {e}"))?;
@@ -97,6 +100,9 @@ pub fn site(
     let mut endpoints = health::routes(probes);
     if let Some(tokens) = &authentication.tokens {
         endpoints = endpoints.merge(Arc::clone(tokens).routes());
+    }
+    if let Some(scrape) = crate::roles::metrics::on_main_port(config, metrics) {
+        endpoints = endpoints.merge(scrape);
     }
     Ok(front_door(config, router, endpoints, routes))
 }

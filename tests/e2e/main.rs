@@ -12,6 +12,7 @@ mod federation;
 mod foundation;
 mod identity;
 mod kafka_delivery;
+mod metrics;
 mod passthrough;
 mod platform;
 mod playground;

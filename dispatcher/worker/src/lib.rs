@@ -9,8 +9,12 @@
 //! - [`worker`]: the delivery loop, with per-endpoint isolation; attempts are recorded with
 //!   group commit (`recorder`).
 //! - [`retry`]: the back-off schedule.
+//! - [`metrics`]: what it records of attempts; [`gauges`]: the queue's state, read from the
+//!   database for metrics.
 
 mod config;
+pub mod gauges;
+pub mod metrics;
 mod recorder;
 pub mod retry;
 mod sender;

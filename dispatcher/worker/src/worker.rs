@@ -571,6 +571,7 @@ impl Inner {
                 "delivery dead-lettered"
             ),
         }
+        crate::metrics::global().attempt(&task.endpoint_id, event_outcome, status, result.duration);
         // Recorded is what the event says: it goes out before the queue is settled.
         let event = DeliveryEvent {
             attempt_id: record.id,
@@ -651,6 +652,7 @@ impl Inner {
     }
 
     async fn settle_dead(&self, received: &Received, reason: &str) {
+        crate::metrics::global().dead_lettered_unsent();
         if let Err(error) = self.queue.dead_letter(received, reason).await {
             tracing::warn!(delivery = %received.task.delivery_id, %error, "cannot dead-letter task");
         }

@@ -5,14 +5,16 @@
 //! ([`auth`]: the router's own OAuth tokens, JWT, token introspection, API keys), rate limits
 //! ([`rate_limit`]), the tower layers around every app ([`layers`]: request ids, CORS, body
 //! limits, compression), health endpoints ([`health`]), byte-bounded caches ([`cache`]), the
-//! shared HTTP clients ([`clients`]) and the problem documents the edge answers with
-//! ([`problem`]). It knows nothing of GraphQL or of any route.
+//! shared HTTP clients ([`clients`]), the problem documents the edge answers with
+//! ([`problem`]) and the count of rate-limit refusals ([`metrics`]). It knows nothing of
+//! GraphQL or of any route.
 
 pub mod auth;
 pub mod cache;
 pub mod clients;
 pub mod health;
 pub mod layers;
+pub mod metrics;
 pub mod problem;
 pub mod rate_limit;
 pub mod server;

@@ -8,6 +8,7 @@ mod fast_path;
 mod headers;
 pub mod http1;
 mod matcher;
+pub mod metrics;
 mod pace;
 mod plugins;
 mod proxy;

@@ -170,7 +170,11 @@ impl RateLimit {
             self.route,
             self.limiter.consumer_of(identity, client)
         );
-        self.limiter.check(&consumer, 1).await
+        let decision = self.limiter.check(&consumer, 1).await;
+        if !decision.allowed {
+            junction_edge::metrics::rate_limited(junction_edge::metrics::Door::Rest);
+        }
+        decision
     }
 
     /// The 429 for a refused request (the decision adds its headers).

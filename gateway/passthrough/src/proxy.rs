@@ -29,6 +29,7 @@ use super::matcher::{PathPattern, Rewrite};
 pub(super) use super::pace::ClientClock;
 use super::pace::{ClientBody, ClientBodyError};
 use super::upstream::{Upstream, Upstreams};
+use crate::metrics::RouteMetrics;
 use junction_edge::problem;
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
@@ -77,6 +78,8 @@ pub struct Proxy {
     /// What an upstream's answer headers become for the client (both paths).
     pub(super) response_headers: HeaderTransform,
     context: ProxyContext,
+    /// Requests by upstream and status, and their latency (both paths).
+    pub(super) metrics: RouteMetrics,
 }
 
 /// What the forwarded request headers are made from, besides the client's.
@@ -236,11 +239,16 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
+        let upstreams = Upstreams::new(&config.upstreams, config.passive_health.clone())?;
+        let metrics = RouteMetrics::new(
+            &config.name,
+            (0..config.upstreams.len()).map(|index| upstreams.get(index).address.as_str()),
+        );
         Ok(Self {
             name: Arc::from(config.name.as_str()),
             pattern,
             rewrite,
-            upstreams: Upstreams::new(&config.upstreams, config.passive_health.clone())?,
+            upstreams,
             client,
             timeout: config.timeout,
             connect_timeout: config.connect_timeout,
@@ -256,6 +264,7 @@ impl Proxy {
             request_headers: HeaderTransform::new(&config.request_headers)?,
             response_headers: HeaderTransform::new(&config.response_headers)?,
             context,
+            metrics,
         })
     }
 
@@ -320,10 +329,13 @@ impl Proxy {
             )),
             None => body,
         });
+        let started = attempts.started();
+        let mut tried = 0;
         let sent = loop {
             let Some((index, upstream, last)) = attempts.next() else {
                 break Err(attempts.failure());
             };
+            tried = index;
             let uri = match upstream.uri(&path) {
                 Ok(uri) => uri,
                 Err(e) => break Err(Failure::BadPath(e.to_string())),
@@ -353,10 +365,17 @@ impl Proxy {
                 break done;
             }
         };
-        match sent {
+        // A client gone mid-request gets no answer, on either path: nothing to count.
+        let counted = !matches!(sent, Err(Failure::ClientGone));
+        let answer = match sent {
             Ok(response) => self.answer(response, upgrade.zip(client_upgrade), request_id),
             Err(failure) => self.failure_response(failure, request_id.as_ref()),
+        };
+        if counted {
+            self.metrics
+                .record(tried, answer.status(), started.elapsed());
         }
+        answer
     }
 
     /// What the upstream is asked to switch to: those of the client's `Upgrade` protocols

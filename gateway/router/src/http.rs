@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use apollo_compiler::ast::OperationType;
 use axum::Json;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 use crate::error::Rejection;
 use crate::executor::Forwarded;
+use crate::metrics::{self, OperationLabel, Outcome};
 use crate::pipeline::{self, Caller, GraphQLRequest, Planned, limits};
 use crate::router::GraphRouter;
 use crate::subscription::{sse, websocket};
@@ -38,14 +40,52 @@ fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|ConnectInfo(address)| address.ip())
 }
 
-/// The pipeline for one HTTP request: authenticate, the per-request allowance, every step to
-/// the plan, the operation's allowances, then the answer.
+/// What a request's metrics say of it, filled in as the pipeline goes.
+struct Observed {
+    operation: OperationLabel,
+    outcome: Outcome,
+    /// Time spent waiting on subgraphs, when the operation ran.
+    waiting: Option<Duration>,
+    /// An event stream opened: the operation is counted where it runs.
+    streamed: bool,
+}
+
+/// One HTTP request through [`pipeline`], counted and timed.
 async fn run(
     router: &Arc<GraphRouter>,
     headers: HeaderMap,
     peer: Option<IpAddr>,
     method: Method,
     request: GraphQLRequest,
+) -> Response {
+    let started = Instant::now();
+    let mut observed = Observed {
+        operation: OperationLabel::UNKNOWN,
+        outcome: Outcome::Refused,
+        waiting: None,
+        streamed: false,
+    };
+    let response = steps(router, headers, peer, method, request, &mut observed).await;
+    if !observed.streamed {
+        metrics::global().request(
+            observed.operation,
+            observed.outcome,
+            Some(started.elapsed()),
+            observed.waiting,
+        );
+    }
+    response
+}
+
+/// The pipeline for one HTTP request: authenticate, the per-request allowance, every step to
+/// the plan, the operation's allowances, then the answer.
+async fn steps(
+    router: &Arc<GraphRouter>,
+    headers: HeaderMap,
+    peer: Option<IpAddr>,
+    method: Method,
+    request: GraphQLRequest,
+    observed: &mut Observed,
 ) -> Response {
     let forwarded = Forwarded::from_headers(&headers);
     let caller = match pipeline::authenticate::authenticate(router, &headers, peer, forwarded).await
@@ -59,10 +99,14 @@ async fn run(
             Ok(planned) => planned,
             Err(rejection) => return rejection.into_response(),
         };
+        observed.operation = metrics::global().operation(
+            planned.operation.name.as_deref(),
+            planned.operation.kind.into(),
+        );
         let allowance = limits::per_operation(router, &caller, &planned, false).await;
         limits::spend(
             allowance,
-            respond(router, &headers, planned, &method, caller),
+            respond(router, &headers, planned, &method, caller, observed),
         )
         .await
     })
@@ -76,6 +120,7 @@ async fn respond(
     planned: Planned,
     method: &Method,
     caller: Caller,
+    observed: &mut Observed,
 ) -> Response {
     if method == Method::GET && planned.operation.kind != OperationType::Query {
         return Rejection::new(
@@ -86,7 +131,10 @@ async fn respond(
         .into_response();
     }
     if accepts_event_stream(headers) {
-        return sse::respond(Arc::clone(router), planned, caller);
+        let response = sse::respond(Arc::clone(router), planned, caller);
+        // Refused for the client's operations running at once, or counted where it runs.
+        observed.streamed = response.status().is_success();
+        return response;
     }
     if planned.operation.kind == OperationType::Subscription {
         return Rejection::bad_input(
@@ -95,8 +143,10 @@ async fn respond(
         )
         .into_response();
     }
-    let body = pipeline::execute::execute(router, planned, &caller).await;
-    (StatusCode::OK, Json(body)).into_response()
+    let executed = pipeline::execute::execute(router, planned, &caller).await;
+    observed.outcome = Outcome::of(&executed.body);
+    observed.waiting = Some(executed.waiting);
+    (StatusCode::OK, Json(executed.body)).into_response()
 }
 
 /// graphql-sse: the client asks for a stream of results.

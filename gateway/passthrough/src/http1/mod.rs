@@ -255,10 +255,12 @@ impl Exchange<'_> {
         // When the client last sent part of its body: the upstream's time runs from there.
         let clock = ClientClock::new(started);
         let client = head.framing.has_body().then_some(&clock);
+        let mut tried = 0;
         let sent = loop {
             let Some((index, upstream, _)) = attempts.next() else {
                 break Err(attempts.failure());
             };
+            tried = index;
             let attempt = self.send(upstream, &request, proxy, &mut body_sent, started, &clock);
             if let Some(done) = attempts.settle(index, attempt, client).await {
                 break done;
@@ -269,11 +271,17 @@ impl Exchange<'_> {
             Err(Failure::ClientGone) => return false,
             Err(failure) => {
                 let refused = proxy.failure_response(failure, self.request_id.as_ref());
+                proxy
+                    .metrics
+                    .record(tried, refused.status(), started.elapsed());
                 let reusable = reusable || (body_sent && head.keep_alive);
                 return self.answer(refused, &decisions, reusable).await;
             }
         };
 
+        proxy
+            .metrics
+            .record(tried, response.status, started.elapsed());
         let keep_alive = head.keep_alive && body_sent && !self.stop.is_stopping();
         self.write_head(
             response.status,

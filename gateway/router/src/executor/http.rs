@@ -2,7 +2,7 @@
 //! signed into every request for that request alone.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use junction_federation::supergraph::Graph;
@@ -10,6 +10,8 @@ use junction_schema::Identity;
 use junction_schema::identity::{Audience, Binding, IdentitySigner};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
+
+use crate::metrics::FetchOutcome;
 
 use super::{Downstream, Forwarded, RequestContext, SubgraphError, SubgraphExecutor};
 
@@ -125,7 +127,22 @@ impl SubgraphExecutor for SubgraphClient {
         body: String,
         request: &'a RequestContext<'a>,
     ) -> BoxFuture<'a, Result<Value, SubgraphError>> {
-        self.post(graph, body, request).boxed()
+        async move {
+            let started = Instant::now();
+            let answer = self.post(graph, body, request).await;
+            let outcome = match &answer {
+                Ok(value) => match value.get("errors") {
+                    Some(Value::Array(errors)) if !errors.is_empty() => FetchOutcome::Errors,
+                    _ => FetchOutcome::Ok,
+                },
+                Err(SubgraphError::TimedOut) => FetchOutcome::TimedOut,
+                Err(SubgraphError::Unreachable) => FetchOutcome::Unreachable,
+                Err(_) => FetchOutcome::Invalid,
+            };
+            crate::metrics::global().subgraph_fetch(&graph.name, outcome, started.elapsed());
+            answer
+        }
+        .boxed()
     }
 }
 

@@ -3,6 +3,7 @@
 //! client asked, with GraphQL's null propagation and error paths.
 
 pub mod http;
+pub mod waiting;
 pub mod websocket;
 
 use std::sync::Mutex;

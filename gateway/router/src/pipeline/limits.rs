@@ -4,6 +4,7 @@
 //! its identity's allowance, else its address's (`RateLimiter::consumer_of`).
 
 use axum::response::Response;
+use junction_edge::metrics::Door;
 use junction_edge::rate_limit::{Decision, RateLimiter};
 
 use super::{Caller, Planned};
@@ -62,6 +63,7 @@ pub async fn spend(
         return rest.await;
     };
     if !decision.allowed {
+        junction_edge::metrics::rate_limited(Door::Graphql);
         return too_many(&decision);
     }
     let mut response = rest.await;

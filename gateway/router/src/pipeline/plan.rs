@@ -65,7 +65,9 @@ pub async fn plan(
         .conditions
         .write_key(&mut |bytes| hasher.update(bytes));
     let key: [u8; 32] = hasher.finalize().into();
-    let (plan, operation) = match router.plans.get(&key) {
+    let cached = router.plans.get(&key);
+    crate::metrics::global().plan_cache(cached.is_some());
+    let (plan, operation) = match cached {
         Some(plan) => (plan, normalized.operation),
         None => {
             let name = normalized.operation.name.clone();

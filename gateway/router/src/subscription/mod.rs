@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use apollo_compiler::ast::OperationType;
 use chrono::Utc;
+use junction_edge::metrics::Door;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -22,6 +23,7 @@ use crate::executor::websocket::{Upstream, UpstreamEvent};
 use crate::executor::{
     Downstream, RequestContext, SUBREQUEST_HTTP_ERROR, execute_from, tag_service,
 };
+use crate::metrics::Outcome;
 use crate::operation_slots::Slot;
 use crate::pipeline::{Caller, Planned, limits};
 use crate::router::GraphRouter;
@@ -63,12 +65,24 @@ pub async fn over_rate_limits(
     let refused = limits::per_operation(router, caller, planned, true)
         .await
         .filter(|d| !d.allowed)?;
+    junction_edge::metrics::rate_limited(Door::Graphql);
+    refused_operation(planned);
     let wait = refused.retry_after;
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     Some(vec![json!({
         "message": format!("too many requests: slow down and try again in {seconds} s"),
         "extensions": {"code": "RATE_LIMITED", "retryAfter": seconds},
     })])
+}
+
+/// Counts an operation over WebSocket or SSE refused after it was planned.
+pub(crate) fn refused_operation(planned: &Planned) {
+    let metrics = crate::metrics::global();
+    let label = metrics.operation(
+        planned.operation.name.as_deref(),
+        planned.operation.kind.into(),
+    );
+    metrics.request(label, Outcome::Refused, None, None);
 }
 
 /// Runs one prepared operation, sending its events to `out` as `operation`, until it ends or
@@ -87,18 +101,32 @@ pub async fn run(
         let operation = operation.clone();
         async move { out.send(Outgoing { operation, event }).await.is_ok() }
     };
+    // Counted once it answers (or its upstream opens); not when the client left first.
+    let started = std::time::Instant::now();
+    let metrics = crate::metrics::global();
+    let label = metrics.operation(
+        prepared.operation.name.as_deref(),
+        prepared.operation.kind.into(),
+    );
+    let count = |outcome: Outcome, waiting: Option<std::time::Duration>| {
+        metrics.request(label, outcome, Some(started.elapsed()), waiting);
+    };
     tokio::pin!(stop);
     if prepared.operation.kind != OperationType::Subscription {
-        let body = tokio::select! {
-            body = crate::pipeline::execute::execute(&router, prepared, &caller) => body,
+        let executed = tokio::select! {
+            executed = crate::pipeline::execute::execute(&router, prepared, &caller) => executed,
             () = &mut stop => return,
         };
+        count(Outcome::of(&executed.body), Some(executed.waiting));
+        let body = executed.body;
         if send(Event::Next(body)).await {
             send(Event::Complete).await;
         }
         return;
     }
+    let _open = crate::metrics::global().subscription_opened();
     let Some((primary, rest)) = prepared.plan.split_subscription() else {
+        count(Outcome::Errors, None);
         send(Event::Error(vec![json!({
             "message": "this subscription cannot be planned",
             "extensions": {"code": "QUERY_PLANNING_FAILED"},
@@ -107,6 +135,7 @@ pub async fn run(
         return;
     };
     let Some(graph) = router.supergraph.graphs.get(&primary.graph) else {
+        count(Outcome::Errors, None);
         return;
     };
     let url = &graph.url;
@@ -138,8 +167,12 @@ pub async fn run(
         () = &mut stop => return,
     };
     let mut upstream = match opened {
-        Ok(upstream) => upstream,
+        Ok(upstream) => {
+            count(Outcome::Ok, None);
+            upstream
+        }
         Err(why) => {
+            count(Outcome::Errors, None);
             tracing::warn!(service = %primary.service, error = %why, "cannot open a subscription upstream");
             send(Event::Error(vec![json!({
                 "message": format!("the {} service {}", primary.service, why.for_client()),

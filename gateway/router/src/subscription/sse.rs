@@ -30,6 +30,7 @@ pub fn respond(router: Arc<GraphRouter>, planned: Planned, caller: Caller) -> Re
     let number = STREAMS.fetch_add(1, Ordering::Relaxed);
     let client = client_key(caller.identity.as_ref(), &format!("sse-{number}"));
     let Some(slot) = router.slots.acquire(&client, settings.max_per_client) else {
+        // The HTTP request is counted as refused: its status says so.
         return Rejection {
             status: StatusCode::TOO_MANY_REQUESTS,
             errors: too_many_operations(settings.max_per_client),

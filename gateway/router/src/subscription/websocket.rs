@@ -21,6 +21,7 @@ use tokio::time::{Instant, MissedTickBehavior, interval_at, sleep};
 
 use super::{Event, OperationId, Outgoing};
 use crate::executor::Forwarded;
+use crate::metrics::{OperationLabel, Outcome};
 use crate::operation_slots::{client_key, too_many_operations};
 use crate::pipeline::{self, Caller, GraphQLRequest};
 use crate::router::GraphRouter;
@@ -282,11 +283,20 @@ impl Connection {
         };
         let prepared = match pipeline::prepare(&self.router, request, &caller).await {
             Ok(prepared) => prepared,
-            Err(rejection) => return self.refuse(&id, rejection.errors),
+            Err(rejection) => {
+                crate::metrics::global().request(
+                    OperationLabel::UNKNOWN,
+                    Outcome::Refused,
+                    None,
+                    None,
+                );
+                return self.refuse(&id, rejection.errors);
+            }
         };
         let max = self.router.subscriptions.max_per_client;
         let client = client_key(caller.identity.as_ref(), &self.number.to_string());
         let Some(slot) = self.router.slots.acquire(&client, max) else {
+            super::refused_operation(&prepared);
             return self.refuse(&id, too_many_operations(max));
         };
         self.serial += 1;
