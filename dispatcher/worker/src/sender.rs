@@ -9,8 +9,7 @@ use reqwest::{Client, StatusCode, redirect};
 use url::Url;
 
 use crate::config::DispatcherConfig;
-use crate::retry::parse_retry_after;
-use junction_outbound::{AddressPolicy, GuardedResolver, Refused};
+use junction_outbound::{AddressPolicy, GuardedResolver, Refused, parse_retry_after};
 
 /// Why an attempt did not succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

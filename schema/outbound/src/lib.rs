@@ -8,7 +8,9 @@
 mod networks;
 mod policy;
 mod resolver;
+mod retry_after;
 
 pub use networks::{InvalidNetwork, deserialize_networks, parse_network};
 pub use policy::{AddressPolicy, UrlError};
 pub use resolver::{GuardedResolver, Refused};
+pub use retry_after::parse_retry_after;

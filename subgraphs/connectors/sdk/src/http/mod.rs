@@ -17,8 +17,9 @@ use reqwest::{Request, Response, StatusCode, redirect};
 use tracing::{debug, warn};
 
 pub use junction_outbound::AddressPolicy;
+pub use junction_outbound::parse_retry_after;
 pub use rate::{RateLimit, RateLimiter};
-pub use retry::{RetryPolicy, parse_retry_after};
+pub use retry::RetryPolicy;
 
 use crate::error::ConnectorError;
 
