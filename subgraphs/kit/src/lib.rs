@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use junction_schema::Identity;
 use junction_schema::database::is_unavailable;
 use junction_schema::error_code::ErrorCode;
+use junction_schema::identity::Scopes;
 use junction_schema::tenants::ADMIN_SCOPE;
 
 /// What a client is told to wait before sending a request again that met an unavailable
@@ -40,21 +41,26 @@ pub fn database_error(subgraph: &str, failure: &sea_orm::DbErr) -> Error {
     }
 }
 
-/// The caller, if it holds `admin` or one of `allowed`.
+/// The caller, if it holds one of `allowed` or a scope that grants it (`admin` grants every
+/// tenant scope, not `platform:admin`); with `allowed` empty, if it holds `admin`.
 pub fn caller<'a>(ctx: &'a Context<'_>, allowed: &[&str]) -> Result<&'a Identity> {
     let identity = ctx
         .data::<Identity>()
         .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
-    let permitted = identity.scopes.contains(ADMIN_SCOPE)
-        || allowed.iter().any(|s| identity.scopes.contains(s));
+    let permitted = if allowed.is_empty() {
+        identity.scopes.contains(ADMIN_SCOPE)
+    } else {
+        allowed.iter().any(|s| identity.scopes.grants(s))
+    };
     if !permitted {
-        let needed = if allowed.is_empty() {
-            format!("this needs the scope {ADMIN_SCOPE}")
-        } else {
-            format!(
-                "this needs one of the scopes: {}, {ADMIN_SCOPE}",
-                allowed.join(", ")
-            )
+        let admin = Scopes::new([ADMIN_SCOPE]).expect("a valid scope");
+        let mut needed: Vec<&str> = allowed.to_vec();
+        if allowed.iter().all(|s| admin.grants(s)) {
+            needed.push(ADMIN_SCOPE);
+        }
+        let needed = match needed.as_slice() {
+            [one] => format!("this needs the scope {one}"),
+            many => format!("this needs one of the scopes: {}", many.join(", ")),
         };
         return Err(error(ErrorCode::Forbidden, needed));
     }

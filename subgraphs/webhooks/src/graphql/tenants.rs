@@ -67,15 +67,7 @@ pub struct DeleteTenantPayload {
 
 /// The caller, when it holds `platform:admin`.
 pub fn platform_admin<'a>(ctx: &'a Context<'_>) -> Result<(&'a Identity, &'a WebhooksState)> {
-    let identity = ctx
-        .data::<Identity>()
-        .map_err(|_| error(ErrorCode::Unauthenticated, "no verified identity"))?;
-    if !identity.scopes.contains(PLATFORM_ADMIN_SCOPE) {
-        return Err(error(
-            ErrorCode::Forbidden,
-            format!("this needs the scope {PLATFORM_ADMIN_SCOPE}"),
-        ));
-    }
+    let identity = junction_subgraph_kit::caller(ctx, &[PLATFORM_ADMIN_SCOPE])?;
     let state = ctx.data::<std::sync::Arc<WebhooksState>>()?;
     Ok((identity, state))
 }
